@@ -1,0 +1,618 @@
+//! `App`: the daemon's shared state and the operations both front ends (HTTP API and control
+//! socket) call. Read-mostly data is behind `ArcSwap`, so the request path never takes a lock;
+//! writers are serialized by the state-file mutex and persist before they publish.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use crate::config::{Config, Overrides};
+use crate::maintenance::{self, Change, InvalidInput, Maintenance, PageUrl, StatusView, Target};
+use crate::notify::Notifier;
+use crate::pages::Pages;
+use crate::protocol::{ErrorCode, StatusReport};
+use crate::state::{PersistedState, StateFile};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The published maintenance state with its pre-rendered page.
+#[derive(Debug, Default)]
+pub struct MaintView {
+    pub record: Option<Maintenance>,
+    /// Parsed custom page URL, when one is set.
+    pub page_url: Option<PageUrl>,
+    /// The rendered default maintenance page.
+    pub html: Bytes,
+}
+
+/// An operation's failure: a stable code and a sentence for humans.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct OpError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl OpError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> OpError {
+        OpError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<InvalidInput> for OpError {
+    fn from(e: InvalidInput) -> OpError {
+        OpError::new(ErrorCode::InvalidArgument, e.to_string())
+    }
+}
+
+/// What an operator may send to enter or change maintenance (from either front end).
+#[derive(Debug, Clone, Default)]
+pub struct MaintRequest {
+    pub url: Option<String>,
+    pub message: Option<String>,
+    pub issue: Option<String>,
+    pub countdown_secs: Option<i64>,
+    /// Absolute estimate in Unix ms (HTTP API's `estimatedCompletion`).
+    pub eta_ms: Option<i64>,
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Problems {
+    state: Option<String>,
+    reload: Option<String>,
+}
+
+/// Shared daemon state.
+pub struct App {
+    started: Instant,
+    /// Random per-process id, used to detect requests that loop back to this kinfrad.
+    pub instance: String,
+    config: ArcSwap<Config>,
+    overrides: Overrides,
+    pages: ArcSwap<Pages>,
+    maint: ArcSwap<MaintView>,
+    hits: AtomicU64,
+    persisted_hits: AtomicU64,
+    /// Open HTTP connections.
+    pub connections: AtomicU64,
+    token: ArcSwap<String>,
+    store: tokio::sync::Mutex<StateFile>,
+    problems: Mutex<Problems>,
+    notifier: Notifier,
+    /// Addresses the HTTP listeners are bound to.
+    pub http_addrs: Vec<SocketAddr>,
+    pub control_path: String,
+    changed: watch::Sender<u64>,
+    pub client: crate::custom::CustomClient,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("http_addrs", &self.http_addrs)
+            .finish()
+    }
+}
+
+/// Everything `App::new` needs, gathered by the daemon at startup.
+pub struct AppParts {
+    pub config: Config,
+    pub overrides: Overrides,
+    pub pages: Pages,
+    pub state: PersistedState,
+    pub state_file: StateFile,
+    pub state_problem: Option<String>,
+    pub token: String,
+    pub notifier: Notifier,
+    pub http_addrs: Vec<SocketAddr>,
+    pub control_path: String,
+}
+
+fn lock_problems(m: &Mutex<Problems>) -> std::sync::MutexGuard<'_, Problems> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl App {
+    pub fn new(p: AppParts) -> Result<App, String> {
+        let hits = p.state.maintenance.as_ref().map(|m| m.hits).unwrap_or(0);
+        let view = build_view(&p.pages, p.state.maintenance, now_ms())?;
+        let (changed, _) = watch::channel(0);
+        let mut id = [0u8; 8];
+        {
+            use std::io::Read;
+            std::fs::File::open("/dev/urandom")
+                .and_then(|mut f| f.read_exact(&mut id))
+                .map_err(|e| format!("/dev/urandom: {e}"))?;
+        }
+        Ok(App {
+            started: Instant::now(),
+            instance: id.iter().map(|b| format!("{b:02x}")).collect(),
+            config: ArcSwap::from_pointee(p.config),
+            overrides: p.overrides,
+            pages: ArcSwap::from_pointee(p.pages),
+            maint: ArcSwap::from_pointee(view),
+            hits: AtomicU64::new(hits),
+            persisted_hits: AtomicU64::new(hits),
+            connections: AtomicU64::new(0),
+            token: ArcSwap::from_pointee(p.token),
+            store: tokio::sync::Mutex::new(p.state_file),
+            problems: Mutex::new(Problems {
+                state: p.state_problem,
+                reload: None,
+            }),
+            notifier: p.notifier,
+            http_addrs: p.http_addrs,
+            control_path: p.control_path,
+            changed,
+            client: crate::custom::CustomClient::new(),
+        })
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    pub fn maint(&self) -> arc_swap::Guard<Arc<MaintView>> {
+        self.maint.load()
+    }
+
+    pub fn pages(&self) -> arc_swap::Guard<Arc<Pages>> {
+        self.pages.load()
+    }
+
+    pub fn token(&self) -> Arc<String> {
+        self.token.load_full()
+    }
+
+    pub fn notifier(&self) -> &Notifier {
+        &self.notifier
+    }
+
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    /// Count a request answered by maintenance.
+    pub fn hit(&self) {
+        self.hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    /// Subscribe to state changes (the value is a change counter).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    pub fn status_view(&self) -> StatusView {
+        let v = self.maint.load();
+        StatusView::of(v.record.as_ref(), self.hits(), now_ms())
+    }
+
+    pub fn problems(&self) -> Vec<String> {
+        let p = lock_problems(&self.problems);
+        p.state.iter().chain(p.reload.iter()).cloned().collect()
+    }
+
+    pub fn report(&self) -> StatusReport {
+        let cfg = self.config();
+        StatusReport {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            pid: std::process::id(),
+            uptime_secs: self.uptime().as_secs(),
+            config: cfg.source.to_string(),
+            listen: self.http_addrs.iter().map(|a| a.to_string()).collect(),
+            control_socket: self.control_path.clone(),
+            state_file: cfg
+                .state_dir
+                .join(crate::paths::STATE_FILE)
+                .display()
+                .to_string(),
+            problems: self.problems(),
+            open_connections: self.connections.load(Ordering::Relaxed),
+            maintenance: self.status_view(),
+        }
+    }
+
+    /// The one-line STATUS= text.
+    pub fn status_line(&self) -> String {
+        let v = self.maint.load();
+        let mut s = match &v.record {
+            None => format!("Serving on {}; maintenance off", self.listen_summary()),
+            Some(m) => {
+                let eta = match m.estimated_completion_ms {
+                    Some(e) => format!(", ETA {}", crate::pages::iso(e)),
+                    None => String::new(),
+                };
+                let page = if m.page_url.is_some() {
+                    ", custom page"
+                } else {
+                    ""
+                };
+                format!(
+                    "Maintenance ON ({}){eta}{page}: {}",
+                    m.target,
+                    truncate(&m.message, 80)
+                )
+            }
+        };
+        for p in self.problems() {
+            s.push_str(" | PROBLEM: ");
+            s.push_str(&truncate(&p, 160));
+        }
+        s
+    }
+
+    fn listen_summary(&self) -> String {
+        self.http_addrs
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn publish(&self) {
+        self.changed.send_modify(|n| *n += 1);
+        self.notifier.status(&self.status_line());
+    }
+
+    /// Does `url` point back at one of this daemon's own HTTP listeners?
+    pub async fn points_at_self(&self, url: &PageUrl) -> bool {
+        let addrs: Vec<SocketAddr> = match url.host.parse::<std::net::IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, url.port)],
+            Err(_) => {
+                let lookup = tokio::net::lookup_host((url.host.as_str(), url.port));
+                match tokio::time::timeout(std::time::Duration::from_secs(2), lookup).await {
+                    Ok(Ok(it)) => it.collect(),
+                    _ => Vec::new(),
+                }
+            }
+        };
+        let locals = local_ips();
+        addrs.iter().any(|a| {
+            self.http_addrs.iter().any(|l| {
+                l.port() == a.port()
+                    && (l.ip() == a.ip()
+                        || a.ip().is_loopback()
+                        || a.ip().is_unspecified()
+                        || (l.ip().is_unspecified() && locals.contains(&a.ip())))
+            })
+        })
+    }
+
+    async fn to_change(&self, req: MaintRequest, now: u64) -> Result<Change, OpError> {
+        let mut c = Change::default();
+        if let Some(m) = &req.message {
+            c.message = Some(maintenance::clean_text("message", m)?);
+        }
+        if let Some(i) = &req.issue {
+            c.current_issue = Some(maintenance::clean_text("issue", i)?);
+        }
+        if let (Some(_), Some(_)) = (req.countdown_secs, req.eta_ms) {
+            return Err(OpError::new(
+                ErrorCode::InvalidArgument,
+                "give either a countdown or an estimated completion time, not both",
+            ));
+        }
+        if let Some(s) = req.countdown_secs {
+            c.eta_ms = Some(maintenance::countdown_to_eta("countdown", s, now)?);
+        }
+        if let Some(e) = req.eta_ms {
+            c.eta_ms = Some(maintenance::check_eta_ms("estimatedCompletion", e, now)?);
+        }
+        if let Some(u) = &req.url {
+            if u.trim().is_empty() {
+                c.page_url = Some(None);
+            } else {
+                let parsed = maintenance::parse_page_url(u)?;
+                if self.points_at_self(&parsed).await {
+                    return Err(OpError::new(
+                        ErrorCode::InvalidArgument,
+                        format!(
+                            "url: {} points back at kinfrad itself (listening on {}); that would loop",
+                            u.trim(),
+                            self.listen_summary()
+                        ),
+                    ));
+                }
+                c.page_url = Some(Some(parsed.uri.to_string()));
+            }
+        }
+        if let Some(t) = &req.target {
+            let t = Target::parse(t)
+                .map_err(|m| OpError::new(ErrorCode::InvalidArgument, format!("target: {m}")))?;
+            if let Target::Routes(ids) = &t {
+                // No routes exist until services are configured: every id is unknown.
+                return Err(OpError::new(
+                    ErrorCode::InvalidArgument,
+                    format!(
+                        "target: unknown route id {:?} (no routes are configured; use ALL)",
+                        ids[0]
+                    ),
+                ));
+            }
+            c.target = Some(t);
+        }
+        Ok(c)
+    }
+
+    /// Persist `next` and publish it. Called with the store lock held.
+    async fn commit(&self, store: &StateFile, next: Option<Maintenance>) -> Result<(), OpError> {
+        let pages = self.pages.load_full();
+        let view = build_view(&pages, next.clone(), now_ms())
+            .map_err(|e| OpError::new(ErrorCode::Internal, e))?;
+        let state = PersistedState {
+            version: crate::state::FORMAT_VERSION,
+            maintenance: next,
+        };
+        write_state(store, state).await?;
+        self.maint.store(Arc::new(view));
+        Ok(())
+    }
+
+    /// Enter maintenance, or change it when already active (start time and hits are kept).
+    pub async fn enter(&self, req: MaintRequest) -> Result<StatusView, OpError> {
+        let now = now_ms();
+        let change = self.to_change(req, now).await?;
+        let store = self.store.lock().await;
+        let current = self.maint.load().record.clone();
+        let next = match current {
+            Some(mut m) => {
+                m.apply(change);
+                m.hits = self.hits();
+                m
+            }
+            None => {
+                self.hits.store(0, Ordering::Relaxed);
+                Maintenance::begin(change, now)
+            }
+        };
+        let fresh = self.maint.load().record.is_none();
+        self.commit(&store, Some(next.clone())).await?;
+        self.persisted_hits.store(next.hits, Ordering::Relaxed);
+        drop(store);
+        if fresh {
+            tracing::info!(target_routes = %next.target, maint_message = %next.message, page_url = ?next.page_url, "maintenance entered");
+        } else {
+            tracing::info!(maint_message = %next.message, page_url = ?next.page_url, "maintenance changed");
+        }
+        self.publish();
+        Ok(self.status_view())
+    }
+
+    /// Change what the maintenance page shows; maintenance must be active.
+    pub async fn update(&self, req: MaintRequest) -> Result<StatusView, OpError> {
+        let now = now_ms();
+        let change = self.to_change(req, now).await?;
+        let store = self.store.lock().await;
+        let Some(mut m) = self.maint.load().record.clone() else {
+            return Err(OpError::new(
+                ErrorCode::NotInMaintenance,
+                "maintenance is not active; enter it first (kinfractl maint enter)",
+            ));
+        };
+        m.apply(change);
+        m.hits = self.hits();
+        self.commit(&store, Some(m.clone())).await?;
+        self.persisted_hits.store(m.hits, Ordering::Relaxed);
+        drop(store);
+        tracing::info!(maint_message = %m.message, issue = %m.current_issue, eta_ms = ?m.estimated_completion_ms, "maintenance status updated");
+        self.publish();
+        Ok(self.status_view())
+    }
+
+    /// Leave maintenance (a no-op success when not active).
+    pub async fn exit(&self) -> Result<StatusView, OpError> {
+        let store = self.store.lock().await;
+        let was = self.maint.load().record.clone();
+        if was.is_none() {
+            return Ok(self.status_view());
+        }
+        self.commit(&store, None).await?;
+        drop(store);
+        tracing::info!(hits = self.hits(), "maintenance exited");
+        self.publish();
+        Ok(self.status_view())
+    }
+
+    /// Persist the hit counter if it moved (called periodically and at shutdown).
+    pub async fn flush_hits(&self) {
+        let store = self.store.lock().await;
+        let hits = self.hits();
+        if hits == self.persisted_hits.load(Ordering::Relaxed) {
+            return;
+        }
+        let Some(mut m) = self.maint.load().record.clone() else {
+            return;
+        };
+        m.hits = hits;
+        let state = PersistedState {
+            version: crate::state::FORMAT_VERSION,
+            maintenance: Some(m.clone()),
+        };
+        match write_state(&store, state).await {
+            Ok(()) => {
+                self.persisted_hits.store(hits, Ordering::Relaxed);
+                // Keep the published record's counter in step without re-rendering the page.
+                let cur = self.maint.load_full();
+                if cur.record.as_ref().map(|r| r.start_time_ms) == Some(m.start_time_ms) {
+                    self.maint.store(Arc::new(MaintView {
+                        record: Some(m),
+                        page_url: cur.page_url.clone(),
+                        html: cur.html.clone(),
+                    }));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e.message, "could not persist maintenance hit counter")
+            }
+        }
+    }
+
+    /// Reload configuration and templates; on failure keep the old ones.
+    pub async fn reload(&self) -> Result<String, OpError> {
+        self.notifier.reloading();
+        let result = self.try_reload().await;
+        match &result {
+            Ok(src) => {
+                lock_problems(&self.problems).reload = None;
+                tracing::info!(config = %src, "configuration reloaded");
+            }
+            Err(e) => {
+                lock_problems(&self.problems).reload =
+                    Some(format!("reload failed, old config kept: {}", e.message));
+                tracing::error!(error = %e.message, "reload failed; keeping the previous configuration");
+            }
+        }
+        self.notifier.ready(&self.status_line());
+        self.changed.send_modify(|n| *n += 1);
+        result
+    }
+
+    async fn try_reload(&self) -> Result<String, OpError> {
+        let old = self.config();
+        let path = match &old.source {
+            crate::config::ConfigSource::File(p) => Some(p.clone()),
+            crate::config::ConfigSource::Embedded => None,
+        };
+        let overrides = self.overrides.clone();
+        let loaded = tokio::task::spawn_blocking(move || -> Result<(Config, Pages), String> {
+            let cfg = Config::load(path.as_deref(), &overrides).map_err(|e| e.to_string())?;
+            let pages = Pages::load(cfg.templates_dir.as_deref())?;
+            Ok((cfg, pages))
+        })
+        .await
+        .map_err(|e| OpError::new(ErrorCode::Internal, e.to_string()))?;
+        let (cfg, pages) = loaded.map_err(|e| OpError::new(ErrorCode::ReloadFailed, e))?;
+        for (what, changed) in [
+            ("listen", cfg.listen != old.listen),
+            ("control_socket", cfg.control_socket != old.control_socket),
+            ("state_dir", cfg.state_dir != old.state_dir),
+        ] {
+            if changed {
+                tracing::warn!(
+                    key = what,
+                    "changed in the config; takes effect after a restart"
+                );
+            }
+        }
+        let token = if cfg.token_path() != old.token_path() {
+            let path = cfg.token_path();
+            let generate = cfg.admin_token_file.is_none();
+            Some(
+                tokio::task::spawn_blocking(move || crate::token::load_or_create(&path, generate))
+                    .await
+                    .map_err(|e| OpError::new(ErrorCode::Internal, e.to_string()))?
+                    .map_err(|e| OpError::new(ErrorCode::ReloadFailed, e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        // Re-render the maintenance page with the new templates under the writer lock.
+        let _store = self.store.lock().await;
+        let cur = self.maint.load_full();
+        let view = build_view(&pages, cur.record.clone(), now_ms())
+            .map_err(|e| OpError::new(ErrorCode::ReloadFailed, e))?;
+        let src = cfg.source.to_string();
+        for (name, from) in &pages.sources {
+            tracing::info!(template = %name, source = %from, "template loaded");
+        }
+        self.pages.store(Arc::new(pages));
+        self.maint.store(Arc::new(view));
+        self.config.store(Arc::new(cfg));
+        if let Some(t) = token {
+            self.token.store(Arc::new(t));
+        }
+        Ok(src)
+    }
+}
+
+fn build_view(pages: &Pages, record: Option<Maintenance>, now: u64) -> Result<MaintView, String> {
+    let Some(m) = record else {
+        return Ok(MaintView::default());
+    };
+    let html = pages.render_maintenance(&m, now)?;
+    let page_url = match &m.page_url {
+        Some(u) => match maintenance::parse_page_url(u) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(url = %u, error = %e, "stored custom page URL is invalid; serving the default page");
+                None
+            }
+        },
+        None => None,
+    };
+    Ok(MaintView {
+        record: Some(m),
+        page_url,
+        html,
+    })
+}
+
+async fn write_state(store: &StateFile, state: PersistedState) -> Result<(), OpError> {
+    // The file is small; fsync latency is what we pay for "persisted before acknowledged".
+    let store = store.clone();
+    let r = tokio::task::spawn_blocking(move || store.write(&state))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+    r.map_err(|e| {
+        tracing::error!(error = %e, "state write failed; change not applied");
+        OpError::new(
+            ErrorCode::StateWriteFailed,
+            format!("change not applied: {e}"),
+        )
+    })
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    let one: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if one.chars().count() <= n {
+        one
+    } else {
+        let mut t: String = one.chars().take(n).collect();
+        t.push('…');
+        t
+    }
+}
+
+fn local_ips() -> Vec<std::net::IpAddr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    addrs
+        .filter_map(|i| i.address)
+        .filter_map(|a| {
+            if let Some(v4) = a.as_sockaddr_in() {
+                Some(std::net::IpAddr::V4(v4.ip()))
+            } else {
+                a.as_sockaddr_in6().map(|v6| std::net::IpAddr::V6(v6.ip()))
+            }
+        })
+        .collect()
+}
+
+/// Where the state file lives, for messages.
+pub fn state_path(cfg: &Config) -> PathBuf {
+    cfg.state_dir.join(crate::paths::STATE_FILE)
+}

@@ -1,0 +1,348 @@
+//! kinfractl: the operator's CLI. Each subcommand is one control request of the same name.
+//!
+//! Exit codes: 0 success; 1 kinfrad refused the request (the message says why); 2 usage error;
+//! 3 kinfrad could not be reached; 4 protocol error (version mismatch, garbled answer).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::client::{Client, ClientError};
+use crate::maintenance::StatusView;
+use crate::protocol::{Request, Response, StatusReport};
+
+pub const EXIT_REFUSED: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_UNREACHABLE: u8 = 3;
+pub const EXIT_PROTOCOL: u8 = 4;
+
+const EXAMPLES: &str = "\
+Examples:
+  kinfractl status
+  kinfractl status --message \"Upgrading the database\" --countdown 600
+  kinfractl status --issue \"Migrating users\" --time 15
+  kinfractl maint enter --message \"Back soon\" --countdown 900
+  kinfractl maint enter --url http://127.0.0.1:8081/maintenance.html
+  kinfractl maint exit
+  kinfractl reload
+  curl -H \"Authorization: Bearer $(kinfractl token)\" ...
+
+Exit codes: 0 ok, 1 refused by kinfrad, 2 usage error, 3 kinfrad unreachable, 4 protocol error.";
+
+/// Operate kinfrad over its control socket.
+#[derive(Debug, Parser)]
+#[command(name = "kinfractl", version, after_help = EXAMPLES)]
+pub struct Cli {
+    /// Control socket of kinfrad [default: /run/kinfra/control.sock for root]
+    #[arg(long, global = true, env = crate::paths::SOCKET_ENV, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show kinfrad's state; with options, change what the maintenance page shows
+    Status(StatusArgs),
+    /// Enter or leave maintenance mode
+    #[command(subcommand)]
+    Maint(Maint),
+    /// Reload configuration and templates (like SIGHUP)
+    Reload,
+    /// Print the admin token for the HTTP API
+    Token,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct PageArgs {
+    /// Message shown on the maintenance page
+    #[arg(long, value_name = "TEXT")]
+    pub message: Option<String>,
+    /// The task currently being performed
+    #[arg(long, value_name = "TEXT")]
+    pub issue: Option<String>,
+    /// Seconds until the estimated completion (0 clears the estimate)
+    #[arg(
+        long,
+        value_name = "SECS",
+        allow_negative_numbers = true,
+        conflicts_with = "time"
+    )]
+    pub countdown: Option<i64>,
+    /// Minutes until the estimated completion
+    #[arg(long, value_name = "MINUTES", allow_negative_numbers = true)]
+    pub time: Option<i64>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub page: PageArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Maint {
+    /// Enter maintenance (or change it when already in)
+    Enter {
+        /// Proxy visitors to this http(s) page instead of the built-in one
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// ALL, or comma-separated route ids
+        #[arg(long, value_name = "ALL|ID,...")]
+        target: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Leave maintenance
+    Exit,
+}
+
+impl PageArgs {
+    fn countdown_secs(&self) -> Result<Option<i64>, String> {
+        match (self.countdown, self.time) {
+            (Some(s), _) => Ok(Some(s)),
+            (None, Some(m)) => m
+                .checked_mul(60)
+                .map(Some)
+                .ok_or_else(|| format!("--time {m} is too large")),
+            (None, None) => Ok(None),
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.message.is_some()
+            || self.issue.is_some()
+            || self.countdown.is_some()
+            || self.time.is_some()
+    }
+}
+
+/// Run kinfractl with parsed arguments; returns the process exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kinfractl: cannot start: {e}");
+            return ExitCode::from(EXIT_PROTOCOL);
+        }
+    };
+    let path = cli
+        .socket
+        .clone()
+        .unwrap_or_else(crate::paths::default_control_socket);
+    match rt.block_on(execute(&cli, &path)) {
+        Ok(out) => {
+            if !out.is_empty() {
+                println!("{out}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(Failure::Usage(m)) => {
+            eprintln!("kinfractl: {m}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(Failure::Client(e)) => {
+            let code = match &e {
+                ClientError::Unreachable { .. } => EXIT_UNREACHABLE,
+                ClientError::Protocol(_) => EXIT_PROTOCOL,
+                ClientError::Refused { .. } => EXIT_REFUSED,
+            };
+            if cli.json {
+                let (kind, message) = match &e {
+                    ClientError::Refused { code, message } => (code.clone(), message.clone()),
+                    ClientError::Unreachable { .. } => ("unreachable".to_string(), e.to_string()),
+                    ClientError::Protocol(_) => ("protocol".to_string(), e.to_string()),
+                };
+                println!(
+                    "{}",
+                    serde_json::json!({"error": {"code": kind, "message": message}})
+                );
+            }
+            match e {
+                ClientError::Unreachable { .. } => eprintln!(
+                    "kinfractl: {e}. Is kinfrad running? Try 'systemctl status kinfra', or point --socket / KINFRA_SOCKET at its control socket."
+                ),
+                ClientError::Refused { code, message } => {
+                    eprintln!("kinfractl: {message} ({code})")
+                }
+                ClientError::Protocol(_) => eprintln!("kinfractl: {e}"),
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+enum Failure {
+    Usage(String),
+    Client(ClientError),
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        Failure::Client(e)
+    }
+}
+
+async fn execute(cli: &Cli, path: &std::path::Path) -> Result<String, Failure> {
+    let req = match &cli.command {
+        Command::Status(a) if a.page.any() => Request::MaintUpdate {
+            message: a.page.message.clone(),
+            issue: a.page.issue.clone(),
+            countdown_secs: a.page.countdown_secs().map_err(Failure::Usage)?,
+        },
+        Command::Status(_) => Request::Status,
+        Command::Maint(Maint::Enter { url, target, page }) => Request::MaintEnter {
+            url: url.clone(),
+            message: page.message.clone(),
+            issue: page.issue.clone(),
+            countdown_secs: page.countdown_secs().map_err(Failure::Usage)?,
+            target: target.clone(),
+        },
+        Command::Maint(Maint::Exit) => Request::MaintExit,
+        Command::Reload => Request::Reload,
+        Command::Token => Request::Token,
+    };
+    let mut client = Client::connect(path).await?;
+    let resp = client.call(&req).await?;
+    Ok(render(&resp, cli.json))
+}
+
+fn render(resp: &Response, json: bool) -> String {
+    match resp {
+        Response::Token { token } if !json => token.clone(),
+        _ if json => match resp {
+            Response::Status(r) => serde_json::to_string_pretty(r).unwrap_or_default(),
+            Response::Maintenance(v) => serde_json::to_string_pretty(v).unwrap_or_default(),
+            other => serde_json::to_string_pretty(other).unwrap_or_default(),
+        },
+        Response::Status(r) => render_report(r),
+        Response::Maintenance(v) => render_maint(v),
+        Response::Reloaded { config } => format!("reloaded configuration from {config}"),
+        Response::Hello { server, .. } => server.clone(),
+        Response::Token { token } => token.clone(),
+        Response::Error { code, message } => format!("error: {message} ({})", code.as_str()),
+    }
+}
+
+/// "3m 12s"-style durations.
+pub fn human_secs(s: u64) -> String {
+    let (d, h, m, sec) = (s / 86_400, (s % 86_400) / 3600, (s % 3600) / 60, s % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{sec}s"),
+        (0, 0, _) => format!("{m}m {sec}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
+fn render_maint(v: &StatusView) -> String {
+    let mut out = String::new();
+    if !v.is_active {
+        out.push_str("maintenance: off");
+        return out;
+    }
+    let since = v.start_time.map(crate::pages::iso).unwrap_or_default();
+    out.push_str(&format!(
+        "maintenance: ON since {since} (target {})\n",
+        v.target.as_deref().unwrap_or("ALL")
+    ));
+    out.push_str(&format!(
+        "  message:     {}\n",
+        v.message.as_deref().unwrap_or("")
+    ));
+    if let Some(i) = v.current_issue.as_deref().filter(|s| !s.is_empty()) {
+        out.push_str(&format!("  task:        {i}\n"));
+    }
+    match (v.estimated_completion, v.countdown) {
+        (Some(eta), Some(0)) => out.push_str(&format!(
+            "  ETA:         {} (overdue)\n",
+            crate::pages::iso(eta)
+        )),
+        (Some(eta), Some(cd)) => out.push_str(&format!(
+            "  ETA:         {} (in {})\n",
+            crate::pages::iso(eta),
+            human_secs(cd)
+        )),
+        _ => out.push_str("  ETA:         none\n"),
+    }
+    out.push_str(&format!(
+        "  page:        {}\n",
+        v.maintenance_page_url.as_deref().unwrap_or("built-in")
+    ));
+    out.push_str(&format!("  hits:        {}", v.hits));
+    out
+}
+
+fn render_report(r: &StatusReport) -> String {
+    let mut out = format!(
+        "kinfrad {} (pid {}, up {})\n  config:      {}\n  listening:   {}\n  control:     {}\n  state:       {}\n  connections: {}\n",
+        r.version,
+        r.pid,
+        human_secs(r.uptime_secs),
+        r.config,
+        r.listen.join(", "),
+        r.control_socket,
+        r.state_file,
+        r.open_connections
+    );
+    out.push_str(&render_maint(&r.maintenance));
+    for p in &r.problems {
+        out.push_str(&format!("\nPROBLEM: {p}"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_seed_style_flags() {
+        let c = Cli::try_parse_from([
+            "kinfractl",
+            "status",
+            "--message",
+            "x",
+            "--countdown",
+            "600",
+        ])
+        .expect("parse");
+        match c.command {
+            Command::Status(a) => assert_eq!(a.page.countdown_secs(), Ok(Some(600))),
+            _ => panic!("wrong command"),
+        }
+        let c = Cli::try_parse_from(["kinfractl", "status", "--time", "10"]).expect("parse");
+        match c.command {
+            Command::Status(a) => assert_eq!(a.page.countdown_secs(), Ok(Some(600))),
+            _ => panic!("wrong command"),
+        }
+        assert!(
+            Cli::try_parse_from(["kinfractl", "status", "--countdown", "1", "--time", "1"])
+                .is_err()
+        );
+        let c = Cli::try_parse_from(["kinfractl", "maint", "enter", "--countdown", "-5"])
+            .expect("negative parses");
+        assert!(matches!(c.command, Command::Maint(Maint::Enter { .. })));
+    }
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(human_secs(5), "5s");
+        assert_eq!(human_secs(125), "2m 5s");
+        assert_eq!(human_secs(7300), "2h 1m");
+        assert_eq!(human_secs(90_000), "1d 1h");
+    }
+}

@@ -1,0 +1,424 @@
+//! Configuration: the TOML file is parsed into raw serde structs, then validated into [`Config`].
+//!
+//! Every error names the file (or the command-line flag), the key, and what is wrong. With no file
+//! at all, kinfrad runs on an embedded default that works for an unprivileged user.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::paths;
+
+/// Where the configuration came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// A TOML file.
+    File(PathBuf),
+    /// No file: built-in defaults (plus command-line overrides).
+    Embedded,
+}
+
+impl std::fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigSource::File(p) => write!(f, "{}", p.display()),
+            ConfigSource::Embedded => f.write_str("embedded default"),
+        }
+    }
+}
+
+/// The validated configuration. Cheap to clone; swapped whole on reload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub source: ConfigSource,
+    /// TCP addresses to bind when systemd did not pass an `http` socket.
+    pub listen: Vec<SocketAddr>,
+    /// Unix socket to bind when systemd did not pass a `control` socket.
+    pub control_socket: PathBuf,
+    /// Group (besides root and kinfrad's own uid) allowed on the control socket.
+    pub control_group: String,
+    /// Where `state.json` (and a generated admin token) live.
+    pub state_dir: PathBuf,
+    /// Directory whose templates override the embedded ones, file by file.
+    pub templates_dir: Option<PathBuf>,
+    /// File holding the admin token; generated in the state directory when absent.
+    pub admin_token_file: Option<PathBuf>,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+/// Command-line flags that override the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Vec<String>,
+    pub control_socket: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+}
+
+/// A configuration problem, always naming where it is.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("{file}: key `{key}`: {message}")]
+    Invalid {
+        file: String,
+        key: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<Vec<String>>,
+    control_socket: Option<String>,
+    control_group: Option<String>,
+    state_dir: Option<String>,
+    templates_dir: Option<String>,
+    admin_token_file: Option<String>,
+    shutdown_grace: Option<String>,
+}
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:9100";
+const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+const MAX_GRACE: Duration = Duration::from_secs(600);
+/// `sun_path` is 108 bytes including the terminating NUL.
+const MAX_UNIX_PATH: usize = 107;
+
+impl Config {
+    /// Load from `path`, or from the default path if it exists, or the embedded default.
+    /// An explicitly named file that is missing is an error.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let (source, raw) = match path {
+            Some(p) => (ConfigSource::File(p.to_path_buf()), Some(read(p)?)),
+            None => {
+                let p = Path::new(paths::DEFAULT_CONFIG_PATH);
+                if p.exists() {
+                    (ConfigSource::File(p.to_path_buf()), Some(read(p)?))
+                } else {
+                    (ConfigSource::Embedded, None)
+                }
+            }
+        };
+        let raw = match (&source, raw) {
+            (ConfigSource::File(p), Some(text)) => parse(&p.display().to_string(), &text)?,
+            _ => RawConfig::default(),
+        };
+        validate(source, raw, overrides)
+    }
+
+    /// Parse and validate TOML text (used by tests and `--check-config`).
+    pub fn from_toml(name: &str, text: &str, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let raw = parse(name, text)?;
+        validate(ConfigSource::File(PathBuf::from(name)), raw, overrides)
+    }
+
+    /// Path of the admin token file in effect.
+    pub fn token_path(&self) -> PathBuf {
+        self.admin_token_file
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join(paths::TOKEN_FILE))
+    }
+}
+
+fn read(p: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+        file: p.display().to_string(),
+        source,
+    })
+}
+
+fn parse(file: &str, text: &str) -> Result<RawConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        file: file.to_string(),
+        message: e.to_string().trim_end().replace('\n', " | "),
+    })
+}
+
+fn invalid(file: &str, key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        file: file.to_string(),
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+fn parse_listen(file: &str, key: &str, items: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
+    if items.is_empty() {
+        return Err(invalid(
+            file,
+            key,
+            "needs at least one address, e.g. \"127.0.0.1:9100\"",
+        ));
+    }
+    let mut out: Vec<SocketAddr> = Vec::with_capacity(items.len());
+    for item in items {
+        let addr: SocketAddr = item.trim().parse().map_err(|_| {
+            invalid(
+                file,
+                key,
+                format!(
+                    "{item:?} is not an IP:port address (e.g. \"127.0.0.1:9100\" or \"[::1]:9100\")"
+                ),
+            )
+        })?;
+        if out.contains(&addr) {
+            return Err(invalid(file, key, format!("{addr} is listed twice")));
+        }
+        out.push(addr);
+    }
+    Ok(out)
+}
+
+fn absolute(file: &str, key: &str, value: &str) -> Result<PathBuf, ConfigError> {
+    if value.is_empty() {
+        return Err(invalid(file, key, "must not be empty"));
+    }
+    let p = PathBuf::from(value);
+    if !p.is_absolute() {
+        return Err(invalid(
+            file,
+            key,
+            format!("{value:?} must be an absolute path"),
+        ));
+    }
+    Ok(p)
+}
+
+fn socket_path(file: &str, key: &str, p: PathBuf) -> Result<PathBuf, ConfigError> {
+    if !p.is_absolute() {
+        return Err(invalid(
+            file,
+            key,
+            format!("{} must be an absolute path", p.display()),
+        ));
+    }
+    if p.as_os_str().len() > MAX_UNIX_PATH {
+        return Err(invalid(
+            file,
+            key,
+            format!(
+                "{} is longer than {MAX_UNIX_PATH} bytes, the limit for a Unix socket path",
+                p.display()
+            ),
+        ));
+    }
+    Ok(p)
+}
+
+fn validate(source: ConfigSource, raw: RawConfig, ov: &Overrides) -> Result<Config, ConfigError> {
+    let file = source.to_string();
+    let file = file.as_str();
+
+    let listen = if !ov.listen.is_empty() {
+        parse_listen("command line", "--listen", &ov.listen)?
+    } else if let Some(l) = &raw.listen {
+        parse_listen(file, "listen", l)?
+    } else {
+        parse_listen(file, "listen", &[DEFAULT_LISTEN.to_string()])?
+    };
+
+    let control_socket = match (&ov.control_socket, &raw.control_socket) {
+        (Some(p), _) => socket_path("command line", "--control-socket", p.clone())?,
+        (None, Some(s)) => {
+            socket_path(file, "control_socket", absolute(file, "control_socket", s)?)?
+        }
+        (None, None) => socket_path(file, "control_socket", paths::default_control_socket())?,
+    };
+
+    let state_dir = match (&ov.state_dir, &raw.state_dir) {
+        (Some(p), _) => {
+            if !p.is_absolute() {
+                // A relative flag is resolved against the working directory, as users expect.
+                std::env::current_dir()
+                    .map(|cwd| cwd.join(p))
+                    .map_err(|e| invalid("command line", "--state-dir", e.to_string()))?
+            } else {
+                p.clone()
+            }
+        }
+        (None, Some(s)) => absolute(file, "state_dir", s)?,
+        (None, None) => paths::default_state_dir(),
+    };
+
+    let templates_dir = raw
+        .templates_dir
+        .as_deref()
+        .map(|s| absolute(file, "templates_dir", s))
+        .transpose()?;
+    let admin_token_file = raw
+        .admin_token_file
+        .as_deref()
+        .map(|s| absolute(file, "admin_token_file", s))
+        .transpose()?;
+
+    let shutdown_grace = match raw.shutdown_grace.as_deref() {
+        None => DEFAULT_GRACE,
+        Some(s) => {
+            let d = humantime::parse_duration(s).map_err(|e| {
+                invalid(
+                    file,
+                    "shutdown_grace",
+                    format!("{s:?} is not a duration like \"10s\": {e}"),
+                )
+            })?;
+            if d > MAX_GRACE {
+                return Err(invalid(
+                    file,
+                    "shutdown_grace",
+                    format!("{s:?} is longer than the 10 minute maximum"),
+                ));
+            }
+            d
+        }
+    };
+
+    let control_group = raw.control_group.unwrap_or_else(|| "kinfra".to_string());
+    if control_group.is_empty()
+        || control_group.len() > 32
+        || !control_group
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+    {
+        return Err(invalid(
+            file,
+            "control_group",
+            format!("{control_group:?} is not a valid group name"),
+        ));
+    }
+
+    Ok(Config {
+        source,
+        listen,
+        control_socket,
+        control_group,
+        state_dir,
+        templates_dir,
+        admin_token_file,
+        shutdown_grace,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml("kinfra.toml", text, &Overrides::default())
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = load("").expect("valid");
+        assert_eq!(
+            c.listen,
+            vec!["127.0.0.1:9100".parse::<SocketAddr>().expect("addr")]
+        );
+        assert_eq!(c.shutdown_grace, Duration::from_secs(10));
+        assert_eq!(c.control_group, "kinfra");
+    }
+
+    #[test]
+    fn full_file() {
+        let c = load(
+            r#"
+listen = ["127.0.0.1:8080", "[::1]:8080"]
+control_socket = "/run/x/control.sock"
+state_dir = "/var/lib/x"
+templates_dir = "/etc/x/templates"
+admin_token_file = "/etc/x/token"
+shutdown_grace = "3s"
+control_group = "ops"
+"#,
+        )
+        .expect("valid");
+        assert_eq!(c.listen.len(), 2);
+        assert_eq!(c.control_socket, PathBuf::from("/run/x/control.sock"));
+        assert_eq!(c.token_path(), PathBuf::from("/etc/x/token"));
+        assert_eq!(c.shutdown_grace, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn errors_name_file_and_key() {
+        let e = load("listen = [\"nope\"]")
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            e.contains("kinfra.toml") && e.contains("`listen`") && e.contains("nope"),
+            "{e}"
+        );
+        let e = load("state_dir = \"relative/dir\"")
+            .expect_err("invalid")
+            .to_string();
+        assert!(e.contains("`state_dir`") && e.contains("absolute"), "{e}");
+        let e = load("shutdown_grace = \"soon\"")
+            .expect_err("invalid")
+            .to_string();
+        assert!(e.contains("`shutdown_grace`"), "{e}");
+        let e = load("listen = [\"127.0.0.1:1\", \"127.0.0.1:1\"]")
+            .expect_err("dup")
+            .to_string();
+        assert!(e.contains("twice"), "{e}");
+        let e = load(&format!("control_socket = \"/{}\"", "a".repeat(200)))
+            .expect_err("long")
+            .to_string();
+        assert!(e.contains("`control_socket`") && e.contains("107"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = load("lisen = [\"127.0.0.1:1\"]")
+            .expect_err("unknown")
+            .to_string();
+        assert!(e.contains("kinfra.toml") && e.contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn syntax_error_has_location() {
+        let e = load("listen = [").expect_err("syntax").to_string();
+        assert!(e.contains("kinfra.toml") && e.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let ov = Overrides {
+            listen: vec!["127.0.0.1:7000".into()],
+            control_socket: Some(PathBuf::from("/tmp/c.sock")),
+            state_dir: Some(PathBuf::from("/tmp/st")),
+        };
+        let c = Config::from_toml("f.toml", "listen = [\"127.0.0.1:1\"]", &ov).expect("valid");
+        assert_eq!(c.listen[0].port(), 7000);
+        assert_eq!(c.state_dir, PathBuf::from("/tmp/st"));
+        let bad = Overrides {
+            listen: vec!["x".into()],
+            ..Overrides::default()
+        };
+        let e = Config::from_toml("f.toml", "", &bad)
+            .expect_err("bad flag")
+            .to_string();
+        assert!(e.contains("--listen"), "{e}");
+    }
+
+    #[test]
+    fn missing_explicit_file_is_an_error() {
+        let e = Config::load(
+            Some(Path::new("/nonexistent/kinfra.toml")),
+            &Overrides::default(),
+        )
+        .expect_err("missing")
+        .to_string();
+        assert!(
+            e.contains("/nonexistent/kinfra.toml") && e.contains("cannot read"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,309 @@
+//! The control socket server: one task per connection, peers checked with SO_PEERCRED,
+//! requests answered in order (see `protocol` for the wire format).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{Semaphore, watch};
+
+use crate::app::{App, MaintRequest};
+use crate::protocol::{self, ErrorCode, FrameError, PROTOCOL_VERSION, Request, Response};
+
+/// Most control connections served at once.
+const MAX_CONNECTIONS: usize = 64;
+/// A connection idle for this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Who may use the control socket.
+#[derive(Debug, Clone)]
+pub struct Access {
+    pub own_uid: u32,
+    /// gid of the configured control group, when it exists.
+    pub group_gid: Option<u32>,
+    pub group_name: String,
+}
+
+impl Access {
+    pub fn new(group: &str) -> Access {
+        let group_gid = nix::unistd::Group::from_name(group)
+            .ok()
+            .flatten()
+            .map(|g| g.gid.as_raw());
+        Access {
+            own_uid: nix::unistd::geteuid().as_raw(),
+            group_gid,
+            group_name: group.to_string(),
+        }
+    }
+
+    /// root, our own uid, or a process whose primary or supplementary groups include the group.
+    pub fn allows(&self, uid: u32, gid: u32, pid: Option<i32>) -> bool {
+        if uid == 0 || uid == self.own_uid {
+            return true;
+        }
+        let Some(g) = self.group_gid else {
+            return false;
+        };
+        if gid == g {
+            return true;
+        }
+        pid.is_some_and(|p| supplementary_groups(p).contains(&g))
+    }
+}
+
+fn supplementary_groups(pid: i32) -> Vec<u32> {
+    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return Vec::new();
+    };
+    s.lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .map(|g| {
+            g.split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Accept control connections until `shutdown` turns true.
+pub async fn serve(
+    app: Arc<App>,
+    listener: UnixListener,
+    access: Access,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => {
+                    let Ok(permit) = slots.clone().try_acquire_owned() else {
+                        tracing::warn!("too many control connections; refusing one");
+                        let mut s = stream;
+                        let _ = protocol::send(&mut s, &Response::error(ErrorCode::Internal, "too many control connections")).await;
+                        continue;
+                    };
+                    let app = app.clone();
+                    let access = access.clone();
+                    tokio::spawn(async move {
+                        let _permit = permit;
+                        handle(app, stream, access).await;
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "control accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = stopped(&mut shutdown) => break,
+        }
+    }
+}
+
+async fn handle(app: Arc<App>, mut stream: UnixStream, access: Access) {
+    let cred = stream.peer_cred();
+    let allowed = match &cred {
+        Ok(c) => access.allows(c.uid(), c.gid(), c.pid()),
+        Err(_) => false,
+    };
+    if !allowed {
+        let who = cred
+            .map(|c| format!("uid {} gid {}", c.uid(), c.gid()))
+            .unwrap_or_else(|_| "unknown peer".into());
+        tracing::warn!(peer = %who, "control connection refused");
+        let msg = format!(
+            "permission denied for {who}: the control socket accepts root, kinfrad's user and members of group '{}'",
+            access.group_name
+        );
+        let _ = protocol::send(
+            &mut stream,
+            &Response::error(ErrorCode::PermissionDenied, msg),
+        )
+        .await;
+        return;
+    }
+    let mut greeted = false;
+    loop {
+        let frame =
+            match tokio::time::timeout(IDLE_TIMEOUT, protocol::read_frame(&mut stream)).await {
+                Err(_) => return,
+                Ok(Err(FrameError::Closed)) => return,
+                Ok(Err(FrameError::TooLarge(n))) => {
+                    let _ = protocol::send(
+                        &mut stream,
+                        &Response::error(
+                            ErrorCode::FrameTooLarge,
+                            format!("frame of {n} bytes exceeds {} bytes", protocol::MAX_FRAME),
+                        ),
+                    )
+                    .await;
+                    return;
+                }
+                Ok(Err(FrameError::Io(e))) => {
+                    tracing::debug!(error = %e, "control read failed");
+                    return;
+                }
+                Ok(Ok(f)) => f,
+            };
+        let req: Request = match serde_json::from_slice(&frame) {
+            Ok(r) => r,
+            Err(e) => {
+                let msg = describe_bad_request(&frame, &e);
+                if protocol::send(&mut stream, &Response::error(ErrorCode::BadRequest, msg))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
+        };
+        if !greeted {
+            match req {
+                Request::Hello {
+                    protocol: v,
+                    client,
+                } => {
+                    if v != PROTOCOL_VERSION {
+                        let _ = protocol::send(
+                            &mut stream,
+                            &Response::error(
+                                ErrorCode::UnsupportedVersion,
+                                format!("client speaks protocol {v}, kinfrad speaks {PROTOCOL_VERSION}; use matching versions"),
+                            ),
+                        )
+                        .await;
+                        return;
+                    }
+                    tracing::debug!(%client, "control client connected");
+                    greeted = true;
+                    let hello = Response::Hello {
+                        protocol: PROTOCOL_VERSION,
+                        server: format!("kinfrad {}", env!("CARGO_PKG_VERSION")),
+                    };
+                    if protocol::send(&mut stream, &hello).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                _ => {
+                    let _ = protocol::send(
+                        &mut stream,
+                        &Response::error(
+                            ErrorCode::HandshakeRequired,
+                            "send {\"type\":\"hello\",\"protocol\":1,...} first",
+                        ),
+                    )
+                    .await;
+                    return;
+                }
+            }
+        }
+        let resp = dispatch(&app, req).await;
+        if protocol::send(&mut stream, &resp).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn describe_bad_request(frame: &[u8], e: &serde_json::Error) -> String {
+    #[derive(serde::Deserialize)]
+    struct Tag {
+        #[serde(rename = "type")]
+        ty: Option<String>,
+    }
+    match serde_json::from_slice::<Tag>(frame) {
+        Ok(Tag { ty: Some(t) }) if e.to_string().contains("unknown variant") => {
+            format!("unknown request type {t:?}")
+        }
+        Ok(Tag { ty: None }) => "request has no \"type\" field".to_string(),
+        _ => format!("malformed request: {e}"),
+    }
+}
+
+/// Run one request. Each variant maps to the `App` operation of the same name.
+pub async fn dispatch(app: &App, req: Request) -> Response {
+    let result = match req {
+        Request::Hello { .. } => {
+            return Response::Hello {
+                protocol: PROTOCOL_VERSION,
+                server: format!("kinfrad {}", env!("CARGO_PKG_VERSION")),
+            };
+        }
+        Request::Status => return Response::Status(app.report()),
+        Request::Token => {
+            return Response::Token {
+                token: app.token().to_string(),
+            };
+        }
+        Request::MaintEnter {
+            url,
+            message,
+            issue,
+            countdown_secs,
+            target,
+        } => app
+            .enter(MaintRequest {
+                url,
+                message,
+                issue,
+                countdown_secs,
+                eta_ms: None,
+                target,
+            })
+            .await
+            .map(Response::Maintenance),
+        Request::MaintUpdate {
+            message,
+            issue,
+            countdown_secs,
+        } => app
+            .update(MaintRequest {
+                message,
+                issue,
+                countdown_secs,
+                ..MaintRequest::default()
+            })
+            .await
+            .map(Response::Maintenance),
+        Request::MaintExit => app.exit().await.map(Response::Maintenance),
+        Request::Reload => app
+            .reload()
+            .await
+            .map(|config| Response::Reloaded { config }),
+    };
+    result.unwrap_or_else(|e| Response::Error {
+        code: e.code,
+        message: e.message,
+    })
+}
+
+/// Resolves once `rx` turns true (or its sender is gone).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let ok = rx.wait_for(|v| *v).await.is_ok();
+    let _ = ok;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_rules() {
+        let a = Access {
+            own_uid: 1000,
+            group_gid: Some(500),
+            group_name: "kinfra".into(),
+        };
+        assert!(a.allows(0, 0, None));
+        assert!(a.allows(1000, 1000, None));
+        assert!(a.allows(1001, 500, None));
+        assert!(!a.allows(1001, 1001, None));
+        let none = Access {
+            group_gid: None,
+            ..a
+        };
+        assert!(!none.allows(1001, 500, None));
+    }
+}

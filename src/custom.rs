@@ -1,0 +1,185 @@
+//! Forwarding visitors to an operator's own maintenance page (seed 002).
+//!
+//! Page navigations (GET/HEAD that accept HTML) are sent to the URL itself; other requests (the
+//! page's scripts, styles, images) keep their path on the custom page's origin. The answer comes
+//! back with `X-Maintenance-Mode: true` and `Retry-After` added. Any failure returns `Err` and the
+//! caller serves the default page. A loop marker header stops a request that comes back to us.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Body;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::maintenance::PageUrl;
+
+/// Header carrying this daemon's instance id on forwarded requests.
+pub const LOOP_HEADER: &str = "x-kinfra-loop";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Pooled client for custom pages (plain HTTP).
+#[derive(Clone)]
+pub struct CustomClient {
+    client: Client<HttpConnector, Body>,
+}
+
+impl Default for CustomClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CustomClient {
+    pub fn new() -> CustomClient {
+        let mut conn = HttpConnector::new();
+        conn.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        conn.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(8)
+            .build(conn);
+        CustomClient { client }
+    }
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) never forwarded.
+const HOP: &[&str] = &[
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+];
+
+fn strip_hop(h: &mut HeaderMap) {
+    // Headers named in Connection are hop-by-hop too.
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in HOP {
+        h.remove(*n);
+    }
+}
+
+/// Is this a browser navigation (rather than a sub-resource)?
+pub fn is_navigation(req: &Request<Body>) -> bool {
+    (req.method() == http::Method::GET || req.method() == http::Method::HEAD)
+        && crate::http::wants_html(req.headers())
+}
+
+/// Forward `req` to the custom page. `Err` means: serve the default page instead.
+pub async fn forward(
+    client: &CustomClient,
+    instance: &str,
+    page: &PageUrl,
+    mut req: Request<Body>,
+    peer: Option<SocketAddr>,
+    retry_after: u64,
+) -> Result<Response<Body>, String> {
+    if page.https {
+        return Err("https custom pages are not supported by this build yet".to_string());
+    }
+    if req
+        .headers()
+        .get(LOOP_HEADER)
+        .is_some_and(|v| v.as_bytes() == instance.as_bytes())
+    {
+        return Err("request looped back to this kinfrad".to_string());
+    }
+    let auth = page
+        .uri
+        .authority()
+        .ok_or_else(|| "custom page URL has no host".to_string())?
+        .clone();
+    let path_and_query = if is_navigation(&req) {
+        page.uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into())
+    } else {
+        req.uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into())
+    };
+    let uri = Uri::builder()
+        .scheme("http")
+        .authority(auth.clone())
+        .path_and_query(path_and_query)
+        .build()
+        .map_err(|e| format!("cannot build upstream URI: {e}"))?;
+    let orig_host = req.headers().get(header::HOST).cloned();
+    let h = req.headers_mut();
+    strip_hop(h);
+    h.remove(header::HOST);
+    if let Ok(v) = HeaderValue::from_str(auth.as_str()) {
+        h.insert(header::HOST, v);
+    }
+    if let Some(peer) = peer {
+        let ip = peer.ip().to_string();
+        let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(prev) => format!("{prev}, {ip}"),
+            None => ip,
+        };
+        if let Ok(v) = HeaderValue::from_str(&xff) {
+            h.insert("x-forwarded-for", v);
+        }
+    }
+    h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if let Some(host) = orig_host {
+        h.insert("x-forwarded-host", host);
+    }
+    h.insert("x-maintenance-mode", HeaderValue::from_static("true"));
+    if let Ok(v) = HeaderValue::from_str(instance) {
+        h.insert(LOOP_HEADER, v);
+    }
+    *req.uri_mut() = uri;
+    *req.version_mut() = http::Version::HTTP_11;
+
+    let resp = tokio::time::timeout(HEAD_TIMEOUT, client.client.request(req))
+        .await
+        .map_err(|_| {
+            format!(
+                "custom page {} did not answer within {}s",
+                page.uri,
+                HEAD_TIMEOUT.as_secs()
+            )
+        })?
+        .map_err(|e| format!("custom page {} unreachable: {}", page.uri, error_chain(&e)))?;
+    let (mut parts, body) = resp.into_parts();
+    strip_hop(&mut parts.headers);
+    parts
+        .headers
+        .insert("x-maintenance-mode", HeaderValue::from_static("true"));
+    parts
+        .headers
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,180 @@
+//! sd_notify: READY, RELOADING, STOPPING, STATUS and WATCHDOG datagrams to `$NOTIFY_SOCKET`.
+//!
+//! The socket path and watchdog interval are captured (and removed from the environment) by
+//! [`Boot::capture`] before any thread starts, so supervised children never inherit them.
+//! Without a NOTIFY_SOCKET every call is a no-op.
+
+use std::io;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where to send notifications.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    Path(PathBuf),
+    Abstract(Vec<u8>),
+}
+
+/// A handle that sends sd_notify messages; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Notifier {
+    target: Option<Target>,
+}
+
+/// Process-level facts handed over by systemd, taken before threads exist.
+#[derive(Debug, Default)]
+pub struct Boot {
+    pub notifier: Notifier,
+    /// Half of WATCHDOG_USEC when the watchdog is enabled for this process.
+    pub watchdog_interval: Option<Duration>,
+    pub watchdog_usec: Option<u64>,
+}
+
+impl Boot {
+    /// Read NOTIFY_SOCKET and WATCHDOG_USEC/WATCHDOG_PID and remove them from the environment.
+    ///
+    /// # Safety
+    /// Calls `std::env::remove_var`: must run before any other thread exists.
+    pub unsafe fn capture() -> Boot {
+        let target = std::env::var_os("NOTIFY_SOCKET").and_then(|v| {
+            let s = v.to_string_lossy().to_string();
+            if let Some(name) = s.strip_prefix('@') {
+                Some(Target::Abstract(name.as_bytes().to_vec()))
+            } else if s.starts_with('/') {
+                Some(Target::Path(PathBuf::from(s)))
+            } else {
+                None
+            }
+        });
+        let pid_ok = match std::env::var("WATCHDOG_PID") {
+            Ok(p) => p.trim().parse::<u32>().ok() == Some(std::process::id()),
+            Err(_) => true,
+        };
+        let usec = std::env::var("WATCHDOG_USEC")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|u| *u > 0 && pid_ok);
+        // SAFETY: the caller guarantees no other thread runs yet.
+        unsafe {
+            std::env::remove_var("NOTIFY_SOCKET");
+            std::env::remove_var("WATCHDOG_USEC");
+            std::env::remove_var("WATCHDOG_PID");
+        }
+        Boot {
+            notifier: Notifier { target },
+            watchdog_interval: usec.map(|u| Duration::from_micros(u / 2)),
+            watchdog_usec: usec,
+        }
+    }
+}
+
+impl Notifier {
+    /// A notifier that sends nothing.
+    pub fn disabled() -> Notifier {
+        Notifier::default()
+    }
+
+    /// A notifier for an explicit socket path (tests, in-process daemons).
+    pub fn to_path(path: impl Into<PathBuf>) -> Notifier {
+        Notifier {
+            target: Some(Target::Path(path.into())),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.target.is_some()
+    }
+
+    /// Send raw `KEY=VALUE` lines in one datagram.
+    pub fn send(&self, lines: &[String]) -> io::Result<()> {
+        let Some(target) = &self.target else {
+            return Ok(());
+        };
+        let msg = lines.join("\n");
+        let sock = UnixDatagram::unbound()?;
+        match target {
+            Target::Path(p) => sock.send_to(msg.as_bytes(), p).map(|_| ()),
+            Target::Abstract(name) => {
+                let addr = SocketAddr::from_abstract_name(name)?;
+                sock.send_to_addr(msg.as_bytes(), &addr).map(|_| ())
+            }
+        }
+    }
+
+    fn send_logged(&self, lines: &[String]) {
+        if let Err(e) = self.send(lines) {
+            tracing::warn!(error = %e, "sd_notify failed");
+        }
+    }
+
+    pub fn ready(&self, status: &str) {
+        self.send_logged(&["READY=1".to_string(), status_line(status)]);
+    }
+
+    pub fn reloading(&self) {
+        let mut lines = vec!["RELOADING=1".to_string()];
+        if let Some(us) = monotonic_usec() {
+            lines.push(format!("MONOTONIC_USEC={us}"));
+        }
+        lines.push(status_line("Reloading configuration"));
+        self.send_logged(&lines);
+    }
+
+    pub fn stopping(&self) {
+        self.send_logged(&[
+            "STOPPING=1".to_string(),
+            status_line("Stopping: finishing in-flight requests"),
+        ]);
+    }
+
+    pub fn status(&self, status: &str) {
+        self.send_logged(&[status_line(status)]);
+    }
+
+    pub fn watchdog(&self) {
+        self.send_logged(&["WATCHDOG=1".to_string()]);
+    }
+}
+
+/// STATUS= must be one line.
+fn status_line(s: &str) -> String {
+    let one: String = s
+        .chars()
+        .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
+        .collect();
+    format!("STATUS={one}")
+}
+
+fn monotonic_usec() -> Option<u64> {
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).ok()?;
+    Some(ts.tv_sec() as u64 * 1_000_000 + ts.tv_nsec() as u64 / 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sends_to_a_real_datagram_socket() {
+        let d = tempfile::tempdir().expect("tmp");
+        let p = d.path().join("notify.sock");
+        let rx = UnixDatagram::bind(&p).expect("bind");
+        let n = Notifier::to_path(&p);
+        n.ready("line one\nline two");
+        let mut buf = [0u8; 512];
+        let k = rx.recv(&mut buf).expect("recv");
+        let got = String::from_utf8_lossy(&buf[..k]).to_string();
+        assert_eq!(got, "READY=1\nSTATUS=line one line two");
+        n.reloading();
+        let k = rx.recv(&mut buf).expect("recv");
+        let got = String::from_utf8_lossy(&buf[..k]).to_string();
+        assert!(got.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{got}");
+    }
+
+    #[test]
+    fn disabled_is_a_no_op() {
+        assert!(Notifier::disabled().send(&["READY=1".into()]).is_ok());
+    }
+}

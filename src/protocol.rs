@@ -1,0 +1,256 @@
+//! The control protocol between kinfractl (or any script) and kinfrad, over a Unix stream socket.
+//!
+//! ```text
+//! | len: u32, big-endian | JSON payload, `len` bytes (at most MAX_FRAME) |
+//! ```
+//!
+//! Every message is one JSON object tagged by `"type"` (snake_case). The client's first request
+//! must be [`Request::Hello`] carrying [`PROTOCOL_VERSION`]; the daemon answers
+//! [`Response::Hello`] or an `unsupported_version` error and closes. After that, each request gets
+//! exactly one response, in order. Errors are data: [`Response::Error`] with a stable `code`.
+//! A malformed, oversized or unknown message gets an error; an oversized frame also closes the
+//! connection (its bytes cannot be skipped safely). The daemon is never disturbed by either.
+//!
+//! Evolution rules: variants and fields are only added, never renamed or repurposed; new fields
+//! are optional, and a peer ignores fields it does not know. A change an older peer could
+//! misread bumps [`PROTOCOL_VERSION`].
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::maintenance::StatusView;
+
+/// Version of this protocol. Bumped only for incompatible changes.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest frame either side accepts.
+pub const MAX_FRAME: usize = 64 * 1024;
+
+/// A request from a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// First message on every connection. → `Hello` | `Error{unsupported_version}`
+    Hello { protocol: u32, client: String },
+    /// The daemon's state. → `Status`
+    Status,
+    /// Enter maintenance (or change it when already in). → `Maintenance` | `Error`
+    MaintEnter {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        issue: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        countdown_secs: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
+    },
+    /// Change what the maintenance page shows; maintenance must be active.
+    /// → `Maintenance` | `Error{not_in_maintenance}`
+    MaintUpdate {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        issue: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        countdown_secs: Option<i64>,
+    },
+    /// Leave maintenance. → `Maintenance` (inactive; also when it was not active)
+    MaintExit,
+    /// Reload configuration and templates. → `Reloaded` | `Error{reload_failed}`
+    Reload,
+    /// The admin token for the HTTP API. → `Token`
+    Token,
+}
+
+/// A response from the daemon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Response {
+    Hello { protocol: u32, server: String },
+    Status(StatusReport),
+    Maintenance(StatusView),
+    Reloaded { config: String },
+    Token { token: String },
+    Error { code: ErrorCode, message: String },
+}
+
+/// Stable error codes; the message is for humans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame was not a JSON object this protocol knows.
+    BadRequest,
+    /// The frame was larger than [`MAX_FRAME`].
+    FrameTooLarge,
+    /// The first request was not `hello`.
+    HandshakeRequired,
+    UnsupportedVersion,
+    /// A field's value was refused; the message names the field.
+    InvalidArgument,
+    NotInMaintenance,
+    ReloadFailed,
+    /// The change could not be persisted, so it was not made.
+    StateWriteFailed,
+    PermissionDenied,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::HandshakeRequired => "handshake_required",
+            ErrorCode::UnsupportedVersion => "unsupported_version",
+            ErrorCode::InvalidArgument => "invalid_argument",
+            ErrorCode::NotInMaintenance => "not_in_maintenance",
+            ErrorCode::ReloadFailed => "reload_failed",
+            ErrorCode::StateWriteFailed => "state_write_failed",
+            ErrorCode::PermissionDenied => "permission_denied",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// `kinfractl status`: the daemon and its maintenance state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub version: String,
+    pub pid: u32,
+    pub uptime_secs: u64,
+    pub config: String,
+    pub listen: Vec<String>,
+    pub control_socket: String,
+    pub state_file: String,
+    /// Problems an operator must know about (corrupt state kept aside, failed reload, …).
+    #[serde(default)]
+    pub problems: Vec<String>,
+    pub open_connections: u64,
+    pub maintenance: StatusView,
+}
+
+impl Response {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Response {
+        Response::Error {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Why reading a frame failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("connection closed")]
+    Closed,
+    #[error("frame of {0} bytes is larger than the {MAX_FRAME} byte limit")]
+    TooLarge(usize),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Read one frame's payload.
+pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Vec<u8>, FrameError> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
+        Err(e) => return Err(e.into()),
+    }
+    let n = u32::from_be_bytes(len) as usize;
+    if n > MAX_FRAME {
+        return Err(FrameError::TooLarge(n));
+    }
+    let mut buf = vec![0u8; n];
+    r.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+/// Write one frame.
+pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, payload: &[u8]) -> std::io::Result<()> {
+    if payload.len() > MAX_FRAME {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("frame of {} bytes exceeds {MAX_FRAME}", payload.len()),
+        ));
+    }
+    let mut out = Vec::with_capacity(4 + payload.len());
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+    w.write_all(&out).await?;
+    w.flush().await
+}
+
+/// Serialize and write a message.
+pub async fn send<W: AsyncWrite + Unpin, T: Serialize>(w: &mut W, msg: &T) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
+    write_frame(w, &bytes).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_shapes_are_stable() {
+        let r = Request::MaintEnter {
+            url: Some("http://127.0.0.1:8081/".into()),
+            message: None,
+            issue: None,
+            countdown_secs: Some(600),
+            target: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&r).expect("ser"),
+            r#"{"type":"maint_enter","url":"http://127.0.0.1:8081/","countdown_secs":600}"#
+        );
+        let h: Request =
+            serde_json::from_str(r#"{"type":"hello","protocol":1,"client":"x"}"#).expect("de");
+        assert_eq!(
+            h,
+            Request::Hello {
+                protocol: 1,
+                client: "x".into()
+            }
+        );
+        let e = Response::error(ErrorCode::NotInMaintenance, "no");
+        assert_eq!(
+            serde_json::to_string(&e).expect("ser"),
+            r#"{"type":"error","code":"not_in_maintenance","message":"no"}"#
+        );
+    }
+
+    #[test]
+    fn unknown_and_malformed_are_rejected() {
+        assert!(serde_json::from_str::<Request>(r#"{"type":"format_disk"}"#).is_err());
+        // Unknown fields are ignored: fields are only ever added, as optional ones.
+        assert!(serde_json::from_str::<Request>(r#"{"type":"status","extra":1}"#).is_ok());
+        assert!(
+            serde_json::from_str::<Request>(r#"{"type":"maint_enter","countdown_secs":"ten"}"#)
+                .is_err()
+        );
+        assert!(serde_json::from_str::<Request>("[1,2]").is_err());
+    }
+
+    #[tokio::test]
+    async fn frames_round_trip_and_limit() {
+        let (mut a, mut b) = tokio::io::duplex(1 << 20);
+        send(&mut a, &Request::Status).await.expect("send");
+        let got = read_frame(&mut b).await.expect("read");
+        assert_eq!(
+            serde_json::from_slice::<Request>(&got).expect("de"),
+            Request::Status
+        );
+        a.write_all(&((MAX_FRAME as u32 + 1).to_be_bytes()))
+            .await
+            .expect("w");
+        assert!(matches!(
+            read_frame(&mut b).await,
+            Err(FrameError::TooLarge(_))
+        ));
+        drop(a);
+        assert!(matches!(read_frame(&mut b).await, Err(FrameError::Closed)));
+    }
+}
