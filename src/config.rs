@@ -219,12 +219,16 @@ fn validate(source: ConfigSource, raw: RawConfig, ov: &Overrides) -> Result<Conf
     let file = source.to_string();
     let file = file.as_str();
 
-    let listen = if !ov.listen.is_empty() {
-        parse_listen("command line", "--listen", &ov.listen)?
-    } else if let Some(l) = &raw.listen {
-        parse_listen(file, "listen", l)?
+    // The file's value is validated even when a flag overrides it, so a broken file never
+    // hides behind a flag until the day the flag is dropped.
+    let from_file = match &raw.listen {
+        Some(l) => parse_listen(file, "listen", l)?,
+        None => parse_listen(file, "listen", &[DEFAULT_LISTEN.to_string()])?,
+    };
+    let listen = if ov.listen.is_empty() {
+        from_file
     } else {
-        parse_listen(file, "listen", &[DEFAULT_LISTEN.to_string()])?
+        parse_listen("command line", "--listen", &ov.listen)?
     };
 
     let control_socket = match (&ov.control_socket, &raw.control_socket) {

@@ -1,0 +1,338 @@
+//! Shared helpers for integration tests: run the real binaries, speak raw HTTP/1.1 over loopback,
+//! receive sd_notify datagrams, and wait for conditions instead of sleeping.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const KINFRAD: &str = env!("CARGO_BIN_EXE_kinfrad");
+pub const KINFRACTL: &str = env!("CARGO_BIN_EXE_kinfractl");
+
+/// Poll `f` until it returns `Some`, or panic with `what` after `timeout`.
+pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// A free loopback TCP port (bound then released).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind :0");
+    l.local_addr().expect("addr").port()
+}
+
+/// A parsed HTTP response.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).to_string()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// Send raw bytes and read the whole answer (the request should say `Connection: close`).
+pub fn raw(addr: SocketAddr, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(15)))?;
+    s.write_all(bytes)?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// Parse an HTTP/1.1 response with Content-Length or chunked body.
+pub fn parse_response(buf: &[u8]) -> Option<Resp> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let rest = &buf[end + 4..];
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let body = if chunked {
+        let mut body = Vec::new();
+        let mut r = rest;
+        loop {
+            let nl = r.windows(2).position(|w| w == b"\r\n")?;
+            let size = usize::from_str_radix(String::from_utf8_lossy(&r[..nl]).trim(), 16).ok()?;
+            r = &r[nl + 2..];
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&r[..size]);
+            r = &r[size + 2..];
+        }
+        body
+    } else {
+        rest.to_vec()
+    };
+    Some(Resp {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// One HTTP request over a fresh connection.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Resp> {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    let out = raw(addr, &bytes)?;
+    parse_response(&out).ok_or_else(|| {
+        std::io::Error::other(format!(
+            "unparseable response: {:?}",
+            String::from_utf8_lossy(&out)
+        ))
+    })
+}
+
+pub fn get(addr: SocketAddr, path: &str) -> Resp {
+    request(addr, "GET", path, &[], b"").unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+pub fn get_html(addr: SocketAddr, path: &str) -> Resp {
+    request(
+        addr,
+        "GET",
+        path,
+        &[("Accept", "text/html,application/xhtml+xml")],
+        b"",
+    )
+    .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// A bound NOTIFY_SOCKET receiver.
+pub struct NotifyRx {
+    pub path: PathBuf,
+    sock: UnixDatagram,
+    pub seen: Vec<String>,
+}
+
+impl NotifyRx {
+    pub fn new(dir: &Path) -> NotifyRx {
+        let path = dir.join("notify.sock");
+        let sock = UnixDatagram::bind(&path).expect("bind notify socket");
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        NotifyRx {
+            path,
+            sock,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Read datagrams until one satisfies `pred`; returns it. All are kept in `seen`.
+    pub fn wait_for(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
+        if let Some(m) = self.seen.iter().find(|m| pred(m)) {
+            return m.clone();
+        }
+        let start = Instant::now();
+        let mut buf = vec![0u8; 8192];
+        while start.elapsed() < timeout {
+            if let Ok(n) = self.sock.recv(&mut buf) {
+                let m = String::from_utf8_lossy(&buf[..n]).to_string();
+                self.seen.push(m.clone());
+                if pred(&m) {
+                    return m;
+                }
+            }
+        }
+        panic!(
+            "no sd_notify message for {what} within {timeout:?}; seen: {:?}",
+            self.seen
+        );
+    }
+
+    /// Drain what has arrived so far.
+    pub fn drain(&mut self) {
+        let mut buf = vec![0u8; 8192];
+        while let Ok(n) = self.sock.recv(&mut buf) {
+            self.seen
+                .push(String::from_utf8_lossy(&buf[..n]).to_string());
+        }
+    }
+}
+
+/// A kinfrad child process with its own state directory and sockets; killed on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    pub control: PathBuf,
+    pub state_dir: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Start kinfrad with `--listen`, `--control-socket`, `--state-dir` in a fresh temp dir.
+    pub fn start() -> Daemon {
+        Self::start_with(tempfile::tempdir().expect("tmp"), &[], &[])
+    }
+
+    /// Start in `dir` (reused state), with extra args and env.
+    pub fn start_with(dir: tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let control = dir.path().join("control.sock");
+        let state_dir = dir.path().join("state");
+        let log = dir.path().join(format!("kinfrad-{port}.log"));
+        let logf = std::fs::File::create(&log).expect("log file");
+        let mut cmd = Command::new(KINFRAD);
+        cmd.arg("--listen")
+            .arg(addr.to_string())
+            .arg("--control-socket")
+            .arg(&control)
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .args(args)
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID")
+            .env_remove("LISTEN_FDNAMES")
+            .env_remove("JOURNAL_STREAM")
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone().expect("dup"))
+            .stderr(logf);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn kinfrad");
+        let mut d = Daemon {
+            child,
+            dir,
+            addr,
+            control,
+            state_dir,
+            log,
+        };
+        d.wait_ready();
+        d
+    }
+
+    pub fn wait_ready(&mut self) {
+        let addr = self.addr;
+        let control = self.control.clone();
+        let log = self.log.clone();
+        let child = &mut self.child;
+        eventually(Duration::from_secs(15), "kinfrad to listen", || {
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!(
+                    "kinfrad exited early ({st}): {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            (TcpStream::connect(addr).is_ok() && control.exists()).then_some(())
+        });
+    }
+
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(KINFRACTL)
+            .arg("--socket")
+            .arg(&self.control)
+            .args(args)
+            .output()
+            .expect("run kinfractl")
+    }
+
+    /// kinfractl that must succeed; returns stdout.
+    pub fn ctl_ok(&self, args: &[&str]) -> String {
+        let o = self.ctl(args);
+        assert!(
+            o.status.success(),
+            "kinfractl {args:?} failed ({}): {}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).to_string()
+    }
+
+    pub fn token(&self) -> String {
+        self.ctl_ok(&["token"]).trim().to_string()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).expect("kill");
+    }
+
+    /// Wait for exit; returns the status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let child = &mut self.child;
+        eventually(timeout, "kinfrad to exit", || {
+            child.try_wait().ok().flatten()
+        })
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kill -9 and hand back the directory, so a new daemon can reuse the state.
+    pub fn crash(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tmp"));
+        dir
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
