@@ -99,7 +99,7 @@ pub struct App {
     pub http_addrs: Vec<SocketAddr>,
     pub control_path: String,
     changed: watch::Sender<u64>,
-    pub client: crate::custom::CustomClient,
+    client: ArcSwap<crate::custom::CustomClient>,
 }
 
 impl std::fmt::Debug for App {
@@ -122,6 +122,7 @@ pub struct AppParts {
     pub notifier: Notifier,
     pub http_addrs: Vec<SocketAddr>,
     pub control_path: String,
+    pub client: crate::custom::CustomClient,
 }
 
 fn lock_problems(m: &Mutex<Problems>) -> std::sync::MutexGuard<'_, Problems> {
@@ -160,7 +161,7 @@ impl App {
             http_addrs: p.http_addrs,
             control_path: p.control_path,
             changed,
-            client: crate::custom::CustomClient::new(),
+            client: ArcSwap::from_pointee(p.client),
         })
     }
 
@@ -174,6 +175,11 @@ impl App {
 
     pub fn pages(&self) -> arc_swap::Guard<Arc<Pages>> {
         self.pages.load()
+    }
+
+    /// The client for custom maintenance pages.
+    pub fn client(&self) -> Arc<crate::custom::CustomClient> {
+        self.client.load_full()
     }
 
     pub fn token(&self) -> Arc<String> {
@@ -494,14 +500,17 @@ impl App {
             crate::config::ConfigSource::Embedded => None,
         };
         let overrides = self.overrides.clone();
-        let loaded = tokio::task::spawn_blocking(move || -> Result<(Config, Pages), String> {
-            let cfg = Config::load(path.as_deref(), &overrides).map_err(|e| e.to_string())?;
-            let pages = Pages::load(cfg.templates_dir.as_deref())?;
-            Ok((cfg, pages))
-        })
+        let loaded = tokio::task::spawn_blocking(
+            move || -> Result<(Config, Pages, crate::custom::CustomClient), String> {
+                let cfg = Config::load(path.as_deref(), &overrides).map_err(|e| e.to_string())?;
+                let pages = Pages::load(cfg.templates_dir.as_deref())?;
+                let client = crate::custom::CustomClient::new(cfg.upstream_ca_file.as_deref())?;
+                Ok((cfg, pages, client))
+            },
+        )
         .await
         .map_err(|e| OpError::new(ErrorCode::Internal, e.to_string()))?;
-        let (cfg, pages) = loaded.map_err(|e| OpError::new(ErrorCode::ReloadFailed, e))?;
+        let (cfg, pages, client) = loaded.map_err(|e| OpError::new(ErrorCode::ReloadFailed, e))?;
         for (what, changed) in [
             ("listen", cfg.listen != old.listen),
             ("control_socket", cfg.control_socket != old.control_socket),
@@ -538,6 +547,7 @@ impl App {
         self.pages.store(Arc::new(pages));
         self.maint.store(Arc::new(view));
         self.config.store(Arc::new(cfg));
+        self.client.store(Arc::new(client));
         if let Some(t) = token {
             self.token.store(Arc::new(t));
         }

@@ -47,6 +47,8 @@ pub struct Config {
     pub admin_token_file: Option<PathBuf>,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// Extra CA certificates (PEM) trusted for https custom pages, beside the system's.
+    pub upstream_ca_file: Option<PathBuf>,
 }
 
 /// Command-line flags that override the file.
@@ -86,6 +88,7 @@ struct RawConfig {
     templates_dir: Option<String>,
     admin_token_file: Option<String>,
     shutdown_grace: Option<String>,
+    upstream_ca_file: Option<String>,
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:9100";
@@ -259,6 +262,11 @@ fn validate(source: ConfigSource, raw: RawConfig, ov: &Overrides) -> Result<Conf
         .as_deref()
         .map(|s| absolute(file, "templates_dir", s))
         .transpose()?;
+    let upstream_ca_file = raw
+        .upstream_ca_file
+        .as_deref()
+        .map(|s| absolute(file, "upstream_ca_file", s))
+        .transpose()?;
     let admin_token_file = raw
         .admin_token_file
         .as_deref()
@@ -309,6 +317,7 @@ fn validate(source: ConfigSource, raw: RawConfig, ov: &Overrides) -> Result<Conf
         templates_dir,
         admin_token_file,
         shutdown_grace,
+        upstream_ca_file,
     })
 }
 

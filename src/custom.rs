@@ -4,6 +4,7 @@
 //! page's scripts, styles, images) keep their path on the custom page's origin. The answer comes
 //! back with `X-Maintenance-Mode: true` and `Retry-After` added. Any failure returns `Err` and the
 //! caller serves the default page. A loop marker header stops a request that comes back to us.
+//! https pages are verified against the system's CA store plus `upstream_ca_file`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,9 +12,12 @@ use std::time::Duration;
 use axum::body::Body;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 use crate::maintenance::PageUrl;
 
@@ -22,28 +26,61 @@ pub const LOOP_HEADER: &str = "x-kinfra-loop";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Pooled client for custom pages (plain HTTP).
+/// Pooled client for custom pages, http and https (system roots plus `upstream_ca_file`).
 #[derive(Clone)]
 pub struct CustomClient {
-    client: Client<HttpConnector, Body>,
-}
-
-impl Default for CustomClient {
-    fn default() -> Self {
-        Self::new()
-    }
+    client: Client<HttpsConnector<HttpConnector>, Body>,
+    /// How many certificates are trusted, for the log.
+    pub roots: usize,
 }
 
 impl CustomClient {
-    pub fn new() -> CustomClient {
-        let mut conn = HttpConnector::new();
-        conn.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        conn.set_nodelay(true);
+    /// Build a client trusting the system's CA store and the PEM certificates in `extra_ca`.
+    pub fn new(extra_ca: Option<&std::path::Path>) -> Result<CustomClient, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        for cert in native.certs {
+            let _ = roots.add(cert);
+        }
+        if let Some(path) = extra_ca {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("{}: cannot read certificates: {e}", path.display()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("{}: bad PEM: {e}", path.display()))?;
+            if certs.is_empty() {
+                return Err(format!("{}: no PEM certificates found", path.display()));
+            }
+            for c in certs {
+                roots
+                    .add(c)
+                    .map_err(|e| format!("{}: unusable certificate: {e}", path.display()))?;
+            }
+        }
+        let count = roots.len();
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let conn = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(8)
             .build(conn);
-        CustomClient { client }
+        Ok(CustomClient {
+            client,
+            roots: count,
+        })
     }
 }
 
@@ -92,9 +129,6 @@ pub async fn forward(
     peer: Option<SocketAddr>,
     retry_after: u64,
 ) -> Result<Response<Body>, String> {
-    if page.https {
-        return Err("https custom pages are not supported by this build yet".to_string());
-    }
     if req
         .headers()
         .get(LOOP_HEADER)
@@ -119,7 +153,7 @@ pub async fn forward(
             .unwrap_or_else(|| "/".into())
     };
     let uri = Uri::builder()
-        .scheme("http")
+        .scheme(if page.https { "https" } else { "http" })
         .authority(auth.clone())
         .path_and_query(path_and_query)
         .build()

@@ -111,6 +111,13 @@ fn check_config(args: &DaemonArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Err(e) = crate::custom::CustomClient::new(cfg.upstream_ca_file.as_deref()) {
+        eprintln!(
+            "kinfrad: config invalid: {}: key `upstream_ca_file`: {e}",
+            cfg.source
+        );
+        return ExitCode::from(1);
+    }
     println!("config OK: {}", cfg.source);
     println!(
         "  listen:          {}",
@@ -193,6 +200,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     control_std.set_nonblocking(true)?;
     let control = tokio::net::UnixListener::from_std(control_std)?;
 
+    let client = crate::custom::CustomClient::new(config.upstream_ca_file.as_deref())
+        .map_err(|e| anyhow!(e))?;
+    tracing::debug!(roots = client.roots, "TLS roots loaded for custom pages");
     let access = crate::control::Access::new(&config.control_group);
     let grace = config.shutdown_grace;
     let app = Arc::new(
@@ -207,6 +217,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             notifier: notifier.clone(),
             http_addrs,
             control_path,
+            client,
         })
         .map_err(|e| anyhow!(e))?,
     );

@@ -192,8 +192,15 @@ async fn front(State(app): State<Arc<App>>, req: Request) -> Response {
             drop(view);
             let peer = req.extensions().get::<Peer>().map(|p| p.0);
             let browser = wants_html(req.headers());
-            return match crate::custom::forward(&app.client, &app.instance, &page, req, peer, retry)
-                .await
+            return match crate::custom::forward(
+                &app.client(),
+                &app.instance,
+                &page,
+                req,
+                peer,
+                retry,
+            )
+            .await
             {
                 Ok(r) => r,
                 Err(e) => {

@@ -960,3 +960,82 @@ fn embedded_default_runs_as_an_unprivileged_user() {
     let st = eventually(T, "exit", || child.try_wait().ok().flatten());
     assert!(st.success());
 }
+
+fn sh(dir: &std::path::Path, script: &str) {
+    let o = Command::new("sh")
+        .arg("-ec")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .expect("sh");
+    assert!(
+        o.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn https_custom_page_verified_against_upstream_ca_file() {
+    if Command::new("openssl").arg("version").output().is_err() {
+        panic!("openssl is needed for this test (Debian package openssl)");
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = dir.path();
+    // A private CA and a leaf for 127.0.0.1, as an operator's internal status page would have.
+    sh(
+        p,
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=KInfra Test CA' 2>/dev/null
+         openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout leaf.key -out leaf.csr -subj '/CN=localhost' 2>/dev/null
+         printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > ext.cnf
+         openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out leaf.pem -days 1 -extfile ext.cnf 2>/dev/null
+         mkdir -p www && printf '<h1>TLS status page</h1>' > www/maint.html",
+    );
+    let port = free_port();
+    let mut server = Command::new("openssl")
+        .args(["s_server", "-quiet", "-WWW", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["-cert", "../leaf.pem", "-key", "../leaf.key"])
+        .current_dir(p.join("www"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl s_server");
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Kill(&mut server);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    eventually(T, "TLS server", || std::net::TcpStream::connect(addr).ok());
+    let url = format!("https://127.0.0.1:{port}/maint.html");
+
+    // Without the CA the certificate is not trusted: the default page is served instead.
+    let plain = Daemon::start();
+    plain.ctl_ok(&["maint", "enter", "--url", &url]);
+    let r = get_html(plain.addr, "/");
+    assert_eq!(r.status, 503);
+    assert!(r.text().contains("id=\"countdown\""));
+
+    let cfg = p.join("kinfra.toml");
+    std::fs::write(
+        &cfg,
+        format!("upstream_ca_file = \"{}\"\n", p.join("ca.pem").display()),
+    )
+    .expect("cfg");
+    let cfg_s = cfg.display().to_string();
+    let d = Daemon::start_with(
+        tempfile::tempdir().expect("tmp"),
+        &["--config", &cfg_s],
+        &[],
+    );
+    d.ctl_ok(&["maint", "enter", "--url", &url]);
+    let r = get_html(d.addr, "/anything");
+    assert_eq!(r.status, 200, "{}", d.log_text());
+    assert!(r.text().contains("TLS status page"));
+    assert_eq!(r.header("x-maintenance-mode"), Some("true"));
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Install what the test suite needs (Debian packages), then run every check and test:
+# rustfmt, clippy (warnings are errors), unit tests and the end-to-end tests in tests/.
+#
+#   scripts/test.sh            # everything
+#   scripts/test.sh daemon     # only tests/daemon.rs (any cargo test filter works after --test)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests drive for real: systemd's tools (systemd-socket-activate,
+# systemd-analyze, a throwaway `systemd --user`), util-linux (setpriv), Chromium + ChromeDriver.
+need=()
+command -v systemd-socket-activate >/dev/null || need+=(systemd)
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v setpriv >/dev/null || need+=(util-linux)
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
+command -v openssl >/dev/null || need+=(openssl)
+if ((${#need[@]})); then
+    sudo=""
+    if [[ $(id -u) -ne 0 ]]; then
+        command -v sudo >/dev/null || { echo "test.sh: need root (or sudo) to install: ${need[*]}" >&2; exit 1; }
+        sudo="sudo"
+    fi
+    echo "test.sh: installing ${need[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if [[ $# -gt 0 ]]; then
+    exec cargo test --test "$@"
+fi
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --all-targets --locked
