@@ -325,8 +325,7 @@ impl Daemon {
     pub fn crash(mut self) -> tempfile::TempDir {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tmp"));
-        dir
+        std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tmp"))
     }
 }
 
