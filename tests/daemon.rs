@@ -462,6 +462,7 @@ fn corrupt_state_file_is_kept_and_reported() {
         "{st}"
     );
     assert!(d.log_text().contains("state file problem"));
+    assert!(!d.log_text().contains('\x1b'), "no ANSI colours in a pipe");
     // Still serving and still accepting changes.
     assert_eq!(get(d.addr, "/health").status, 200);
     d.ctl_ok(&["maint", "enter", "--message", "fresh"]);
@@ -1038,4 +1039,62 @@ fn https_custom_page_verified_against_upstream_ca_file() {
     assert_eq!(r.status, 200, "{}", d.log_text());
     assert!(r.text().contains("TLS status page"));
     assert_eq!(r.header("x-maintenance-mode"), Some("true"));
+}
+
+#[test]
+fn control_socket_checks_peer_credentials() {
+    if !nix::unistd::geteuid().is_root()
+        || Command::new("setpriv").arg("--version").output().is_err()
+    {
+        eprintln!("SKIP: needs root and setpriv to act as other users");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let cfg = dir.path().join("kinfra.toml");
+    std::fs::write(&cfg, "control_group = \"nogroup\"\n").expect("cfg");
+    let cfg_s = cfg.display().to_string();
+    let d = Daemon::start_with(dir, &["--config", &cfg_s], &[]);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&d.control).expect("meta").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o660, "control socket mode");
+    // Open the file mode so that only the SO_PEERCRED check stands in the way.
+    std::fs::set_permissions(
+        &d.control,
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    )
+    .expect("chmod");
+    let as_user = |uid: &str, gid: &str| {
+        Command::new("setpriv")
+            .args([
+                &format!("--reuid={uid}"),
+                &format!("--regid={gid}"),
+                "--clear-groups",
+                KINFRACTL,
+                "--socket",
+            ])
+            .arg(&d.control)
+            .arg("status")
+            .output()
+            .expect("setpriv")
+    };
+    let stranger = as_user("12345", "12345");
+    assert_eq!(stranger.status.code(), Some(1), "{stranger:?}");
+    let err = String::from_utf8_lossy(&stranger.stderr);
+    assert!(
+        err.contains("permission denied") && err.contains("nogroup"),
+        "{err}"
+    );
+    let member = as_user("12345", "65534");
+    assert!(
+        member.status.success(),
+        "{}",
+        String::from_utf8_lossy(&member.stderr)
+    );
+    assert!(d.log_text().contains("control connection refused"));
 }
