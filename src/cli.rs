@@ -179,6 +179,16 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// The system daemon's socket when it exists (an operator in group `kinfra` is not root but
+/// should reach it), else the same default kinfrad itself would use for this user.
+fn default_socket() -> PathBuf {
+    let system = std::path::Path::new("/run/kinfra/control.sock");
+    if !nix::unistd::geteuid().is_root() && system.exists() {
+        return system.to_path_buf();
+    }
+    crate::paths::default_control_socket()
+}
+
 enum Failure {
     Usage(String),
     Client(ClientError),
