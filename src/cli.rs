@@ -133,10 +133,7 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(EXIT_PROTOCOL);
         }
     };
-    let path = cli
-        .socket
-        .clone()
-        .unwrap_or_else(crate::paths::default_control_socket);
+    let path = cli.socket.clone().unwrap_or_else(default_socket);
     match rt.block_on(execute(&cli, &path)) {
         Ok(out) => {
             if !out.is_empty() {
