@@ -17,7 +17,9 @@ use crate::maintenance::{self, Change, InvalidInput, Maintenance, PageUrl, Statu
 use crate::notify::Notifier;
 use crate::pages::Pages;
 use crate::protocol::{ErrorCode, StatusReport};
+use crate::routes::{Route, RouteTable};
 use crate::state::{PersistedState, StateFile};
+use crate::upstream::Upstream;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -100,6 +102,49 @@ pub struct App {
     pub control_path: String,
     changed: watch::Sender<u64>,
     client: ArcSwap<crate::custom::CustomClient>,
+    services: ArcSwap<Services>,
+    /// Stop switches of the running health tasks, by service name.
+    probes: Mutex<std::collections::HashMap<String, watch::Sender<bool>>>,
+}
+
+/// The upstreams and the route table over them, swapped whole on reload.
+#[derive(Debug, Default)]
+pub struct Services {
+    pub list: Vec<Arc<Upstream>>,
+    pub table: RouteTable<Upstream>,
+}
+
+impl Services {
+    /// Build from config, reusing live upstreams (health, breaker) of services that stay.
+    pub fn build(cfg: &Config, old: Option<&Services>) -> Result<Services, String> {
+        let mut list = Vec::new();
+        let mut routes = Vec::new();
+        for sc in &cfg.services {
+            let up = match old.and_then(|o| o.list.iter().find(|u| u.name == sc.name)) {
+                Some(u) => {
+                    u.reconfigure(sc.clone(), cfg.upstream_ca_file.as_deref())?;
+                    u.clone()
+                }
+                None => Arc::new(Upstream::new(sc.clone(), cfg.upstream_ca_file.as_deref())?),
+            };
+            for spec in &sc.routes {
+                routes.push(Route {
+                    spec: spec.clone(),
+                    target: up.clone(),
+                    strip_prefix: sc.strip_prefix,
+                });
+            }
+            list.push(up);
+        }
+        Ok(Services {
+            list,
+            table: RouteTable::new(routes),
+        })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Upstream>> {
+        self.list.iter().find(|u| u.name == name)
+    }
 }
 
 impl std::fmt::Debug for App {
@@ -134,6 +179,7 @@ impl App {
         let hits = p.state.maintenance.as_ref().map(|m| m.hits).unwrap_or(0);
         let view = build_view(&p.pages, p.state.maintenance, now_ms())?;
         let (changed, _) = watch::channel(0);
+        let services = Services::build(&p.config, None)?;
         let mut id = [0u8; 8];
         {
             use std::io::Read;
@@ -162,6 +208,8 @@ impl App {
             control_path: p.control_path,
             changed,
             client: ArcSwap::from_pointee(p.client),
+            services: ArcSwap::from_pointee(services),
+            probes: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -175,6 +223,105 @@ impl App {
 
     pub fn pages(&self) -> arc_swap::Guard<Arc<Pages>> {
         self.pages.load()
+    }
+
+    /// The published maintenance state, as an owned `Arc` (for use across `.await`).
+    pub fn maint_full(&self) -> Arc<MaintView> {
+        self.maint.load_full()
+    }
+
+    /// The upstreams and route table, as an owned `Arc` (for use across `.await`).
+    pub fn services_full(&self) -> Arc<Services> {
+        self.services.load_full()
+    }
+
+    /// The status grid page, rendered now (it is not on a hot path).
+    pub fn status_page(&self) -> Bytes {
+        let now = std::time::Instant::now();
+        let facts: Vec<_> = self
+            .services
+            .load()
+            .list
+            .iter()
+            .map(|u| crate::pages::FallbackFacts::of(&u.snapshot(now)))
+            .collect();
+        self.pages.load().render_status(&facts).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "status page failed to render");
+            Bytes::from_static(b"<!doctype html><title>KInfra</title><p>status unavailable</p>")
+        })
+    }
+
+    /// The upstreams and route table in effect.
+    pub fn services(&self) -> arc_swap::Guard<Arc<Services>> {
+        self.services.load()
+    }
+
+    /// Start a health task for every upstream that has none; stop those of removed upstreams.
+    pub fn sync_probes(self: &Arc<Self>) {
+        let services = self.services.load_full();
+        let mut probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
+        probes.retain(|name, stop| {
+            let keep = services.get(name).is_some();
+            if !keep {
+                let _ = stop.send(true);
+            }
+            keep
+        });
+        for up in &services.list {
+            if probes.contains_key(&up.name) {
+                continue;
+            }
+            let (tx, rx) = watch::channel(false);
+            probes.insert(up.name.clone(), tx);
+            let weak = Arc::downgrade(self);
+            tokio::spawn(crate::health::run(up.clone(), rx, move |u| {
+                if let Some(app) = weak.upgrade() {
+                    app.upstream_changed(u);
+                }
+            }));
+        }
+    }
+
+    /// Stop every health task.
+    pub fn stop_probes(&self) {
+        let mut probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, stop) in probes.drain() {
+            let _ = stop.send(true);
+        }
+    }
+
+    /// An upstream's state moved: re-render its page and publish.
+    pub fn upstream_changed(&self, up: &Arc<Upstream>) {
+        self.fallback_page(up);
+        self.publish();
+    }
+
+    /// The upstream's fallback page for its current state, re-rendered only after a change.
+    pub fn fallback_page(&self, up: &Upstream) -> Arc<crate::upstream::Rendered> {
+        let cur = up.rendered.load_full();
+        let v = up.version();
+        if cur.version == v && !cur.html.is_empty() {
+            return cur;
+        }
+        let now = std::time::Instant::now();
+        let kind = up.page_kind(now);
+        let facts = crate::pages::FallbackFacts::of(&up.snapshot(now));
+        let html = match self.pages.load().render_fallback(kind, &facts) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(service = %up.name, error = %e, "fallback page failed to render");
+                Bytes::from_static(
+                    b"<!doctype html><title>503</title><h1>Service temporarily unavailable</h1>",
+                )
+            }
+        };
+        let r = Arc::new(crate::upstream::Rendered {
+            kind,
+            html,
+            version: v,
+        });
+        up.rendered.store(r.clone());
+        r
     }
 
     /// The client for custom maintenance pages.
@@ -241,8 +388,19 @@ impl App {
     /// The one-line STATUS= text.
     pub fn status_line(&self) -> String {
         let v = self.maint.load();
+        let svc = self.services.load();
+        let up = if svc.list.is_empty() {
+            String::new()
+        } else {
+            let healthy = svc
+                .list
+                .iter()
+                .filter(|u| u.health() == crate::upstream::Health::Healthy)
+                .count();
+            format!("; {healthy}/{} services up", svc.list.len())
+        };
         let mut s = match &v.record {
-            None => format!("Serving on {}; maintenance off", self.listen_summary()),
+            None => format!("Serving on {}{up}; maintenance off", self.listen_summary()),
             Some(m) => {
                 let eta = match m.estimated_completion_ms {
                     Some(e) => format!(", ETA {}", crate::pages::iso(e)),
@@ -275,7 +433,7 @@ impl App {
             .join(", ")
     }
 
-    fn publish(&self) {
+    pub fn publish(&self) {
         self.changed.send_modify(|n| *n += 1);
         self.notifier.status(&self.status_line());
     }
@@ -346,14 +504,27 @@ impl App {
             let t = Target::parse(t)
                 .map_err(|m| OpError::new(ErrorCode::InvalidArgument, format!("target: {m}")))?;
             if let Target::Routes(ids) = &t {
-                // No routes exist until services are configured: every id is unknown.
-                return Err(OpError::new(
-                    ErrorCode::InvalidArgument,
-                    format!(
-                        "target: unknown route id {:?} (no routes are configured; use ALL)",
-                        ids[0]
-                    ),
-                ));
+                let svc = self.services.load();
+                let unknown: Vec<&str> = ids
+                    .iter()
+                    .filter(|id| svc.get(id).is_none())
+                    .map(|s| s.as_str())
+                    .collect();
+                if !unknown.is_empty() {
+                    let known: Vec<&str> = svc.list.iter().map(|u| u.name.as_str()).collect();
+                    return Err(OpError::new(
+                        ErrorCode::InvalidArgument,
+                        format!(
+                            "target: unknown route id(s) {} (known: {}; or ALL)",
+                            unknown.join(", "),
+                            if known.is_empty() {
+                                "none configured".to_string()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    ));
+                }
             }
             c.target = Some(t);
         }
@@ -474,9 +645,10 @@ impl App {
     }
 
     /// Reload configuration and templates; on failure keep the old ones.
-    pub async fn reload(&self) -> Result<String, OpError> {
+    pub async fn reload(self: &Arc<Self>) -> Result<String, OpError> {
         self.notifier.reloading();
         let result = self.try_reload().await;
+        self.sync_probes();
         match &result {
             Ok(src) => {
                 lock_problems(&self.problems).reload = None;
@@ -535,6 +707,8 @@ impl App {
         } else {
             None
         };
+        let services = Services::build(&cfg, Some(&self.services.load_full()))
+            .map_err(|e| OpError::new(ErrorCode::ReloadFailed, e))?;
         // Re-render the maintenance page with the new templates under the writer lock.
         let _store = self.store.lock().await;
         let cur = self.maint.load_full();
@@ -548,6 +722,12 @@ impl App {
         self.maint.store(Arc::new(view));
         self.config.store(Arc::new(cfg));
         self.client.store(Arc::new(client));
+        // Pages of every upstream are re-rendered on their next use.
+        for up in &services.list {
+            up.rendered
+                .store(Arc::new(crate::upstream::Rendered::default()));
+        }
+        self.services.store(Arc::new(services));
         if let Some(t) = token {
             self.token.store(Arc::new(t));
         }

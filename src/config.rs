@@ -47,8 +47,14 @@ pub struct Config {
     pub admin_token_file: Option<PathBuf>,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub shutdown_grace: Duration,
-    /// Extra CA certificates (PEM) trusted for https custom pages, beside the system's.
+    /// Extra CA certificates (PEM) trusted for https custom pages and upstreams.
     pub upstream_ca_file: Option<PathBuf>,
+    /// Upstreams, in file order.
+    pub services: Vec<crate::service::ServiceConfig>,
+    /// Operator variables for page templates (`[page_config]`).
+    pub page_config: serde_json::Map<String, serde_json::Value>,
+    /// Largest request head (request line + headers) accepted from clients.
+    pub max_header_bytes: usize,
 }
 
 /// Command-line flags that override the file.
@@ -89,10 +95,15 @@ struct RawConfig {
     admin_token_file: Option<String>,
     shutdown_grace: Option<String>,
     upstream_ca_file: Option<String>,
+    max_header_bytes: Option<toml::Value>,
+    #[serde(default)]
+    service: Vec<crate::service::RawService>,
+    page_config: Option<toml::Table>,
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:9100";
 const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+const DEFAULT_MAX_HEADER: usize = 32 * 1024;
 const MAX_GRACE: Duration = Duration::from_secs(600);
 /// `sun_path` is 108 bytes including the terminating NUL.
 const MAX_UNIX_PATH: usize = 107;
@@ -308,6 +319,71 @@ fn validate(source: ConfigSource, raw: RawConfig, ov: &Overrides) -> Result<Conf
         ));
     }
 
+    let max_header_bytes = match &raw.max_header_bytes {
+        None => DEFAULT_MAX_HEADER,
+        Some(v) => {
+            let n =
+                crate::service::parse_size(v).map_err(|m| invalid(file, "max_header_bytes", m))?;
+            if !(8192..=1024 * 1024).contains(&n) {
+                return Err(invalid(
+                    file,
+                    "max_header_bytes",
+                    format!("{n} must be between 8KiB and 1MiB"),
+                ));
+            }
+            n as usize
+        }
+    };
+
+    let mut services: Vec<crate::service::ServiceConfig> = Vec::new();
+    for (i, rs) in raw.service.iter().enumerate() {
+        let svc = crate::service::ServiceConfig::from_raw(i, rs)
+            .map_err(|(key, m)| invalid(file, &key, m))?;
+        if let Some(other) = services.iter().find(|o| o.name == svc.name) {
+            return Err(invalid(
+                file,
+                &format!("service[{i}].name"),
+                format!("{:?} is already used by another service", other.name),
+            ));
+        }
+        for r in &svc.routes {
+            if let Some(other) = services.iter().find(|o| o.routes.contains(r)) {
+                return Err(invalid(
+                    file,
+                    &format!("service[{i}] ({}).routes", svc.name),
+                    format!("route {r} is already served by {:?}", other.name),
+                ));
+            }
+        }
+        services.push(svc);
+    }
+
+    let mut page_config = serde_json::Map::new();
+    for (k, v) in raw.page_config.unwrap_or_default() {
+        let key = format!("page_config.{k}");
+        let ident = k
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ident {
+            return Err(invalid(
+                file,
+                &key,
+                "must be a template identifier (letters, digits, '_')",
+            ));
+        }
+        if crate::pages::RESERVED.contains(&k.as_str()) {
+            return Err(invalid(
+                file,
+                &key,
+                "is a variable kinfrad sets itself; pick another name",
+            ));
+        }
+        let v = serde_json::to_value(&v).map_err(|e| invalid(file, &key, e.to_string()))?;
+        page_config.insert(k, v);
+    }
+
     Ok(Config {
         source,
         listen,
@@ -318,6 +394,9 @@ fn validate(source: ConfigSource, raw: RawConfig, ov: &Overrides) -> Result<Conf
         admin_token_file,
         shutdown_grace,
         upstream_ca_file,
+        services,
+        page_config,
+        max_header_bytes,
     })
 }
 
@@ -399,6 +478,57 @@ control_group = "ops"
     fn syntax_error_has_location() {
         let e = load("listen = [").expect_err("syntax").to_string();
         assert!(e.contains("kinfra.toml") && e.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn services_and_page_config() {
+        let c = load(
+            r#"
+[[service]]
+name = "api"
+url = "http://127.0.0.1:8000"
+routes = ["/api/", "api.example.com/"]
+health_check = { path = "/health", interval = "5s", timeout = "1s" }
+fallback_page = "loading"
+
+[[service]]
+name = "web"
+url = "http://127.0.0.1:8001"
+routes = ["/"]
+
+[page_config]
+build_version = "1.2.3"
+"#,
+        )
+        .expect("valid");
+        assert_eq!(c.services.len(), 2);
+        assert_eq!(c.page_config["build_version"], "1.2.3");
+        let e = load("[[service]]\nname=\"a\"\nurl=\"http://x\"\nroutes=[\"/\"]\n[[service]]\nname=\"a\"\nurl=\"http://y\"\nroutes=[\"/b\"]")
+            .expect_err("dup")
+            .to_string();
+        assert!(
+            e.contains("service[1].name") && e.contains("already used"),
+            "{e}"
+        );
+        let e = load("[[service]]\nname=\"a\"\nurl=\"http://x\"\nroutes=[\"/\"]\n[[service]]\nname=\"b\"\nurl=\"http://y\"\nroutes=[\"/\"]")
+            .expect_err("dup route")
+            .to_string();
+        assert!(
+            e.contains("(b).routes") && e.contains("already served"),
+            "{e}"
+        );
+        let e = load("[[service]]\nname=\"a\"\nurl=\"http://x\"\nroutes=[\"/\"]\nbogus=1")
+            .expect_err("unknown")
+            .to_string();
+        assert!(e.contains("bogus"), "{e}");
+        let e = load("[page_config]\nservice_name = \"x\"")
+            .expect_err("reserved")
+            .to_string();
+        assert!(e.contains("page_config.service_name"), "{e}");
+        let e = load("max_header_bytes = 10")
+            .expect_err("small")
+            .to_string();
+        assert!(e.contains("max_header_bytes"), "{e}");
     }
 
     #[test]

@@ -223,7 +223,7 @@ fn describe_bad_request(frame: &[u8], e: &serde_json::Error) -> String {
 }
 
 /// Run one request. Each variant maps to the `App` operation of the same name.
-pub async fn dispatch(app: &App, req: Request) -> Response {
+pub async fn dispatch(app: &Arc<App>, req: Request) -> Response {
     let result = match req {
         Request::Hello { .. } => {
             return Response::Hello {

@@ -37,33 +37,9 @@ pub struct CustomClient {
 impl CustomClient {
     /// Build a client trusting the system's CA store and the PEM certificates in `extra_ca`.
     pub fn new(extra_ca: Option<&std::path::Path>) -> Result<CustomClient, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        let native = rustls_native_certs::load_native_certs();
-        for cert in native.certs {
-            let _ = roots.add(cert);
-        }
-        if let Some(path) = extra_ca {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("{}: cannot read certificates: {e}", path.display()))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| format!("{}: bad PEM: {e}", path.display()))?;
-            if certs.is_empty() {
-                return Err(format!("{}: no PEM certificates found", path.display()));
-            }
-            for c in certs {
-                roots
-                    .add(c)
-                    .map_err(|e| format!("{}: unusable certificate: {e}", path.display()))?;
-            }
-        }
-        let count = roots.len();
-        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let tls = tls_config(extra_ca)?;
+        let count = tls.root_count;
+        let tls = tls.config;
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
         http.set_nodelay(true);
@@ -82,6 +58,44 @@ impl CustomClient {
             roots: count,
         })
     }
+}
+
+/// A TLS client configuration and how many roots it trusts.
+pub struct Tls {
+    pub config: rustls::ClientConfig,
+    pub root_count: usize,
+}
+
+/// TLS for outgoing connections: the system's CA store plus the PEM certificates in `extra_ca`.
+pub fn tls_config(extra_ca: Option<&std::path::Path>) -> Result<Tls, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = extra_ca {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("{}: cannot read certificates: {e}", path.display()))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("{}: bad PEM: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{}: no PEM certificates found", path.display()));
+        }
+        for c in certs {
+            roots
+                .add(c)
+                .map_err(|e| format!("{}: unusable certificate: {e}", path.display()))?;
+        }
+    }
+    let root_count = roots.len();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("TLS setup: {e}"))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Tls { config, root_count })
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) never forwarded.

@@ -104,7 +104,7 @@ fn check_config(args: &DaemonArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let pages = match Pages::load(cfg.templates_dir.as_deref()) {
+    let pages = match Pages::load_with(cfg.templates_dir.as_deref(), &cfg.page_config) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("kinfrad: templates invalid: {e}");
@@ -132,6 +132,15 @@ fn check_config(args: &DaemonArgs) -> ExitCode {
     for (name, from) in &pages.sources {
         println!("  template {name}: {from}");
     }
+    for s in &cfg.services {
+        let routes: Vec<String> = s.routes.iter().map(|r| r.to_string()).collect();
+        println!(
+            "  service {}: {} <- {}",
+            s.name,
+            s.url_text,
+            routes.join(", ")
+        );
+    }
     ExitCode::SUCCESS
 }
 
@@ -155,7 +164,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         tracing::info!("{note}");
     }
 
-    let pages = Pages::load(config.templates_dir.as_deref()).map_err(|e| anyhow!(e))?;
+    let pages = Pages::load_with(config.templates_dir.as_deref(), &config.page_config)
+        .map_err(|e| anyhow!(e))?;
     let loaded = StateFile::open(&config.state_dir).context("state directory")?;
     if let Some(p) = &loaded.problem {
         tracing::error!(problem = %p, "state file problem");
@@ -227,6 +237,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut sighup = signal(SignalKind::hangup())?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    app.sync_probes();
     let http_task = tokio::spawn(crate::http::serve(
         app.clone(),
         http,
@@ -271,6 +282,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 
     notifier.stopping();
     let _ = stop_tx.send(true);
+    app.stop_probes();
     let _ = control_task.await;
     if tokio::time::timeout(grace + Duration::from_secs(1), http_task)
         .await

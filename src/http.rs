@@ -23,6 +23,7 @@ use tower::ServiceExt;
 
 use crate::app::{App, MaintRequest, OpError, now_ms};
 use crate::protocol::ErrorCode;
+use crate::proxy::ForwardError;
 
 /// Largest JSON body the API accepts.
 pub const MAX_API_BODY: usize = 64 * 1024;
@@ -42,6 +43,12 @@ pub fn router(app: Arc<App>) -> Router {
                 .layer(DefaultBodyLimit::max(MAX_API_BODY)),
         )
         .route("/api/{*rest}", any(api_not_found))
+        .route("/__status__", get(services_status))
+        .route("/kinfra", any(not_yet))
+        .route("/kinfra/{*rest}", any(not_yet))
+        .route("/__action__/{*rest}", any(not_yet))
+        .route("/__logs__/{*rest}", any(not_yet))
+        .route("/__events__", any(not_yet))
         .fallback(front)
         .with_state(app)
 }
@@ -175,53 +182,147 @@ async fn post_status(State(app): State<Arc<App>>, headers: HeaderMap, body: Byte
     }
 }
 
+/// kinfrad's own paths that later features fill; they never reach an upstream.
+async fn not_yet() -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "not available in this version of kinfrad",
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct StatusQuery {
+    service: Option<String>,
+}
+
+/// `GET /__status__`: seed 000/001's JSON (top level: the `?service=` asked for, else kinfrad),
+/// or the status grid for browsers.
+async fn services_status(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<StatusQuery>,
+) -> Response {
+    if wants_html(&headers) && q.service.is_none() {
+        let mut r = Response::new(Body::from(app.status_page()));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return r;
+    }
+    match crate::status::services_json(&app, q.service.as_deref()) {
+        Ok(v) => json_response(StatusCode::OK, &v),
+        Err(e) => error_response(StatusCode::NOT_FOUND, "unknown_service", &e),
+    }
+}
+
 async fn api_not_found() -> Response {
     error_response(StatusCode::NOT_FOUND, "not_found", "no such API endpoint")
 }
 
-/// Everything that is not kinfrad's own: maintenance, or the landing page.
-async fn front(State(app): State<Arc<App>>, req: Request) -> Response {
-    let view = app.maint();
-    if let Some(m) = view.record.as_ref().filter(|m| m.target.covers_unrouted()) {
-        app.hit();
-        let now = now_ms();
-        let retry = m.retry_after_secs(now);
-        if let Some(page) = view.page_url.clone() {
-            let html = view.html.clone();
-            let status = app.status_view();
-            drop(view);
-            let peer = req.extensions().get::<Peer>().map(|p| p.0);
-            let browser = wants_html(req.headers());
-            return match crate::custom::forward(
-                &app.client(),
-                &app.instance,
-                &page,
-                req,
-                peer,
-                retry,
-            )
-            .await
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    warn_custom_page(&e);
-                    maintenance_response(browser, html, &status, retry)
-                }
+/// The request's host, lower-case and without port; "" when the request has none (HTTP/1.0).
+pub fn request_host(req: &Request) -> Result<String, String> {
+    let raw = match req.uri().authority() {
+        Some(a) => a.as_str().to_string(),
+        None => {
+            let mut it = req.headers().get_all(header::HOST).iter();
+            let Some(v) = it.next() else {
+                return Ok(String::new());
             };
+            if it.next().is_some() {
+                return Err("more than one Host header".to_string());
+            }
+            v.to_str()
+                .map_err(|_| "Host header is not text".to_string())?
+                .to_string()
         }
-        let browser = wants_html(req.headers());
-        let html = view.html.clone();
-        drop(view);
-        return maintenance_response(browser, html, &app.status_view(), retry);
+    };
+    let auth: http::uri::Authority = raw.parse().map_err(|_| format!("invalid Host {raw:?}"))?;
+    if auth.as_str().contains('@') {
+        return Err(format!("invalid Host {raw:?}"));
     }
-    drop(view);
-    let status = if req.uri().path() == "/" {
+    let host = auth.host().to_ascii_lowercase();
+    let ok = host.starts_with('[')
+        || (!host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_'));
+    if !ok {
+        return Err(format!("invalid Host {raw:?}"));
+    }
+    Ok(host)
+}
+
+/// Everything that is not kinfrad's own: maintenance, a proxied upstream (or its fallback page),
+/// or kinfrad's own landing / status page.
+async fn front(State(app): State<Arc<App>>, req: Request) -> Response {
+    let host = match request_host(&req) {
+        Ok(h) => h,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, "bad_request", &e),
+    };
+    let services = app.services_full();
+    let route = services.table.lookup(&host, req.uri().path());
+    let Some(route) = route else {
+        let covered = app
+            .maint()
+            .record
+            .as_ref()
+            .is_some_and(|m| m.target.covers_unrouted());
+        if covered {
+            return serve_maintenance(&app, req, None).await;
+        }
+        return unrouted(&app, &req, &services);
+    };
+    let up = route.target.clone();
+    let in_maint = app
+        .maint()
+        .record
+        .as_ref()
+        .is_some_and(|m| m.target.covers(&up.name));
+    if in_maint {
+        return serve_maintenance(&app, req, Some(&up)).await;
+    }
+    let gate = up.cfg().fallback.enabled;
+    let peer = req.extensions().get::<Peer>().map(|p| p.0);
+    let browser = wants_html(req.headers());
+    match crate::proxy::forward(&up, route, req, peer, &host, gate).await {
+        Ok(r) => r,
+        Err(ForwardError::TooLarge(n)) => error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            &format!("request body larger than {n} bytes"),
+        ),
+        Err(e) if !gate => {
+            let (status, code) = match e {
+                ForwardError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
+                _ => (StatusCode::BAD_GATEWAY, "bad_gateway"),
+            };
+            error_response(status, code, &format!("{e:?}"))
+        }
+        Err(e) => {
+            tracing::debug!(service = %up.name, error = ?e, "serving fallback page");
+            fallback_response(&app, &up, browser)
+        }
+    }
+}
+
+/// A request that matched no route.
+fn unrouted(app: &App, req: &Request, services: &crate::app::Services) -> Response {
+    let status = if req.uri().path() == "/" && services.list.is_empty() {
         StatusCode::OK
     } else {
         StatusCode::NOT_FOUND
     };
     if wants_html(req.headers()) {
-        let mut r = Response::new(Body::from(app.pages().landing.clone()));
+        let body = if services.list.is_empty() {
+            app.pages().landing.clone()
+        } else {
+            app.status_page()
+        };
+        let mut r = Response::new(Body::from(body));
         *r.status_mut() = status;
         r.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -235,12 +336,81 @@ async fn front(State(app): State<Arc<App>>, req: Request) -> Response {
             status,
             &serde_json::json!({
                 "service": "kinfrad",
-                "message": if status == StatusCode::OK { "KInfra is running; no services are configured" } else { "not found" },
-                "status": crate::pages::STATUS_URL,
+                "message": if status == StatusCode::OK { "KInfra is running; no services are configured" } else { "no route matches this host and path" },
+                "status": crate::pages::SERVICE_STATUS_URL,
                 "health": crate::pages::HEALTH_URL,
             }),
         )
     }
+}
+
+/// The upstream's pre-rendered fallback page (HTML for browsers, JSON otherwise), status 503.
+fn fallback_response(app: &App, up: &Arc<crate::upstream::Upstream>, browser: bool) -> Response {
+    let refresh = up.cfg().fallback.refresh_interval;
+    let mut r = if browser {
+        let page = app.fallback_page(up);
+        let mut r = Response::new(Body::from(page.html.clone()));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        r.headers_mut()
+            .insert("x-kinfra-fallback", HeaderValue::from_static(page.kind));
+        r
+    } else {
+        let s = up.snapshot(std::time::Instant::now());
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({
+                "error": "service_unavailable",
+                "service": s.name,
+                "service_name": s.display_name,
+                "state": s.state,
+                "health_status": s.health.label(),
+                "status_message": s.status_message,
+                "error_detail": s.error_detail,
+                "circuit_state": s.circuit.as_str(),
+                "retry_after": refresh,
+                "status": format!("{}?service={}", crate::pages::SERVICE_STATUS_URL, s.name),
+            }),
+        )
+    };
+    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let h = r.headers_mut();
+    h.insert(header::RETRY_AFTER, HeaderValue::from(refresh));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::VARY, HeaderValue::from_static("Accept"));
+    r
+}
+
+/// Maintenance for a request (`up`: the upstream it was routed to, if any).
+async fn serve_maintenance(
+    app: &Arc<App>,
+    req: Request,
+    up: Option<&Arc<crate::upstream::Upstream>>,
+) -> Response {
+    let view = app.maint_full();
+    let Some(m) = view.record.as_ref() else {
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "maintenance",
+            "maintenance",
+        );
+    };
+    app.hit();
+    if let Some(u) = up {
+        u.maintenance_hits.fetch_add(1, Ordering::Relaxed);
+    }
+    let retry = m.retry_after_secs(now_ms());
+    let browser = wants_html(req.headers());
+    if let Some(page) = view.page_url.clone() {
+        let peer = req.extensions().get::<Peer>().map(|p| p.0);
+        match crate::custom::forward(&app.client(), &app.instance, &page, req, peer, retry).await {
+            Ok(r) => return r,
+            Err(e) => warn_custom_page(&e),
+        }
+    }
+    maintenance_response(browser, view.html.clone(), &app.status_view(), retry)
 }
 
 fn maintenance_response(

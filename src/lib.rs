@@ -4,12 +4,14 @@
 //! [`daemon::main`] and [`cli::run`]. See ARCHITECTURE.md for the map.
 
 pub mod app;
+pub mod circuit;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod control;
 pub mod custom;
 pub mod daemon;
+pub mod health;
 pub mod http;
 pub mod logging;
 pub mod maintenance;
@@ -17,6 +19,12 @@ pub mod notify;
 pub mod pages;
 pub mod paths;
 pub mod protocol;
+pub mod proxy;
+pub mod routes;
+pub mod service;
 pub mod sockets;
 pub mod state;
+pub mod status;
+pub mod stop;
 pub mod token;
+pub mod upstream;

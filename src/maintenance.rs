@@ -77,6 +77,14 @@ impl Target {
         Ok(Target::Routes(ids))
     }
 
+    /// Does maintenance apply to the route (service) named `id`?
+    pub fn covers(&self, id: &str) -> bool {
+        match self {
+            Target::All => true,
+            Target::Routes(ids) => ids.iter().any(|x| x == id),
+        }
+    }
+
     /// Does maintenance apply to traffic that matched no route (kinfrad's own landing page)?
     pub fn covers_unrouted(&self) -> bool {
         matches!(self, Target::All)

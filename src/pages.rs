@@ -15,15 +15,102 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../templates/maintenance.html"),
     ),
     ("landing.html", include_str!("../templates/landing.html")),
+    ("loading.html", include_str!("../templates/loading.html")),
+    ("live.html", include_str!("../templates/live.html")),
+    ("503.html", include_str!("../templates/503.html")),
+    ("status.html", include_str!("../templates/status.html")),
+];
+
+/// Variables kinfrad sets itself; `[page_config]` may not use these names.
+pub const RESERVED: &[&str] = &[
+    "service_id",
+    "service_name",
+    "status_message",
+    "port",
+    "pid",
+    "uptime",
+    "health_status",
+    "state",
+    "steps",
+    "refresh_interval",
+    "error_detail",
+    "retry_after",
+    "status_url",
+    "health_url",
+    "version",
+    "message",
+    "current_issue",
+    "start_time_ms",
+    "start_time_iso",
+    "eta_ms",
+    "services",
 ];
 
 /// The JSON endpoint pages poll.
 pub const STATUS_URL: &str = "/api/maintenance/status";
 pub const HEALTH_URL: &str = "/health";
+/// The services' status JSON (seed 000/001).
+pub const SERVICE_STATUS_URL: &str = "/__status__";
+
+/// What a fallback page shows about one service (all text, as the seeds' JSON has it).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FallbackFacts {
+    pub id: String,
+    pub display_name: String,
+    pub status_message: String,
+    pub port: String,
+    pub pid: String,
+    pub uptime: String,
+    pub health_status: String,
+    pub state: String,
+    pub steps: Vec<crate::upstream::Step>,
+    pub refresh_interval: u32,
+    pub error_detail: String,
+}
+
+impl FallbackFacts {
+    fn sample() -> FallbackFacts {
+        FallbackFacts {
+            id: "api".into(),
+            display_name: "API".into(),
+            status_message: "Starting".into(),
+            port: "8000".into(),
+            pid: String::new(),
+            uptime: String::new(),
+            health_status: "Starting".into(),
+            state: "starting".into(),
+            steps: vec![crate::upstream::Step {
+                text: "Health check".into(),
+                status: "active",
+            }],
+            refresh_interval: 5,
+            error_detail: String::new(),
+        }
+    }
+
+    /// From an upstream's snapshot.
+    pub fn of(s: &crate::upstream::Snapshot) -> FallbackFacts {
+        FallbackFacts {
+            id: s.name.clone(),
+            display_name: s.display_name.clone(),
+            status_message: s.status_message.clone(),
+            port: s.port.clone(),
+            pid: String::new(),
+            uptime: s.uptime.clone(),
+            health_status: s.health.label().to_string(),
+            state: s.state.to_string(),
+            steps: s.steps.clone(),
+            refresh_interval: s.refresh_interval,
+            error_detail: s.error_detail.clone(),
+        }
+    }
+}
 
 /// Loaded templates plus the bodies that do not depend on state.
 pub struct Pages {
     tera: Tera,
+    /// `[page_config]` variables, added to every context.
+    extra: Context,
     /// `(template, where it came from)`, for the log and `--check-config`.
     pub sources: Vec<(String, String)>,
     pub landing: Bytes,
@@ -50,6 +137,18 @@ pub fn iso(ms: u64) -> String {
 impl Pages {
     /// Load the embedded templates, then any overrides, and prove each renders.
     pub fn load(templates_dir: Option<&Path>) -> Result<Pages, String> {
+        Self::load_with(templates_dir, &serde_json::Map::new())
+    }
+
+    /// Load with operator variables from `[page_config]`.
+    pub fn load_with(
+        templates_dir: Option<&Path>,
+        page_config: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Pages, String> {
+        let mut extra = Context::new();
+        for (k, v) in page_config {
+            extra.insert(k.clone(), v);
+        }
         let mut tera = Tera::new();
         let mut sources = Vec::new();
         for (name, embedded) in EMBEDDED {
@@ -72,6 +171,7 @@ impl Pages {
         }
         let mut pages = Pages {
             tera,
+            extra,
             sources,
             landing: Bytes::new(),
         };
@@ -79,6 +179,11 @@ impl Pages {
         // Prove the maintenance template renders with every variable it may use.
         let sample = Maintenance::begin(Default::default(), 1_750_000_000_000);
         pages.render_maintenance(&sample, 1_750_000_000_000)?;
+        let snap = FallbackFacts::sample();
+        for kind in ["loading", "live", "503", "maintenance"] {
+            pages.render_fallback(kind, &snap)?;
+        }
+        pages.render_status(&[snap])?;
         Ok(pages)
     }
 
@@ -104,7 +209,88 @@ impl Pages {
         self.render("maintenance.html", &ctx)
     }
 
+    /// A service's fallback page (`kind`: loading, live, 503 or maintenance).
+    pub fn render_fallback(&self, kind: &str, f: &FallbackFacts) -> Result<Bytes, String> {
+        if kind == "maintenance" {
+            let m = Maintenance::begin(
+                crate::maintenance::Change {
+                    message: Some(f.status_message.clone()),
+                    ..Default::default()
+                },
+                crate::app::now_ms(),
+            );
+            let mut ctx = Context::new();
+            ctx.insert("message", &m.message);
+            ctx.insert("current_issue", &f.display_name);
+            ctx.insert("start_time_ms", &m.start_time_ms);
+            ctx.insert("start_time_iso", &iso(m.start_time_ms));
+            ctx.insert("eta_ms", &0u64);
+            ctx.insert("retry_after", &f.refresh_interval);
+            ctx.insert("status_url", STATUS_URL);
+            ctx.insert("version", version());
+            return self.render("maintenance.html", &ctx);
+        }
+        let name = match kind {
+            "loading" => "loading.html",
+            "live" => "live.html",
+            _ => "503.html",
+        };
+        let mut ctx = Context::new();
+        ctx.insert("service_id", &f.id);
+        ctx.insert("service_name", &f.display_name);
+        ctx.insert("status_message", &f.status_message);
+        ctx.insert("port", &f.port);
+        ctx.insert("pid", &f.pid);
+        ctx.insert("uptime", &f.uptime);
+        ctx.insert("health_status", &f.health_status);
+        ctx.insert("state", &f.state);
+        ctx.insert("steps", &f.steps);
+        ctx.insert("refresh_interval", &f.refresh_interval);
+        ctx.insert("error_detail", &f.error_detail);
+        ctx.insert("retry_after", &f.refresh_interval);
+        ctx.insert(
+            "status_url",
+            &format!("{SERVICE_STATUS_URL}?service={}", f.id),
+        );
+        ctx.insert("version", version());
+        self.render(name, &ctx)
+    }
+
+    /// The multi-service status grid.
+    pub fn render_status(&self, services: &[FallbackFacts]) -> Result<Bytes, String> {
+        #[derive(serde::Serialize)]
+        struct Card<'a> {
+            id: &'a str,
+            name: &'a str,
+            state: &'a str,
+            status_message: &'a str,
+            port: &'a str,
+            health_status: &'a str,
+            uptime: &'a str,
+        }
+        let cards: Vec<Card<'_>> = services
+            .iter()
+            .map(|f| Card {
+                id: &f.id,
+                name: &f.display_name,
+                state: &f.state,
+                status_message: &f.status_message,
+                port: &f.port,
+                health_status: &f.health_status,
+                uptime: &f.uptime,
+            })
+            .collect();
+        let mut ctx = Context::new();
+        ctx.insert("services", &cards);
+        ctx.insert("version", version());
+        ctx.insert("status_url", SERVICE_STATUS_URL);
+        self.render("status.html", &ctx)
+    }
+
     fn render(&self, name: &str, ctx: &Context) -> Result<Bytes, String> {
+        let mut full = self.extra.clone();
+        full.extend(ctx.clone());
+        let ctx = &full;
         self.tera
             .render(name, ctx)
             .map(Bytes::from)

@@ -305,10 +305,13 @@ fn example_config_passes_check_config() {
     let body = read(&example);
     let keys = config_keys();
     assert!(keys.len() >= 8, "parsed keys from src/config.rs: {keys:?}");
+    // Tables (`[[service]]`, `[page_config]`) are shown as commented table headers instead.
+    let is_table = |l: &str, k: &str| l == format!("#[[{k}]]") || l == format!("#[{k}]");
     for k in &keys {
         assert!(
-            body.lines().any(|l| l.starts_with(&format!("#{k} = "))),
-            "packaging/kinfra.toml does not show `#{k} = ...`"
+            body.lines()
+                .any(|l| l.starts_with(&format!("#{k} = ")) || is_table(l, k)),
+            "packaging/kinfra.toml does not show `#{k} = ...` (or `#[[{k}]]` / `#[{k}]`)"
         );
     }
     // ...and with all of them switched on it is still valid. Paths that must exist for the check
@@ -321,9 +324,20 @@ fn example_config_passes_check_config() {
     ]
     .into_iter()
     .find(|p| Path::new(p).is_file());
+    // A commented table runs from its header to the next blank line; all of it is switched on.
+    let mut in_table = false;
     let on: String = body
         .lines()
-        .map(|l| match l.strip_prefix('#') {
+        .map(|l| {
+            if keys.iter().any(|k| is_table(l, k)) {
+                in_table = true;
+            } else if l.trim().is_empty() {
+                in_table = false;
+            }
+            (l, in_table)
+        })
+        .map(|(l, in_table)| match l.strip_prefix('#') {
+            Some(rest) if in_table && !rest.starts_with(' ') => format!("{rest}\n"),
             Some(rest) if keys.iter().any(|k| rest.starts_with(&format!("{k} = "))) => {
                 if rest.starts_with("templates_dir = ") {
                     format!("templates_dir = {templates:?}\n")

@@ -1,0 +1,473 @@
+//! Forwarding a request to its upstream: pooled keep-alive connections, streamed bodies,
+//! hop-by-hop headers removed, `X-Forwarded-*` added, `Upgrade` (WebSocket) tunnelled, timeouts.
+//! Any failure before the upstream's response head becomes the upstream's fallback page, never a
+//! bare 502.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use http_body::{Frame, SizeHint};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use crate::circuit::Admit;
+use crate::routes::Route;
+use crate::service::ServiceConfig;
+use crate::upstream::Upstream;
+
+/// A pooled client for one upstream.
+pub struct UpstreamClient {
+    client: Client<HttpsConnector<HttpConnector>, Body>,
+}
+
+impl UpstreamClient {
+    pub fn new(
+        cfg: &ServiceConfig,
+        extra_ca: Option<&std::path::Path>,
+    ) -> Result<UpstreamClient, String> {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(cfg.timeouts.connect));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        let tls = crate::custom::tls_config(extra_ca)?.config;
+        let conn = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(cfg.timeouts.idle)
+            .pool_max_idle_per_host(1024)
+            .build(conn);
+        Ok(UpstreamClient { client })
+    }
+}
+
+impl UpstreamClient {
+    /// Send a probe and read its status (the body is drained and dropped).
+    /// `Err((is_connect_error, text))`.
+    pub async fn probe(&self, req: Request<Body>) -> Result<u16, (bool, String)> {
+        match self.client.request(req).await {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let _ = http_body_util::BodyExt::collect(http_body_util::Limited::new(
+                    resp.into_body(),
+                    64 * 1024,
+                ))
+                .await;
+                Ok(status)
+            }
+            Err(e) if e.is_connect() => Err((true, connect_text(&e))),
+            Err(e) => Err((false, error_chain(&e))),
+        }
+    }
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1).
+const HOP: &[&str] = &[
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+];
+
+/// Remove hop-by-hop headers, including those named in `Connection`.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    if h.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = h
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect();
+        for n in named {
+            h.remove(n);
+        }
+    }
+    for n in HOP {
+        h.remove(*n);
+    }
+}
+
+/// Is this an HTTP/1.1 upgrade request (WebSocket and friends)?
+pub fn upgrade_protocol(req: &Request<Body>) -> Option<HeaderValue> {
+    let conn_upgrade = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        });
+    if conn_upgrade {
+        req.headers().get(header::UPGRADE).cloned()
+    } else {
+        None
+    }
+}
+
+/// Why forwarding failed.
+#[derive(Debug)]
+pub enum ForwardError {
+    /// Circuit open or upstream not ready: never sent.
+    NotAdmitted,
+    /// Connecting failed (refused, unreachable, connect timeout).
+    Connect(String),
+    /// Connected but no response head in time.
+    Timeout(Duration),
+    /// Sent, but the connection failed before a response.
+    Failed(String),
+    /// The request body exceeded the limit.
+    TooLarge(u64),
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// Human text for a connect error ("Connection refused").
+fn connect_text(e: &hyper_util::client::legacy::Error) -> String {
+    let mut cur: Option<&dyn std::error::Error> = Some(e);
+    while let Some(c) = cur {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => "Connection refused".to_string(),
+                std::io::ErrorKind::TimedOut => "Connect timed out".to_string(),
+                _ => io.to_string(),
+            };
+        }
+        cur = c.source();
+    }
+    error_chain(e)
+}
+
+/// The URI to send upstream.
+fn upstream_uri(cfg: &ServiceConfig, route: &Route<Upstream>, uri: &Uri) -> Result<Uri, String> {
+    let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let pq = if route.strip_prefix {
+        crate::routes::strip(&route.spec.prefix, pq)
+    } else {
+        pq.to_string()
+    };
+    let full = format!("{}{}", cfg.url.base_path, pq);
+    Uri::builder()
+        .scheme(if cfg.url.https { "https" } else { "http" })
+        .authority(cfg.url.authority.clone())
+        .path_and_query(full)
+        .build()
+        .map_err(|e| format!("cannot build upstream URI: {e}"))
+}
+
+fn add_forwarded(h: &mut HeaderMap, peer: Option<SocketAddr>, host: &str) {
+    let trusted = peer.is_some_and(|p| p.ip().is_loopback());
+    if let Some(peer) = peer {
+        let ip = peer.ip().to_string();
+        let v = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(prev) if trusted => format!("{prev}, {ip}"),
+            _ => ip,
+        };
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert("x-forwarded-for", v);
+        }
+    }
+    // A loopback peer (a tunnel or a TLS terminator on this host) may already have set these.
+    if !(trusted && h.contains_key("x-forwarded-proto")) {
+        h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    }
+    if !(trusted && h.contains_key("x-forwarded-host"))
+        && let Ok(v) = HeaderValue::from_str(host)
+    {
+        h.insert("x-forwarded-host", v);
+    }
+}
+
+/// Forward `req` to `up`. `Err` tells the caller to serve the fallback page.
+pub async fn forward(
+    up: &Arc<Upstream>,
+    route: &Route<Upstream>,
+    mut req: Request<Body>,
+    peer: Option<SocketAddr>,
+    host: &str,
+    gate: bool,
+) -> Result<Response<Body>, ForwardError> {
+    let now = Instant::now();
+    let admit = if gate {
+        match up.admit(now) {
+            Some(a) => a,
+            None => return Err(ForwardError::NotAdmitted),
+        }
+    } else {
+        Admit::Yes
+    };
+    let cfg = up.cfg();
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > cfg.max_request_body
+    {
+        if admit == Admit::Trial {
+            up.on_abandoned();
+        }
+        return Err(ForwardError::TooLarge(cfg.max_request_body));
+    }
+    let uri = upstream_uri(&cfg, route, req.uri()).map_err(ForwardError::Failed)?;
+    let upgrade = upgrade_protocol(&req);
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+
+    let (mut parts, body) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(header::HOST);
+    add_forwarded(&mut parts.headers, peer, host);
+    if let Some(proto) = &upgrade {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, proto.clone());
+    }
+    parts.uri = uri;
+    parts.version = http::Version::HTTP_11;
+    let limit = cfg.max_request_body;
+    let body = Body::new(LimitedBody {
+        inner: body,
+        left: limit,
+    });
+    let out = Request::from_parts(parts, body);
+
+    let client = up.client.load_full();
+    let result = tokio::time::timeout(cfg.timeouts.header, client.client.request(out)).await;
+    let resp = match result {
+        Err(_) => {
+            up.on_error(
+                Instant::now(),
+                false,
+                format!(
+                    "No response within {}",
+                    humantime::format_duration(cfg.timeouts.header)
+                ),
+            );
+            return Err(ForwardError::Timeout(cfg.timeouts.header));
+        }
+        Ok(Err(e)) => {
+            if e.is_connect() {
+                let text = connect_text(&e);
+                up.on_error(Instant::now(), true, text.clone());
+                return Err(ForwardError::Connect(text));
+            }
+            if error_chain(&e).contains("length limit exceeded") {
+                if admit == Admit::Trial {
+                    up.on_abandoned();
+                }
+                return Err(ForwardError::TooLarge(limit));
+            }
+            let text = error_chain(&e);
+            up.on_error(Instant::now(), false, text.clone());
+            return Err(ForwardError::Failed(text));
+        }
+        Ok(Ok(r)) => r,
+    };
+    up.on_response(Instant::now(), resp.status().is_server_error());
+
+    let mut resp = resp;
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_up) = client_upgrade else {
+            return Err(ForwardError::Failed(
+                "upstream switched protocols unasked".into(),
+            ));
+        };
+        let upstream_up = hyper::upgrade::on(&mut resp);
+        tokio::spawn(async move {
+            match tokio::try_join!(client_up, upstream_up) {
+                Ok((c, u)) => {
+                    let mut c = TokioIo::new(c);
+                    let mut u = TokioIo::new(u);
+                    let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                }
+                Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+            }
+        });
+        let mut out = Response::new(Body::empty());
+        *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        *out.headers_mut() = resp.headers().clone();
+        return Ok(out);
+    }
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let idle = cfg.timeouts.idle;
+    Ok(Response::from_parts(
+        parts,
+        Body::new(IdleBody::new(body, idle)),
+    ))
+}
+
+/// A request body that fails once more than `left` bytes went through.
+struct LimitedBody {
+    inner: Body,
+    left: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("request body length limit exceeded")]
+struct TooLarge;
+
+impl http_body::Body for LimitedBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    let n = d.len() as u64;
+                    if n > self.left {
+                        return Poll::Ready(Some(Err(Box::new(TooLarge))));
+                    }
+                    self.left -= n;
+                }
+                Poll::Ready(Some(Ok(f)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A response body that errors when the upstream stalls for longer than `idle`.
+struct IdleBody {
+    inner: hyper::body::Incoming,
+    idle: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl IdleBody {
+    fn new(inner: hyper::body::Incoming, idle: Duration) -> IdleBody {
+        IdleBody {
+            inner,
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("upstream body stalled")]
+struct Stalled;
+
+impl http_body::Body for IdleBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(r) => {
+                let deadline = tokio::time::Instant::now() + self.idle;
+                self.timer.as_mut().reset(deadline);
+                Poll::Ready(r.map(|x| x.map_err(|e| Box::new(e) as Self::Error)))
+            }
+            Poll::Pending => match self.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(Stalled)))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        http_body::Body::is_end_stream(&self.inner)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        http_body::Body::size_hint(&self.inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert!(
+            h.get("x-secret").is_none()
+                && h.get("keep-alive").is_none()
+                && h.get(header::CONNECTION).is_none()
+        );
+        assert!(h.get("x-kept").is_some());
+    }
+
+    #[test]
+    fn forwarded_headers_trust_only_loopback() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        add_forwarded(
+            &mut h,
+            Some("10.0.0.9:5000".parse().expect("addr")),
+            "example.com",
+        );
+        assert_eq!(h["x-forwarded-for"], "10.0.0.9");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        add_forwarded(
+            &mut h,
+            Some("127.0.0.1:5000".parse().expect("addr")),
+            "example.com",
+        );
+        assert_eq!(h["x-forwarded-for"], "6.6.6.6, 127.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "example.com");
+    }
+}

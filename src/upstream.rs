@@ -1,0 +1,481 @@
+//! One upstream's live state: health (active probes and passive signals), its circuit breaker,
+//! the last error, counters, and its pre-rendered fallback page. Shared by the request path
+//! (reads atomics, takes the breaker's short mutex) and its health task.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+
+use crate::circuit::{Admit, Breaker, CircuitState};
+use crate::service::{FallbackPage, ProbeKind, ServiceConfig};
+
+/// Readiness as kinfrad sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Health {
+    /// Not yet seen healthy, within the startup grace period.
+    Starting = 0,
+    Healthy = 1,
+    Unhealthy = 2,
+}
+
+impl Health {
+    fn from_u8(v: u8) -> Health {
+        match v {
+            1 => Health::Healthy,
+            2 => Health::Unhealthy,
+            _ => Health::Starting,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Health::Starting => "Starting",
+            Health::Healthy => "Healthy",
+            Health::Unhealthy => "Unhealthy",
+        }
+    }
+}
+
+/// What one active probe saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeOutcome {
+    Ok,
+    /// TCP connect failed (refused, unreachable, timeout).
+    ConnectFailed(String),
+    /// Connected, but the check failed (bad status, timeout, reset).
+    CheckFailed(String),
+}
+
+/// A progress step shown on the loading page.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Step {
+    pub text: String,
+    pub status: &'static str,
+}
+
+#[derive(Debug, Default)]
+struct Detail {
+    consecutive_ok: u32,
+    consecutive_fail: u32,
+    last_probe: Option<ProbeOutcome>,
+    last_error: String,
+    ever_healthy: bool,
+    healthy_since: Option<SystemTime>,
+    changed_at: Option<SystemTime>,
+}
+
+/// A rendered fallback page and the state it was rendered for.
+#[derive(Debug, Default)]
+pub struct Rendered {
+    pub kind: &'static str,
+    pub html: Bytes,
+    pub version: u64,
+}
+
+/// A snapshot for status JSON and page rendering.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub name: String,
+    pub display_name: String,
+    pub url: String,
+    pub state: &'static str,
+    pub health: Health,
+    pub status_message: String,
+    pub error_detail: String,
+    pub port: String,
+    pub uptime: String,
+    pub uptime_secs: u64,
+    pub steps: Vec<Step>,
+    pub circuit: CircuitState,
+    pub circuit_failures: u64,
+    pub circuit_opened_secs_ago: Option<u64>,
+    pub requests: u64,
+    pub failures: u64,
+    pub maintenance_hits: u64,
+    pub fallback_page: &'static str,
+    pub refresh_interval: u32,
+}
+
+/// Live state of one `[[service]]` with a `url`.
+pub struct Upstream {
+    pub name: String,
+    cfg: ArcSwap<ServiceConfig>,
+    pub client: ArcSwap<crate::proxy::UpstreamClient>,
+    health: AtomicU8,
+    breaker: Mutex<Breaker>,
+    detail: Mutex<Detail>,
+    started: Instant,
+    /// Bumped on every visible change; the fallback page is re-rendered when it moves.
+    version: AtomicU64,
+    pub rendered: ArcSwap<Rendered>,
+    pub requests: AtomicU64,
+    pub failures: AtomicU64,
+    pub maintenance_hits: AtomicU64,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// "5m 32s"-style text.
+pub fn human(d: Duration) -> String {
+    crate::cli::human_secs(d.as_secs())
+}
+
+impl Upstream {
+    pub fn new(cfg: ServiceConfig, extra_ca: Option<&std::path::Path>) -> Result<Upstream, String> {
+        let client = crate::proxy::UpstreamClient::new(&cfg, extra_ca)?;
+        let now = Instant::now();
+        Ok(Upstream {
+            name: cfg.name.clone(),
+            breaker: Mutex::new(Breaker::new(cfg.breaker.clone(), now)),
+            cfg: ArcSwap::from_pointee(cfg),
+            client: ArcSwap::from_pointee(client),
+            health: AtomicU8::new(Health::Starting as u8),
+            detail: Mutex::new(Detail::default()),
+            started: now,
+            version: AtomicU64::new(1),
+            rendered: ArcSwap::from_pointee(Rendered::default()),
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            maintenance_hits: AtomicU64::new(0),
+        })
+    }
+
+    pub fn cfg(&self) -> arc_swap::Guard<std::sync::Arc<ServiceConfig>> {
+        self.cfg.load()
+    }
+
+    /// Apply a reloaded config for the same service, keeping health and breaker state.
+    pub fn reconfigure(
+        &self,
+        cfg: ServiceConfig,
+        extra_ca: Option<&std::path::Path>,
+    ) -> Result<(), String> {
+        self.client
+            .store(std::sync::Arc::new(crate::proxy::UpstreamClient::new(
+                &cfg, extra_ca,
+            )?));
+        lock(&self.breaker).reconfigure(cfg.breaker.clone());
+        self.cfg.store(std::sync::Arc::new(cfg));
+        self.bump();
+        Ok(())
+    }
+
+    pub fn health(&self) -> Health {
+        Health::from_u8(self.health.load(Ordering::Acquire))
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    fn bump(&self) {
+        self.version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn set_health(&self, h: Health, d: &mut Detail) -> bool {
+        let prev = Health::from_u8(self.health.swap(h as u8, Ordering::AcqRel));
+        if prev != h {
+            d.changed_at = Some(SystemTime::now());
+            if h == Health::Healthy {
+                d.ever_healthy = true;
+                d.healthy_since = Some(SystemTime::now());
+            } else {
+                d.healthy_since = None;
+            }
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Record an active probe; returns true when the visible state changed.
+    pub fn on_probe(&self, outcome: ProbeOutcome) -> bool {
+        let cfg = self.cfg.load();
+        let mut d = lock(&self.detail);
+        let probe_changed = d.last_probe.as_ref() != Some(&outcome);
+        d.last_probe = Some(outcome.clone());
+        let mut changed = probe_changed;
+        match outcome {
+            ProbeOutcome::Ok => {
+                d.consecutive_fail = 0;
+                d.consecutive_ok = d.consecutive_ok.saturating_add(1);
+                if self.health() != Health::Healthy
+                    && d.consecutive_ok >= cfg.health.healthy_threshold
+                {
+                    changed |= self.set_health(Health::Healthy, &mut d);
+                    d.last_error.clear();
+                    // The upstream is back: close the circuit rather than wait out its cool-down.
+                    lock(&self.breaker).reset();
+                }
+            }
+            ProbeOutcome::ConnectFailed(e) | ProbeOutcome::CheckFailed(e) => {
+                d.consecutive_ok = 0;
+                d.consecutive_fail = d.consecutive_fail.saturating_add(1);
+                d.last_error = e;
+                let in_grace = !d.ever_healthy && self.started.elapsed() < cfg.health.grace;
+                match self.health() {
+                    Health::Healthy if d.consecutive_fail >= cfg.health.unhealthy_threshold => {
+                        changed |= self.set_health(Health::Unhealthy, &mut d);
+                    }
+                    Health::Starting if !in_grace => {
+                        changed |= self.set_health(Health::Unhealthy, &mut d);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        drop(d);
+        if changed {
+            self.bump();
+        }
+        changed
+    }
+
+    /// Should a request be sent? (`None`: no, serve the fallback.)
+    pub fn admit(&self, now: Instant) -> Option<Admit> {
+        if self.health() != Health::Healthy {
+            return None;
+        }
+        match lock(&self.breaker).admit(now) {
+            Admit::No => None,
+            a => Some(a),
+        }
+    }
+
+    /// A forwarded request got a response (5xx counts as a failure for the breaker).
+    pub fn on_response(&self, now: Instant, server_error: bool) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut b = lock(&self.breaker);
+        if server_error {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            let before = b.state(now);
+            b.on_failure(now);
+            let after = b.state(now);
+            drop(b);
+            if before != after {
+                self.bump();
+            }
+        } else if b.consecutive_failures() > 0 || b.state(now) != CircuitState::Closed {
+            let before = b.state(now);
+            b.on_success(now);
+            let after = b.state(now);
+            drop(b);
+            if before != after {
+                self.bump();
+            }
+        }
+    }
+
+    /// A forwarded request failed without a response. `connect` failures also mark the upstream
+    /// unhealthy at once, so the next visitor gets the fallback page without waiting.
+    pub fn on_error(&self, now: Instant, connect: bool, what: String) -> bool {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let mut changed = {
+            let mut b = lock(&self.breaker);
+            let before = b.state(now);
+            b.on_failure(now);
+            before != b.state(now)
+        };
+        let mut d = lock(&self.detail);
+        d.last_error = what;
+        if connect {
+            d.consecutive_ok = 0;
+            changed |= self.set_health(Health::Unhealthy, &mut d);
+        }
+        drop(d);
+        if changed {
+            self.bump();
+        }
+        changed
+    }
+
+    /// A half-open trial whose client went away before an outcome.
+    pub fn on_abandoned(&self) {
+        lock(&self.breaker).on_abandoned();
+    }
+
+    /// The state name used in `/__status__` and on pages.
+    pub fn state_name(&self, now: Instant) -> &'static str {
+        let circuit = lock(&self.breaker).state(now);
+        match (self.health(), circuit) {
+            (Health::Healthy, CircuitState::Open) => "circuit_open",
+            (Health::Healthy, _) => "running",
+            (Health::Starting, _) => "starting",
+            (Health::Unhealthy, _) => {
+                if lock(&self.detail).ever_healthy {
+                    "down"
+                } else {
+                    "unhealthy"
+                }
+            }
+        }
+    }
+
+    /// Which fallback page fits the current state.
+    pub fn page_kind(&self, now: Instant) -> &'static str {
+        let cfg = self.cfg.load();
+        match (cfg.fallback.page, self.state_name(now)) {
+            (FallbackPage::Maintenance, _) => "maintenance",
+            (FallbackPage::Unavailable, _) => "503",
+            (FallbackPage::Loading, "starting") => "loading",
+            (FallbackPage::Live, "starting") => "live",
+            _ => "503",
+        }
+    }
+
+    pub fn snapshot(&self, now: Instant) -> Snapshot {
+        let cfg = self.cfg.load();
+        let state = self.state_name(now);
+        let (circuit, circuit_failures, opened) = {
+            let b = lock(&self.breaker);
+            (b.state(now), b.failures_total, b.opened_at())
+        };
+        let d = lock(&self.detail);
+        let health = self.health();
+        let target = format!("{}:{}", cfg.url.host, cfg.url.port);
+        let probe_text = match &cfg.health.kind {
+            ProbeKind::Http { path, .. } => format!("Health check GET {path}"),
+            ProbeKind::Tcp => "Health check (TCP connect)".to_string(),
+        };
+        let connect_status = match (&d.last_probe, health) {
+            (_, Health::Healthy) | (Some(ProbeOutcome::Ok | ProbeOutcome::CheckFailed(_)), _) => {
+                "completed"
+            }
+            (Some(ProbeOutcome::ConnectFailed(_)), Health::Unhealthy) => "failed",
+            _ => "active",
+        };
+        let check_status = match (&d.last_probe, health) {
+            (_, Health::Healthy) => "completed",
+            (Some(ProbeOutcome::CheckFailed(_)), Health::Unhealthy) => "failed",
+            (Some(ProbeOutcome::CheckFailed(_)), _) => "active",
+            _ => "pending",
+        };
+        let steps = vec![
+            Step {
+                text: format!("Connecting to {target}"),
+                status: connect_status,
+            },
+            Step {
+                text: probe_text,
+                status: check_status,
+            },
+        ];
+        let status_message = match state {
+            "running" => "Service is healthy".to_string(),
+            "starting" => cfg.fallback.message.clone(),
+            "circuit_open" => "Too many recent failures; retrying shortly".to_string(),
+            _ => "Service is not answering".to_string(),
+        };
+        let uptime_secs = d
+            .healthy_since
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Snapshot {
+            name: self.name.clone(),
+            display_name: cfg.display_name.clone(),
+            url: cfg.url_text.clone(),
+            state,
+            health,
+            status_message,
+            error_detail: d.last_error.clone(),
+            port: cfg.url.port.to_string(),
+            uptime: if d.healthy_since.is_some() {
+                crate::cli::human_secs(uptime_secs)
+            } else {
+                String::new()
+            },
+            uptime_secs,
+            steps,
+            circuit,
+            circuit_failures,
+            circuit_opened_secs_ago: opened.map(|t| now.saturating_duration_since(t).as_secs()),
+            requests: self.requests.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            maintenance_hits: self.maintenance_hits.load(Ordering::Relaxed),
+            fallback_page: cfg.fallback.page.as_str(),
+            refresh_interval: cfg.fallback.refresh_interval,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn up(extra: &str) -> Upstream {
+        let raw: crate::service::RawService = toml::from_str(&format!(
+            "name = \"api\"\nurl = \"http://127.0.0.1:1\"\nroutes = [\"/\"]\n{extra}"
+        ))
+        .expect("raw");
+        Upstream::new(ServiceConfig::from_raw(0, &raw).expect("cfg"), None).expect("upstream")
+    }
+
+    #[test]
+    fn starts_starting_then_healthy_then_down() {
+        let u = up("health_check = { path = \"/h\", unhealthy_threshold = 2 }");
+        let now = Instant::now();
+        assert_eq!(u.state_name(now), "starting");
+        assert!(u.admit(now).is_none(), "no traffic before ready");
+        assert!(u.on_probe(ProbeOutcome::Ok));
+        assert_eq!(u.state_name(now), "running");
+        assert_eq!(u.admit(now), Some(Admit::Yes));
+        u.on_probe(ProbeOutcome::CheckFailed("status 500".into()));
+        assert_eq!(
+            u.health(),
+            Health::Healthy,
+            "one failure is below the threshold"
+        );
+        assert!(u.on_probe(ProbeOutcome::CheckFailed("status 500".into())));
+        assert_eq!(u.state_name(now), "down");
+        assert_eq!(u.page_kind(now), "503");
+        assert_eq!(u.snapshot(now).error_detail, "status 500");
+    }
+
+    #[test]
+    fn startup_grace_keeps_loading_page() {
+        let u = up("health_check = { grace = \"1h\" }");
+        let now = Instant::now();
+        u.on_probe(ProbeOutcome::ConnectFailed("Connection refused".into()));
+        assert_eq!(u.state_name(now), "starting");
+        assert_eq!(u.page_kind(now), "loading");
+        let s = u.snapshot(now);
+        assert_eq!(s.steps[0].status, "active");
+        let u = up("health_check = { grace = \"0s\" }");
+        u.on_probe(ProbeOutcome::ConnectFailed("Connection refused".into()));
+        assert_eq!(u.state_name(now), "unhealthy");
+        assert_eq!(u.snapshot(now).steps[0].status, "failed");
+    }
+
+    #[test]
+    fn passive_connect_errors_and_breaker() {
+        let u = up("circuit_breaker = { failures = 2, cooldown = \"5s\" }");
+        let now = Instant::now();
+        u.on_probe(ProbeOutcome::Ok);
+        u.on_response(now, true);
+        u.on_response(now, true);
+        assert_eq!(u.state_name(now), "circuit_open");
+        assert!(u.admit(now).is_none());
+        assert_eq!(u.admit(now + Duration::from_secs(6)), Some(Admit::Trial));
+        u.on_error(now, true, "Connection refused".into());
+        assert_eq!(u.health(), Health::Unhealthy);
+        // The probe seeing it back closes the circuit too.
+        u.on_probe(ProbeOutcome::Ok);
+        assert_eq!(u.state_name(now + Duration::from_secs(7)), "running");
+    }
+}
