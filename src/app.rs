@@ -382,7 +382,39 @@ impl App {
             problems: self.problems(),
             open_connections: self.connections.load(Ordering::Relaxed),
             maintenance: self.status_view(),
+            services: self.service_reports(),
         }
+    }
+
+    /// Every service's state, for `kinfractl status`.
+    pub fn service_reports(&self) -> Vec<crate::protocol::ServiceReport> {
+        let now = std::time::Instant::now();
+        let maint = self.maint.load();
+        self.services
+            .load()
+            .list
+            .iter()
+            .map(|up| {
+                let s = up.snapshot(now);
+                crate::protocol::ServiceReport {
+                    name: s.name,
+                    url: s.url,
+                    routes: up.cfg().routes.iter().map(|r| r.to_string()).collect(),
+                    state: s.state.to_string(),
+                    health: s.health.label().to_string(),
+                    circuit_state: s.circuit.as_str().to_string(),
+                    circuit_failures: s.circuit_failures,
+                    circuit_opened_secs_ago: s.circuit_opened_secs_ago,
+                    requests: s.requests,
+                    failures: s.failures,
+                    last_error: s.error_detail,
+                    in_maintenance: maint
+                        .record
+                        .as_ref()
+                        .is_some_and(|m| m.target.covers(&up.name)),
+                }
+            })
+            .collect()
     }
 
     /// The one-line STATUS= text.

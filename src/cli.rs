@@ -300,8 +300,79 @@ fn render_report(r: &StatusReport) -> String {
         r.open_connections
     );
     out.push_str(&render_maint(&r.maintenance));
+    out.push_str(&render_services(&r.services));
     for p in &r.problems {
         out.push_str(&format!("\nPROBLEM: {p}"));
+    }
+    out
+}
+
+/// The services table of `kinfractl status` ("" when none are configured).
+fn render_services(list: &[crate::protocol::ServiceReport]) -> String {
+    if list.is_empty() {
+        return String::new();
+    }
+    let rows: Vec<[String; 6]> = list
+        .iter()
+        .map(|s| {
+            let circuit = match s.circuit_opened_secs_ago {
+                Some(ago) => format!(
+                    "{} ({} failures, opened {} ago)",
+                    s.circuit_state,
+                    s.circuit_failures,
+                    human_secs(ago)
+                ),
+                None if s.circuit_failures > 0 => {
+                    format!("{} ({} failures)", s.circuit_state, s.circuit_failures)
+                }
+                None => s.circuit_state.clone(),
+            };
+            let state = if s.in_maintenance {
+                format!("{} (maintenance)", s.state)
+            } else {
+                s.state.clone()
+            };
+            [
+                s.name.clone(),
+                state,
+                s.health.clone(),
+                circuit,
+                format!("{}/{}", s.failures, s.requests),
+                s.routes.join(" "),
+            ]
+        })
+        .collect();
+    let head = [
+        "SERVICE",
+        "STATE",
+        "HEALTH",
+        "CIRCUIT",
+        "FAILED/REQ",
+        "ROUTES",
+    ];
+    let mut width = head.map(str::len);
+    for r in &rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut l = String::from("\n  ");
+        for (i, c) in cells.iter().enumerate() {
+            l.push_str(c);
+            if i + 1 < cells.len() {
+                l.push_str(&" ".repeat(width[i] - c.chars().count() + 2));
+            }
+        }
+        l
+    };
+    let mut out = String::from("\nservices:");
+    out.push_str(&line(&head.map(String::from)));
+    for (r, s) in rows.iter().zip(list) {
+        out.push_str(&line(r));
+        if !s.last_error.is_empty() && s.state != "running" {
+            out.push_str(&format!("\n    last error: {}", s.last_error));
+        }
     }
     out
 }
@@ -310,6 +381,29 @@ fn render_report(r: &StatusReport) -> String {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn services_table_shows_circuit_and_errors() {
+        let s = crate::protocol::ServiceReport {
+            name: "api".into(),
+            url: "http://127.0.0.1:8000".into(),
+            routes: vec!["/api/".into()],
+            state: "circuit_open".into(),
+            health: "Healthy".into(),
+            circuit_state: "open".into(),
+            circuit_failures: 5,
+            circuit_opened_secs_ago: Some(3),
+            requests: 10,
+            failures: 5,
+            last_error: "Connection refused".into(),
+            in_maintenance: false,
+        };
+        let t = render_services(&[s]);
+        assert!(t.contains("SERVICE") && t.contains("circuit_open"), "{t}");
+        assert!(t.contains("open (5 failures, opened 3s ago)"), "{t}");
+        assert!(t.contains("last error: Connection refused"), "{t}");
+        assert_eq!(render_services(&[]), "");
+    }
 
     #[test]
     fn cli_is_well_formed() {

@@ -16,7 +16,7 @@ use axum::routing::{any, get};
 use bytes::Bytes;
 use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderValue};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 use tower::ServiceExt;
@@ -502,19 +502,33 @@ pub async fn serve(
     }
     drop(tx);
     let router = router(app.clone());
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut limits = 0usize;
+    let mut builder = conn_builder(limits);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         tokio::select! {
             got = rx.recv() => {
                 let Some((stream, peer)) = got else { break };
                 let _ = stream.set_nodelay(true);
+                // The head limit follows reloads; the builder is rebuilt only when it moved.
+                let want = app.config().max_header_bytes;
+                if want != limits {
+                    limits = want;
+                    builder = conn_builder(limits);
+                }
                 app.connections.fetch_add(1, Ordering::Relaxed);
                 let guard = ConnGuard(app.clone());
                 let router = router.clone();
                 let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(Peer(peer));
-                    router.clone().oneshot(req.map(Body::new))
+                    let refused = ambiguous_framing(req.headers());
+                    let router = router.clone();
+                    async move {
+                        match refused {
+                            Some(why) => Ok(refuse_framing(why)),
+                            None => router.oneshot(req.map(Body::new)).await,
+                        }
+                    }
                 });
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
                 let conn = graceful.watch(conn.into_owned());
@@ -535,6 +549,56 @@ pub async fn serve(
         _ = graceful.shutdown() => tracing::info!("all connections closed"),
         _ = tokio::time::sleep(grace) => tracing::warn!(grace_secs = grace.as_secs_f64(), "grace period over; closing remaining connections"),
     }
+}
+
+/// A request whose body length is ambiguous (RFC 9112 §6.3) is refused, never forwarded: more
+/// than one `Transfer-Encoding` line, or both `Transfer-Encoding` and `Content-Length` should
+/// one ever get this far. hyper itself answers 400 to unequal `Content-Length`s and to a
+/// `Transfer-Encoding` that does not end in chunked; when a request carries both framings it
+/// frames the body by the chunked encoding, drops `Content-Length` (so the upstream sees one
+/// unambiguous framing) and closes the client connection after the response, so nothing
+/// pipelined behind it is ever read as a request.
+pub fn ambiguous_framing(h: &HeaderMap) -> Option<&'static str> {
+    let te = h.get_all(header::TRANSFER_ENCODING).iter().count();
+    if te > 0 && h.contains_key(header::CONTENT_LENGTH) {
+        return Some("both Transfer-Encoding and Content-Length");
+    }
+    if te > 1 {
+        return Some("more than one Transfer-Encoding header");
+    }
+    None
+}
+
+fn refuse_framing(why: &str) -> Response {
+    let mut r = error_response(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        &format!("ambiguous request framing: {why}"),
+    );
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+/// How long a client may take to send a request head (slow-loris guard).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connection settings for clients: HTTP/1.1 and h2c, heads at most `max_head` bytes (larger
+/// ones get 431 from hyper), a deadline for the head.
+fn conn_builder(max_head: usize) -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
+    let max_head = max_head.max(8192);
+    let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(max_head)
+        .max_headers(200);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(max_head).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Duration::from_secs(60));
+    b
 }
 
 /// Resolves once `rx` turns true (or its sender is gone).

@@ -129,6 +129,32 @@ pub struct StatusReport {
     pub problems: Vec<String>,
     pub open_connections: u64,
     pub maintenance: StatusView,
+    /// Configured services, in config order (absent from daemons older than the proxy).
+    #[serde(default)]
+    pub services: Vec<ServiceReport>,
+}
+
+/// One service as `kinfractl status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceReport {
+    pub name: String,
+    pub url: String,
+    pub routes: Vec<String>,
+    /// starting | running | unhealthy | down | circuit_open
+    pub state: String,
+    pub health: String,
+    /// closed | open | half-open
+    pub circuit_state: String,
+    pub circuit_failures: u64,
+    /// Seconds since the circuit opened, while it is open or half-open.
+    #[serde(default)]
+    pub circuit_opened_secs_ago: Option<u64>,
+    pub requests: u64,
+    pub failures: u64,
+    /// The last error seen (probe or traffic), "" when none.
+    #[serde(default)]
+    pub last_error: String,
+    pub in_maintenance: bool,
 }
 
 impl Response {
