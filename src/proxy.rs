@@ -372,11 +372,15 @@ impl http_body::Body for LimitedBody {
     }
 }
 
-/// A response body that errors when the upstream stalls for longer than `idle`.
+/// A response body that errors when the upstream stalls for longer than `idle`. The timer is
+/// armed only when a read has to wait: a body that is already buffered (most small responses)
+/// never touches the timer wheel.
 struct IdleBody {
     inner: hyper::body::Incoming,
     idle: Duration,
-    timer: Pin<Box<tokio::time::Sleep>>,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The timer counts the current wait (cleared when a frame arrives).
+    armed: bool,
 }
 
 impl IdleBody {
@@ -384,7 +388,8 @@ impl IdleBody {
         IdleBody {
             inner,
             idle,
-            timer: Box::pin(tokio::time::sleep(idle)),
+            timer: None,
+            armed: false,
         }
     }
 }
@@ -403,14 +408,25 @@ impl http_body::Body for IdleBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(r) => {
-                let deadline = tokio::time::Instant::now() + self.idle;
-                self.timer.as_mut().reset(deadline);
+                // Progress: the next wait starts a fresh idle period.
+                self.armed = false;
                 Poll::Ready(r.map(|x| x.map_err(|e| Box::new(e) as Self::Error)))
             }
-            Poll::Pending => match self.timer.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(Stalled)))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                let this = &mut *self;
+                let deadline = tokio::time::Instant::now() + this.idle;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if !this.armed {
+                    timer.as_mut().reset(deadline);
+                    this.armed = true;
+                }
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(Stalled)))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 
