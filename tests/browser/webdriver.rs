@@ -234,12 +234,15 @@ impl Browser {
 
     /// Save a PNG of the viewport under `artifacts/browser/` at the repository root.
     /// Finite CSS animations (the card's fade-in) are finished first, so the picture is final.
+    /// CSS transitions are not waited for: a countdown's progress bar eases its width every
+    /// second, so one is nearly always running.
     pub fn screenshot(&self, name: &str) -> PathBuf {
         self.wait_js(
             Duration::from_secs(5),
             "CSS animations to finish before a screenshot",
             "return document.readyState === 'complete' && document.getAnimations().every(\
                function (a) { return a.playState !== 'running' \
+                 || (window.CSSTransition && a instanceof CSSTransition) \
                  || a.effect.getComputedTiming().iterations === Infinity; });",
         );
         let v = self.cmd("GET", "screenshot", None).expect("screenshot");
