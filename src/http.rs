@@ -42,7 +42,11 @@ pub fn router(app: Arc<App>) -> Router {
                 .post(post_status)
                 .layer(DefaultBodyLimit::max(MAX_API_BODY)),
         )
-        .route("/api/{*rest}", any(api_not_found))
+        // kinfrad's own API namespaces; the rest of /api/ belongs to services that route it.
+        .route("/api/maintenance/{*rest}", any(api_not_found))
+        .route("/api/dashboard/{*rest}", any(api_not_found))
+        .route("/api/kinfra/{*rest}", any(api_not_found))
+        .route("/api/{*rest}", any(api_or_route))
         .route("/__status__", get(services_status))
         .route("/kinfra", any(not_yet))
         .route("/kinfra/{*rest}", any(not_yet))
@@ -219,6 +223,17 @@ async fn services_status(
     }
 }
 
+/// An `/api/...` path outside kinfrad's own namespaces: the service whose route matches it (the
+/// seeds route "/api/" to backends), else kinfrad's JSON 404.
+async fn api_or_route(State(app): State<Arc<App>>, req: Request) -> Response {
+    let routed = request_host(&req)
+        .is_ok_and(|h| app.services().table.lookup(&h, req.uri().path()).is_some());
+    if routed {
+        return front(State(app), req).await;
+    }
+    api_not_found().await
+}
+
 async fn api_not_found() -> Response {
     error_response(StatusCode::NOT_FOUND, "not_found", "no such API endpoint")
 }
@@ -288,7 +303,7 @@ async fn front(State(app): State<Arc<App>>, req: Request) -> Response {
     let gate = up.cfg().fallback.enabled;
     let peer = req.extensions().get::<Peer>().map(|p| p.0);
     let browser = wants_html(req.headers());
-    match crate::proxy::forward(&up, route, req, peer, &host, gate).await {
+    match crate::proxy::forward(&up, route, req, peer, gate).await {
         Ok(r) => r,
         Err(ForwardError::TooLarge(n)) => error_response(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -185,7 +185,9 @@ fn upstream_uri(cfg: &ServiceConfig, route: &Route<Upstream>, uri: &Uri) -> Resu
         .map_err(|e| format!("cannot build upstream URI: {e}"))
 }
 
-fn add_forwarded(h: &mut HeaderMap, peer: Option<SocketAddr>, host: &str) {
+/// Set `X-Forwarded-For/-Proto/-Host`. `host` is the client's Host (or HTTP/2 authority) as
+/// sent, port and case included.
+fn add_forwarded(h: &mut HeaderMap, peer: Option<SocketAddr>, host: Option<&HeaderValue>) {
     let trusted = peer.is_some_and(|p| p.ip().is_loopback());
     if let Some(peer) = peer {
         let ip = peer.ip().to_string();
@@ -202,9 +204,9 @@ fn add_forwarded(h: &mut HeaderMap, peer: Option<SocketAddr>, host: &str) {
         h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
     }
     if !(trusted && h.contains_key("x-forwarded-host"))
-        && let Ok(v) = HeaderValue::from_str(host)
+        && let Some(v) = host
     {
-        h.insert("x-forwarded-host", v);
+        h.insert("x-forwarded-host", v.clone());
     }
 }
 
@@ -214,7 +216,6 @@ pub async fn forward(
     route: &Route<Upstream>,
     mut req: Request<Body>,
     peer: Option<SocketAddr>,
-    host: &str,
     gate: bool,
 ) -> Result<Response<Body>, ForwardError> {
     let now = Instant::now();
@@ -245,8 +246,22 @@ pub async fn forward(
 
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    parts.headers.remove(header::HOST);
-    add_forwarded(&mut parts.headers, peer, host);
+    // The client's Host as sent (HTTP/2 carries it in the URI's authority).
+    let client_host = match parts.headers.remove(header::HOST) {
+        Some(h) => Some(h),
+        None => parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+    };
+    add_forwarded(&mut parts.headers, peer, client_host.as_ref());
+    // By default the upstream sees its own address as Host (as nginx's proxy_pass does);
+    // `preserve_host` passes the client's instead (virtual hosts, absolute redirects).
+    if cfg.preserve_host
+        && let Some(h) = client_host
+    {
+        parts.headers.insert(header::HOST, h);
+    }
     if let Some(proto) = &upgrade {
         parts
             .headers
@@ -470,17 +485,21 @@ mod tests {
         add_forwarded(
             &mut h,
             Some("10.0.0.9:5000".parse().expect("addr")),
-            "example.com",
+            Some(&HeaderValue::from_static("Example.com:8443")),
         );
         assert_eq!(h["x-forwarded-for"], "10.0.0.9");
         assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(
+            h["x-forwarded-host"], "Example.com:8443",
+            "as the client sent it"
+        );
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         add_forwarded(
             &mut h,
             Some("127.0.0.1:5000".parse().expect("addr")),
-            "example.com",
+            Some(&HeaderValue::from_static("example.com")),
         );
         assert_eq!(h["x-forwarded-for"], "6.6.6.6, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "https");

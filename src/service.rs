@@ -18,6 +18,7 @@ pub struct RawService {
     #[serde(default)]
     pub routes: Vec<String>,
     pub strip_prefix: Option<bool>,
+    pub preserve_host: Option<bool>,
     pub health_check: Option<RawHealth>,
     pub enable_fallback: Option<bool>,
     pub fallback_page: Option<String>,
@@ -138,6 +139,8 @@ pub struct ServiceConfig {
     pub url_text: String,
     pub routes: Vec<RouteSpec>,
     pub strip_prefix: bool,
+    /// Send the client's Host to the upstream instead of the upstream's own address.
+    pub preserve_host: bool,
     pub health: HealthConfig,
     pub fallback: FallbackConfig,
     pub breaker: BreakerConfig,
@@ -523,6 +526,7 @@ impl ServiceConfig {
             url_text,
             routes,
             strip_prefix: raw.strip_prefix.unwrap_or(false),
+            preserve_host: raw.preserve_host.unwrap_or(false),
             health,
             fallback,
             breaker,
