@@ -78,7 +78,7 @@ fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
     r
 }
 
-fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+pub(crate) fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
     json_response(
         status,
         &serde_json::json!({"success": false, "error": {"code": code, "message": message}}),
@@ -255,6 +255,11 @@ pub fn request_host(req: &Request) -> Result<String, String> {
                 .to_string()
         }
     };
+    parse_host(&raw)
+}
+
+/// A Host header value (or authority) as a route key: lower-case host without port.
+pub fn parse_host(raw: &str) -> Result<String, String> {
     let auth: http::uri::Authority = raw.parse().map_err(|_| format!("invalid Host {raw:?}"))?;
     if auth.as_str().contains('@') {
         return Err(format!("invalid Host {raw:?}"));
@@ -305,21 +310,35 @@ async fn front(State(app): State<Arc<App>>, req: Request) -> Response {
     let browser = wants_html(req.headers());
     match crate::proxy::forward(&up, route, req, peer, gate).await {
         Ok(r) => r,
-        Err(ForwardError::TooLarge(n)) => error_response(
+        Err(e) => failure_response(&app, &up, browser, gate, e),
+    }
+}
+
+/// What a client gets when forwarding failed before a response head: 413 for an oversized body;
+/// the service's fallback page (503) when fallbacks are on (the default), else 502 / 504.
+pub(crate) fn failure_response(
+    app: &App,
+    up: &Arc<crate::upstream::Upstream>,
+    browser: bool,
+    gate: bool,
+    e: ForwardError,
+) -> Response {
+    match e {
+        ForwardError::TooLarge(n) => error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             &format!("request body larger than {n} bytes"),
         ),
-        Err(e) if !gate => {
+        e if !gate => {
             let (status, code) = match e {
                 ForwardError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
                 _ => (StatusCode::BAD_GATEWAY, "bad_gateway"),
             };
             error_response(status, code, &format!("{e:?}"))
         }
-        Err(e) => {
+        e => {
             tracing::debug!(service = %up.name, error = ?e, "serving fallback page");
-            fallback_response(&app, &up, browser)
+            fallback_response(app, up, browser)
         }
     }
 }
@@ -360,7 +379,11 @@ fn unrouted(app: &App, req: &Request, services: &crate::app::Services) -> Respon
 }
 
 /// The upstream's pre-rendered fallback page (HTML for browsers, JSON otherwise), status 503.
-fn fallback_response(app: &App, up: &Arc<crate::upstream::Upstream>, browser: bool) -> Response {
+pub(crate) fn fallback_response(
+    app: &App,
+    up: &Arc<crate::upstream::Upstream>,
+    browser: bool,
+) -> Response {
     let refresh = up.cfg().fallback.refresh_interval;
     let mut r = if browser {
         let page = app.fallback_page(up);
@@ -428,7 +451,7 @@ async fn serve_maintenance(
     maintenance_response(browser, view.html.clone(), &app.status_view(), retry)
 }
 
-fn maintenance_response(
+pub(crate) fn maintenance_response(
     browser: bool,
     html: Bytes,
     status: &crate::maintenance::StatusView,
@@ -518,8 +541,10 @@ pub async fn serve(
     drop(tx);
     let router = router(app.clone());
     let mut limits = 0usize;
-    let mut builder = conn_builder(limits);
+    let mut builder = Arc::new(conn_builder(limits));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Diagnostics and A/B benchmarks: KINFRA_FAST_PATH=0 serves every connection with hyper.
+    let fast = std::env::var("KINFRA_FAST_PATH").map_or(true, |v| v != "0");
     loop {
         tokio::select! {
             got = rx.recv() => {
@@ -529,27 +554,40 @@ pub async fn serve(
                 let want = app.config().max_header_bytes;
                 if want != limits {
                     limits = want;
-                    builder = conn_builder(limits);
+                    builder = Arc::new(conn_builder(limits));
                 }
                 app.connections.fetch_add(1, Ordering::Relaxed);
                 let guard = ConnGuard(app.clone());
                 let router = router.clone();
-                let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(Peer(peer));
-                    let refused = ambiguous_framing(req.headers());
-                    let router = router.clone();
-                    async move {
-                        match refused {
-                            Some(why) => Ok(refuse_framing(why)),
-                            None => router.oneshot(req.map(Body::new)).await,
-                        }
-                    }
-                });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                let conn = graceful.watch(conn.into_owned());
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                let mut stop = shutdown.clone();
+                let app = app.clone();
                 tokio::spawn(async move {
                     let _guard = guard;
-                    if let Err(e) = conn.await {
+                    let outcome = if fast {
+                        crate::h1::serve(&app, &router, stream, peer, &mut stop).await
+                    } else {
+                        crate::h1::Outcome::Handoff(stream, Vec::new())
+                    };
+                    let crate::h1::Outcome::Handoff(stream, pre) = outcome else { return };
+                    if *stop.borrow() {
+                        return;
+                    }
+                    let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(Peer(peer));
+                        let refused = ambiguous_framing(req.headers());
+                        let router = router.clone();
+                        async move {
+                            match refused {
+                                Some(why) => Ok(refuse_framing(why)),
+                                None => router.oneshot(req.map(Body::new)).await,
+                            }
+                        }
+                    });
+                    let io = TokioIo::new(crate::h1::Prefixed::new(stream, pre));
+                    let conn = builder.serve_connection_with_upgrades(io, svc);
+                    if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(error = %e, %peer, "connection ended with an error");
                     }
                 });
@@ -560,8 +598,16 @@ pub async fn serve(
     for t in accept_tasks {
         t.abort();
     }
+    // hyper's connections close once idle; the fast path's close between requests (they watch
+    // the same stop signal). Wait for both, up to the grace period.
+    let drained = async {
+        graceful.shutdown().await;
+        while app.connections.load(Ordering::Relaxed) > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = drained => tracing::info!("all connections closed"),
         _ = tokio::time::sleep(grace) => tracing::warn!(grace_secs = grace.as_secs_f64(), "grace period over; closing remaining connections"),
     }
 }

@@ -115,6 +115,8 @@ pub struct Upstream {
     pub requests: AtomicU64,
     pub failures: AtomicU64,
     pub maintenance_hits: AtomicU64,
+    /// Idle keep-alive connections of the HTTP/1.1 fast path (`h1`), most recent last.
+    idle: Mutex<Vec<(tokio::net::TcpStream, Instant)>>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -151,7 +153,48 @@ impl Upstream {
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             maintenance_hits: AtomicU64::new(0),
+            idle: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Most idle upstream connections kept per upstream.
+    pub const MAX_IDLE: usize = 512;
+
+    /// An idle pooled connection that is still open and younger than the idle timeout.
+    pub fn take_idle(&self) -> Option<tokio::net::TcpStream> {
+        let idle = self.cfg.load().timeouts.idle;
+        let mut pool = lock(&self.idle);
+        while let Some((conn, since)) = pool.pop() {
+            if since.elapsed() >= idle {
+                continue;
+            }
+            // Closed by the upstream (EOF) or holding unexpected bytes: not reusable. This is
+            // a readiness check, not a syscall, unless the reactor saw the socket wake.
+            let mut probe = [0u8; 1];
+            match conn.try_read(&mut probe) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some(conn),
+                _ => continue,
+            }
+        }
+        None
+    }
+
+    /// Return a connection whose last response was read completely.
+    pub fn put_idle(&self, conn: tokio::net::TcpStream) {
+        let idle = self.cfg.load().timeouts.idle;
+        let mut pool = lock(&self.idle);
+        // The oldest sit at the front: drop expired ones as others come back.
+        while pool.first().is_some_and(|(_, t)| t.elapsed() >= idle) {
+            pool.remove(0);
+        }
+        if pool.len() < Self::MAX_IDLE {
+            pool.push((conn, Instant::now()));
+        }
+    }
+
+    /// Connections currently idle in the pool.
+    pub fn idle_count(&self) -> usize {
+        lock(&self.idle).len()
     }
 
     pub fn cfg(&self) -> arc_swap::Guard<std::sync::Arc<ServiceConfig>> {
@@ -169,6 +212,10 @@ impl Upstream {
                 &cfg, extra_ca,
             )?));
         lock(&self.breaker).reconfigure(cfg.breaker.clone());
+        if cfg.url != self.cfg.load().url {
+            // Pooled connections lead to the old address.
+            lock(&self.idle).clear();
+        }
         self.cfg.store(std::sync::Arc::new(cfg));
         self.bump();
         Ok(())

@@ -1,0 +1,1599 @@
+//! The HTTP/1.1 fast path: kinfrad's own request loop for plain HTTP/1.1 connections.
+//!
+//! Most traffic through a front door is HTTP/1.1 requests without a body (or with a
+//! `Content-Length` one) to a healthy upstream. For those, this loop parses the head with
+//! `httparse`, writes the upstream request head itself over a pooled keep-alive connection of the
+//! upstream (`Upstream::take_idle`), and relays the response head and body as they come — no
+//! `HeaderMap`, no per-request tasks or channels, one read and one write per direction for small
+//! messages, and no buffer held by an idle client connection.
+//!
+//! Everything else is not handled here, so its semantics stay hyper's:
+//! - HTTP/2 (the h2c preface), HTTP/1.0, `Transfer-Encoding` (chunked request bodies, and the
+//!   Content-Length + Transfer-Encoding normalisation), `Upgrade`, `Expect`, absolute-form and
+//!   `*` targets: the connection is handed to hyper (`Outcome::Handoff`) with the bytes read so
+//!   far, for the rest of its life.
+//! - kinfrad's own paths, maintenance, unrouted requests and https upstreams: the request goes
+//!   through the same axum `router` as hyper's requests (bodiless ones here; with a body, handoff),
+//!   and its response is written by `write_response`.
+//!
+//! Failures before the upstream's response head get exactly what the hyper path gives
+//! (`http::failure_response`: the fallback page). Limits match hyper's configuration:
+//! `max_header_bytes` (431), the 30 s head timeout, a keep-alive idle timeout.
+
+use std::cell::RefCell;
+use std::io;
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use http::{HeaderName, HeaderValue, Method, StatusCode};
+use http_body::Body as _;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+use crate::app::App;
+use crate::circuit::Admit;
+use crate::proxy::ForwardError;
+use crate::upstream::Upstream;
+
+/// Most header lines in a request or response head.
+const MAX_HEADERS: usize = 128;
+/// How long an idle keep-alive client connection is kept.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(120);
+/// First read buffer for a head.
+const HEAD_CHUNK: usize = 8 * 1024;
+/// Relay buffer for bodies.
+const BODY_CHUNK: usize = 64 * 1024;
+/// Largest response head accepted from an upstream.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+
+/// How a connection left the fast path.
+pub enum Outcome {
+    Closed,
+    /// Serve the rest of the connection with hyper, replaying these bytes first.
+    Handoff(TcpStream, Vec<u8>),
+}
+
+// ------------------------------------------------------------------------------------ buffers
+
+thread_local! {
+    /// Head buffers of finished requests, reused so an idle connection holds none.
+    static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn take_buf(len: usize) -> Vec<u8> {
+    let pooled = POOL.with(|p| p.borrow_mut().pop());
+    match pooled {
+        Some(mut v) => {
+            if v.len() < len {
+                v.resize(len, 0);
+            }
+            v
+        }
+        None => vec![0; len],
+    }
+}
+
+fn give_buf(v: Vec<u8>) {
+    if v.len() == HEAD_CHUNK || v.len() == BODY_CHUNK {
+        POOL.with(|p| {
+            let mut p = p.borrow_mut();
+            if p.len() < 256 {
+                p.push(v);
+            }
+        });
+    }
+}
+
+/// Bytes read but not yet used: `data[start..end]`. `data` is allocated only while needed.
+struct Buf {
+    data: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl Buf {
+    fn new() -> Buf {
+        Buf {
+            data: Vec::new(),
+            start: 0,
+            end: 0,
+        }
+    }
+
+    fn filled(&self) -> &[u8] {
+        &self.data[self.start..self.end]
+    }
+
+    fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n.min(self.len());
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Room for at least `min` more bytes at the end.
+    fn spare(&mut self, min: usize) -> &mut [u8] {
+        if self.data.is_empty() {
+            self.data = take_buf(HEAD_CHUNK.max(min));
+        }
+        if self.data.len() - self.end < min && self.start > 0 {
+            self.data.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.data.len() - self.end < min {
+            let n = (self.end + min).max(self.data.len() * 2);
+            self.data.resize(n, 0);
+        }
+        &mut self.data[self.end..]
+    }
+
+    /// Give the memory back while nothing is buffered.
+    fn release(&mut self) {
+        if self.len() == 0 && !self.data.is_empty() {
+            give_buf(std::mem::take(&mut self.data));
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    fn into_vec(mut self) -> Vec<u8> {
+        let v = self.filled().to_vec();
+        self.consume(usize::MAX);
+        self.release();
+        v
+    }
+}
+
+impl Drop for Buf {
+    fn drop(&mut self) {
+        self.start = 0;
+        self.end = 0;
+        self.release();
+    }
+}
+
+/// Read what is available into `buf`, waiting if nothing is. `Ok(0)`: EOF.
+///
+/// `AsyncRead` rather than `try_read`: tokio clears a socket's readiness after a short read, so
+/// the next read waits for the reactor instead of costing a syscall that returns EAGAIN.
+async fn fill(stream: &mut TcpStream, buf: &mut Buf, min: usize) -> io::Result<usize> {
+    let spare = buf.spare(min);
+    let n = stream.read(spare).await?;
+    buf.end += n;
+    Ok(n)
+}
+
+async fn write_timed(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> io::Result<()> {
+    match tokio::time::timeout(limit, stream.write_all(bytes)).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "write stalled")),
+    }
+}
+
+// ------------------------------------------------------------------------------ connection loop
+
+enum HeadRead {
+    Complete,
+    Closed,
+    TooLarge,
+    Bad(httparse::Error),
+    Handoff,
+}
+
+async fn read_head(
+    stream: &mut TcpStream,
+    buf: &mut Buf,
+    max_head: usize,
+    stop: &mut watch::Receiver<bool>,
+) -> HeadRead {
+    let mut started: Option<Instant> = None;
+    loop {
+        if buf.len() > 0 {
+            let data = buf.filled();
+            if data.starts_with(b"PRI ") {
+                return HeadRead::Handoff;
+            }
+            let mut headers =
+                [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+            let mut req = httparse::Request::new(&mut []);
+            match req.parse_with_uninit_headers(data, &mut headers) {
+                Ok(httparse::Status::Complete(n)) if n > max_head => return HeadRead::TooLarge,
+                Ok(httparse::Status::Complete(_)) => return HeadRead::Complete,
+                Ok(httparse::Status::Partial) if data.len() > max_head => {
+                    return HeadRead::TooLarge;
+                }
+                Ok(httparse::Status::Partial) => {}
+                Err(httparse::Error::TooManyHeaders) => return HeadRead::TooLarge,
+                Err(e) => return HeadRead::Bad(e),
+            }
+            started.get_or_insert_with(Instant::now);
+        } else {
+            buf.release();
+        }
+        let idle = buf.len() == 0;
+        let wait = match started {
+            None => KEEPALIVE_IDLE,
+            Some(t) => crate::http::HEADER_READ_TIMEOUT.saturating_sub(t.elapsed()),
+        };
+        tokio::select! {
+            r = tokio::time::timeout(wait, fill(stream, buf, 1024)) => match r {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return HeadRead::Closed,
+                Ok(Ok(_)) => {}
+            },
+            _ = crate::stop::stopped(stop), if idle => return HeadRead::Closed,
+        }
+    }
+}
+
+/// Serve `stream` until it closes, or until a request needs hyper.
+pub async fn serve(
+    app: &Arc<App>,
+    router: &Router,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    stop: &mut watch::Receiver<bool>,
+) -> Outcome {
+    let mut buf = Buf::new();
+    loop {
+        if *stop.borrow() {
+            return Outcome::Closed;
+        }
+        let max_head = app.config().max_header_bytes;
+        match read_head(&mut stream, &mut buf, max_head, stop).await {
+            HeadRead::Complete => {}
+            HeadRead::Closed => return Outcome::Closed,
+            HeadRead::Handoff => return Outcome::Handoff(stream, buf.into_vec()),
+            HeadRead::TooLarge => {
+                let r = crate::http::error_response(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "header_too_large",
+                    &format!("request head larger than {max_head} bytes or with too many lines"),
+                );
+                let _ = write_response(&mut stream, r, false, true).await;
+                return Outcome::Closed;
+            }
+            HeadRead::Bad(e) => {
+                let r = crate::http::error_response(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    &format!("malformed request: {e}"),
+                );
+                let _ = write_response(&mut stream, r, false, true).await;
+                return Outcome::Closed;
+            }
+        }
+        let plan = classify(app, buf.filled(), peer);
+        let keep = match plan {
+            Plan::Handoff => return Outcome::Handoff(stream, buf.into_vec()),
+            Plan::Reject(status, code, msg) => {
+                let r = crate::http::error_response(status, code, &msg);
+                let _ = write_response(&mut stream, r, false, true).await;
+                return Outcome::Closed;
+            }
+            Plan::Local {
+                req,
+                head_len,
+                close,
+                head_only,
+            } => {
+                buf.consume(head_len);
+                let resp = match router.clone().oneshot(req).await {
+                    Ok(r) => r,
+                    Err(never) => match never {},
+                };
+                matches!(
+                    write_response(&mut stream, resp, head_only, close).await,
+                    Ok(true)
+                )
+            }
+            Plan::Maintenance { head_len, up } => {
+                buf.consume(head_len);
+                let bytes = maintenance_bytes(app, up.as_deref());
+                write_timed(&mut stream, &bytes, Duration::from_secs(60))
+                    .await
+                    .is_ok()
+            }
+            Plan::Proxy(p) => match proxy(app, &mut stream, &mut buf, p).await {
+                Ok(keep) => keep,
+                Err(e) => {
+                    tracing::debug!(error = %e, %peer, "connection ended during a forwarded request");
+                    false
+                }
+            },
+        };
+        if !keep {
+            return Outcome::Closed;
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------ classification
+
+struct ProxyPlan {
+    up: Arc<Upstream>,
+    /// The upstream request head, ready to write.
+    head: Vec<u8>,
+    head_len: usize,
+    body_len: u64,
+    head_only: bool,
+    /// Safe to send again on a fresh connection (bodiless GET/HEAD/OPTIONS).
+    retryable: bool,
+    browser: bool,
+    gate: bool,
+    close: bool,
+}
+
+enum Plan {
+    Handoff,
+    Reject(StatusCode, &'static str, String),
+    Local {
+        req: http::Request<Body>,
+        head_len: usize,
+        close: bool,
+        head_only: bool,
+    },
+    Proxy(ProxyPlan),
+    /// The built-in maintenance page for a browser (`up`: the route's service, if any).
+    Maintenance {
+        head_len: usize,
+        up: Option<Arc<Upstream>>,
+    },
+}
+
+/// Paths the router owns (a superset is fine: the router decides).
+fn is_own_path(path: &str) -> bool {
+    path == "/health"
+        || path.starts_with("/__")
+        || path.starts_with("/kinfra")
+        || path.starts_with("/api/maintenance")
+        || path.starts_with("/api/dashboard")
+        || path.starts_with("/api/kinfra")
+}
+
+/// Hop-by-hop header names (RFC 9110 §7.6.1), never forwarded in either direction.
+fn is_hop(name: &str) -> bool {
+    const HOP: [&str; 9] = [
+        "connection",
+        "proxy-connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authorization",
+        "proxy-authenticate",
+    ];
+    HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// Is `name` listed in one of the `Connection` header values?
+fn named_in(connection: &[&[u8]], name: &str) -> bool {
+    connection.iter().any(|v| {
+        v.split(|b| *b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
+    })
+}
+
+fn parse_len(v: &[u8]) -> Option<u64> {
+    let v = v.trim_ascii();
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+fn classify(app: &Arc<App>, data: &[u8], peer: SocketAddr) -> Plan {
+    let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let head_len = match req.parse_with_uninit_headers(data, &mut headers) {
+        Ok(httparse::Status::Complete(n)) => n,
+        _ => {
+            return Plan::Reject(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "malformed request".into(),
+            );
+        }
+    };
+    let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
+        // HTTP/1.0 (different keep-alive and body rules): hyper.
+        return Plan::Handoff;
+    };
+    if !target.starts_with('/') {
+        return Plan::Handoff;
+    }
+    if !target
+        .bytes()
+        .all(|b| (0x21..=0x7e).contains(&b) && b != b'#')
+    {
+        return Plan::Reject(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid request target".into(),
+        );
+    }
+
+    let mut host: Option<&[u8]> = None;
+    let mut hosts = 0;
+    let mut len: Option<u64> = None;
+    let mut close = false;
+    let mut browser = false;
+    let mut connection: Vec<&[u8]> = Vec::new();
+    for h in req.headers.iter() {
+        let n = h.name;
+        if n.eq_ignore_ascii_case("host") {
+            hosts += 1;
+            host = Some(h.value);
+        } else if n.eq_ignore_ascii_case("content-length") {
+            let Some(v) = parse_len(h.value) else {
+                return Plan::Reject(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "invalid Content-Length".into(),
+                );
+            };
+            if len.is_some_and(|l| l != v) {
+                return Plan::Reject(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "conflicting Content-Length headers".into(),
+                );
+            }
+            len = Some(v);
+        } else if n.eq_ignore_ascii_case("transfer-encoding")
+            || n.eq_ignore_ascii_case("upgrade")
+            || n.eq_ignore_ascii_case("expect")
+        {
+            return Plan::Handoff;
+        } else if n.eq_ignore_ascii_case("connection") {
+            connection.push(h.value);
+            if named_in(&[h.value], "close") {
+                close = true;
+            }
+            if named_in(&[h.value], "upgrade") {
+                return Plan::Handoff;
+            }
+        } else if n.eq_ignore_ascii_case("accept") {
+            let v = h.value;
+            browser |= v.windows(9).any(|w| w == b"text/html")
+                || v.windows(21).any(|w| w == b"application/xhtml+xml");
+        }
+    }
+    if hosts > 1 {
+        return Plan::Reject(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "more than one Host header".into(),
+        );
+    }
+    let host_text = match host.map(std::str::from_utf8) {
+        None => None,
+        Some(Ok(h)) => Some(h),
+        Some(Err(_)) => {
+            return Plan::Reject(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "Host header is not text".into(),
+            );
+        }
+    };
+    let host_key = match host_text {
+        None => String::new(),
+        Some(h) => match crate::http::parse_host(h) {
+            Ok(k) => k,
+            Err(e) => return Plan::Reject(StatusCode::BAD_REQUEST, "bad_request", e),
+        },
+    };
+    let body_len = len.unwrap_or(0);
+    let head_only = method == "HEAD";
+    let path = target.split('?').next().unwrap_or(target);
+
+    let local = |req: &httparse::Request<'_, '_>| -> Plan {
+        if body_len > 0 {
+            return Plan::Handoff;
+        }
+        match local_request(req, peer) {
+            Ok(r) => Plan::Local {
+                req: r,
+                head_len,
+                close,
+                head_only,
+            },
+            Err(e) => Plan::Reject(StatusCode::BAD_REQUEST, "bad_request", e),
+        }
+    };
+    if is_own_path(path) {
+        return local(&req);
+    }
+    let services = app.services();
+    let route = services.table.lookup(&host_key, path);
+    let maint = app.maint();
+    if let Some(m) = &maint.record {
+        let covered = match route {
+            Some(r) => m.target.covers(&r.target.name),
+            None => m.target.covers_unrouted(),
+        };
+        if covered {
+            // The common case, a browser asking for a page, is answered from a cached response;
+            // JSON clients, HEAD and custom pages go through the router.
+            if browser && !head_only && !close && body_len == 0 && maint.page_url.is_none() {
+                return Plan::Maintenance {
+                    head_len,
+                    up: route.map(|r| r.target.clone()),
+                };
+            }
+            return local(&req);
+        }
+    }
+    drop(maint);
+    let Some(route) = route else {
+        return local(&req);
+    };
+    let up = route.target.clone();
+    let cfg = up.cfg();
+    if cfg.url.https {
+        return local(&req);
+    }
+
+    // The upstream request head.
+    let trusted = peer.ip().is_loopback();
+    let mut out = Vec::with_capacity(data.len() + 256);
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(cfg.url.base_path.as_bytes());
+    if route.strip_prefix {
+        out.extend_from_slice(crate::routes::strip(&route.spec.prefix, target).as_bytes());
+    } else {
+        out.extend_from_slice(target.as_bytes());
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    match host {
+        Some(h) if cfg.preserve_host => out.extend_from_slice(h),
+        _ => out.extend_from_slice(cfg.url.authority.as_str().as_bytes()),
+    }
+    out.extend_from_slice(b"\r\n");
+    let mut xff: Vec<&[u8]> = Vec::new();
+    let mut keep_xfp = false;
+    let mut keep_xfh = false;
+    for h in req.headers.iter() {
+        let n = h.name;
+        if n.eq_ignore_ascii_case("host") || is_hop(n) || named_in(&connection, n) {
+            continue;
+        }
+        if n.eq_ignore_ascii_case("x-forwarded-for") {
+            if trusted {
+                xff.push(h.value);
+            }
+            continue;
+        }
+        if n.eq_ignore_ascii_case("x-forwarded-proto") {
+            if !trusted {
+                continue;
+            }
+            keep_xfp = true;
+        } else if n.eq_ignore_ascii_case("x-forwarded-host") {
+            if !trusted {
+                continue;
+            }
+            keep_xfh = true;
+        } else if n.eq_ignore_ascii_case("content-length") {
+            continue;
+        }
+        out.extend_from_slice(n.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"x-forwarded-for: ");
+    for v in &xff {
+        out.extend_from_slice(v);
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(peer.ip().to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if !keep_xfp {
+        out.extend_from_slice(b"x-forwarded-proto: http\r\n");
+    }
+    if !keep_xfh && let Some(h) = host {
+        out.extend_from_slice(b"x-forwarded-host: ");
+        out.extend_from_slice(h);
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(l) = len {
+        out.extend_from_slice(format!("content-length: {l}\r\n").as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+
+    Plan::Proxy(ProxyPlan {
+        gate: cfg.fallback.enabled,
+        up: up.clone(),
+        head: out,
+        head_len,
+        body_len,
+        head_only,
+        retryable: body_len == 0 && matches!(method, "GET" | "HEAD" | "OPTIONS"),
+        browser,
+        close,
+    })
+}
+
+/// The parsed head as an `http::Request` for the router (no body).
+fn local_request(
+    req: &httparse::Request<'_, '_>,
+    peer: SocketAddr,
+) -> Result<http::Request<Body>, String> {
+    let method = Method::from_bytes(req.method.unwrap_or("GET").as_bytes())
+        .map_err(|_| "invalid method".to_string())?;
+    let uri: http::Uri = req
+        .path
+        .unwrap_or("/")
+        .parse()
+        .map_err(|_| "invalid request target".to_string())?;
+    let mut r = http::Request::new(Body::empty());
+    *r.method_mut() = method;
+    *r.uri_mut() = uri;
+    *r.version_mut() = http::Version::HTTP_11;
+    let h = r.headers_mut();
+    h.reserve(req.headers.len());
+    for x in req.headers.iter() {
+        let n = HeaderName::from_bytes(x.name.as_bytes())
+            .map_err(|_| format!("invalid header name {:?}", x.name))?;
+        let v =
+            HeaderValue::from_bytes(x.value).map_err(|_| format!("invalid value of {}", x.name))?;
+        h.append(n, v);
+    }
+    r.extensions_mut().insert(crate::http::Peer(peer));
+    Ok(r)
+}
+
+// ------------------------------------------------------------------------------ forwarding
+
+/// How the response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+/// The upstream's response head, rewritten for the client.
+struct RespHead {
+    out: Vec<u8>,
+    len: usize,
+    status: u16,
+    framing: Framing,
+    /// The upstream connection may carry another request afterwards.
+    reusable: bool,
+}
+
+enum Got {
+    Head(RespHead),
+    /// Nothing at all came back on a reused connection: it was stale.
+    Stale,
+}
+
+async fn connect(up: &Upstream) -> Result<TcpStream, ForwardError> {
+    let cfg = up.cfg();
+    let addr = (cfg.url.host.clone(), cfg.url.port);
+    let limit = cfg.timeouts.connect;
+    drop(cfg);
+    match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            Ok(s)
+        }
+        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            Err(ForwardError::Connect("Connection refused".into()))
+        }
+        Ok(Err(e)) => Err(ForwardError::Connect(e.to_string())),
+        Err(_) => Err(ForwardError::Connect("Connect timed out".into())),
+    }
+}
+
+/// Read and rewrite the response head (1xx interim responses are skipped).
+async fn read_response_head(
+    upc: &mut TcpStream,
+    rbuf: &mut Buf,
+    head_only: bool,
+    reused: bool,
+    deadline: Duration,
+) -> Result<Got, ForwardError> {
+    let started = Instant::now();
+    let mut seen_any = false;
+    loop {
+        if rbuf.len() > 0 {
+            seen_any = true;
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut resp = httparse::Response::new(&mut headers);
+            match resp.parse(rbuf.filled()) {
+                Ok(httparse::Status::Complete(n)) => {
+                    let status = resp.code.unwrap_or(0);
+                    if (100..200).contains(&status) && status != 101 {
+                        rbuf.consume(n);
+                        continue;
+                    }
+                    if status == 101 {
+                        return Err(ForwardError::Failed(
+                            "upstream switched protocols unasked".into(),
+                        ));
+                    }
+                    return rewrite_response(&resp, n, head_only).map(Got::Head);
+                }
+                Ok(httparse::Status::Partial) if rbuf.len() > MAX_RESPONSE_HEAD => {
+                    return Err(ForwardError::Failed(
+                        "upstream response head too large".into(),
+                    ));
+                }
+                Ok(httparse::Status::Partial) => {}
+                Err(e) => {
+                    return Err(ForwardError::Failed(format!(
+                        "invalid upstream response: {e}"
+                    )));
+                }
+            }
+        }
+        let left = deadline.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, fill(upc, rbuf, 4096)).await {
+            Err(_) => return Err(ForwardError::Timeout(deadline)),
+            Ok(Ok(0)) if reused && !seen_any => return Ok(Got::Stale),
+            Ok(Err(e)) if reused && !seen_any && is_reset(&e) => return Ok(Got::Stale),
+            Ok(Ok(0)) => {
+                return Err(ForwardError::Failed(
+                    "connection closed before message completed".into(),
+                ));
+            }
+            Ok(Err(e)) => return Err(ForwardError::Failed(e.to_string())),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+fn is_reset(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
+    )
+}
+
+fn rewrite_response(
+    resp: &httparse::Response<'_, '_>,
+    head_len: usize,
+    head_only: bool,
+) -> Result<RespHead, ForwardError> {
+    let status = resp.code.unwrap_or(0);
+    let mut len: Option<u64> = None;
+    let mut chunked = false;
+    let mut te = false;
+    let mut close = resp.version != Some(1);
+    let mut connection: Vec<&[u8]> = Vec::new();
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let v = parse_len(h.value)
+                .ok_or_else(|| ForwardError::Failed("invalid upstream Content-Length".into()))?;
+            if len.is_some_and(|l| l != v) {
+                return Err(ForwardError::Failed(
+                    "conflicting upstream Content-Length".into(),
+                ));
+            }
+            len = Some(v);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            te = true;
+            // Chunked must be the final coding; only the last header line counts.
+            chunked = h
+                .value
+                .rsplit(|b| *b == b',')
+                .next()
+                .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            connection.push(h.value);
+            if named_in(&[h.value], "close") {
+                close = true;
+            }
+        }
+    }
+    let bodiless = head_only || status == 204 || status == 304;
+    let framing = if bodiless {
+        Framing::None
+    } else if te && chunked {
+        Framing::Chunked
+    } else if te {
+        Framing::UntilClose
+    } else if let Some(l) = len {
+        Framing::Length(l)
+    } else {
+        Framing::UntilClose
+    };
+    let mut out = Vec::with_capacity(head_len + 64);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for h in resp.headers.iter() {
+        let n = h.name;
+        if is_hop(n) || named_in(&connection, n) {
+            continue;
+        }
+        if n.eq_ignore_ascii_case("content-length") && (te || status == 204) {
+            continue;
+        }
+        out.extend_from_slice(n.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    if framing == Framing::Chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    Ok(RespHead {
+        out,
+        len: head_len,
+        status,
+        framing,
+        reusable: !close && framing != Framing::UntilClose,
+    })
+}
+
+/// Forward one planned request. `Ok(keep)`: whether the client connection stays open.
+async fn proxy(
+    app: &Arc<App>,
+    client: &mut TcpStream,
+    buf: &mut Buf,
+    p: ProxyPlan,
+) -> io::Result<bool> {
+    let up = p.up.clone();
+    buf.consume(p.head_len);
+    let admit = if p.gate {
+        match up.admit(Instant::now()) {
+            Some(a) => a,
+            None => return fail(app, client, buf, &p, ForwardError::NotAdmitted).await,
+        }
+    } else {
+        Admit::Yes
+    };
+    let (limit, header_timeout, idle) = {
+        let c = up.cfg();
+        (c.max_request_body, c.timeouts.header, c.timeouts.idle)
+    };
+    if p.body_len > limit {
+        if admit == Admit::Trial {
+            up.on_abandoned();
+        }
+        return fail(app, client, buf, &p, ForwardError::TooLarge(limit)).await;
+    }
+
+    let mut attempt = 0;
+    let (mut upc, head, mut rbuf) = loop {
+        attempt += 1;
+        let (mut upc, reused) = match up.take_idle() {
+            Some(c) if attempt == 1 => (c, true),
+            _ => match connect(&up).await {
+                Ok(c) => (c, false),
+                Err(ForwardError::Connect(text)) => {
+                    up.on_error(Instant::now(), true, text.clone());
+                    return fail(app, client, buf, &p, ForwardError::Connect(text)).await;
+                }
+                Err(e) => return fail(app, client, buf, &p, e).await,
+            },
+        };
+        // Head plus the part of the body already read, in one write.
+        let inline = (p.body_len.min(buf.len() as u64)) as usize;
+        let sent = if inline > 0 {
+            let mut first = Vec::with_capacity(p.head.len() + inline);
+            first.extend_from_slice(&p.head);
+            first.extend_from_slice(&buf.filled()[..inline]);
+            write_timed(&mut upc, &first, idle).await
+        } else {
+            write_timed(&mut upc, &p.head, idle).await
+        };
+        if let Err(e) = sent {
+            if reused && p.retryable && is_reset(&e) {
+                continue;
+            }
+            let text = e.to_string();
+            up.on_error(Instant::now(), false, text.clone());
+            return fail(app, client, buf, &p, ForwardError::Failed(text)).await;
+        }
+        if p.body_len > 0 {
+            buf.consume(inline);
+            let mut left = p.body_len - inline as u64;
+            if left > 0 {
+                if let Err(e) = relay_fixed(client, &mut upc, left, idle).await {
+                    // The client went away or stalled mid-body: nothing to answer.
+                    if admit == Admit::Trial {
+                        up.on_abandoned();
+                    }
+                    return Err(e);
+                }
+                left = 0;
+            }
+            debug_assert_eq!(left, 0);
+        }
+        let mut rbuf = Buf::new();
+        match read_response_head(&mut upc, &mut rbuf, p.head_only, reused, header_timeout).await {
+            Ok(Got::Head(h)) => break (upc, h, rbuf),
+            Ok(Got::Stale) if p.retryable && attempt == 1 => continue,
+            Ok(Got::Stale) => {
+                let text = "connection closed before message completed".to_string();
+                up.on_error(Instant::now(), false, text.clone());
+                return fail(app, client, buf, &p, ForwardError::Failed(text)).await;
+            }
+            Err(e) => {
+                let text = match &e {
+                    ForwardError::Timeout(d) => {
+                        format!("No response within {}", humantime::format_duration(*d))
+                    }
+                    ForwardError::Failed(t) | ForwardError::Connect(t) => t.clone(),
+                    other => format!("{other:?}"),
+                };
+                up.on_error(Instant::now(), false, text);
+                return fail(app, client, buf, &p, e).await;
+            }
+        }
+    };
+    up.on_response(Instant::now(), head.status >= 500);
+    rbuf.consume(head.len);
+
+    let close = p.close || head.framing == Framing::UntilClose;
+    let mut out = head.out;
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    // The first body bytes go out with the head.
+    let mut done = false;
+    let mut extra = false;
+    let mut remaining = 0u64;
+    let mut chunks = Chunked::default();
+    match head.framing {
+        Framing::None => {
+            done = true;
+            extra = rbuf.len() > 0;
+        }
+        Framing::Length(n) => {
+            let take = (n.min(rbuf.len() as u64)) as usize;
+            out.extend_from_slice(&rbuf.filled()[..take]);
+            rbuf.consume(take);
+            remaining = n - take as u64;
+            done = remaining == 0;
+            extra = done && rbuf.len() > 0;
+        }
+        Framing::Chunked => {
+            let (used, end) = chunks.feed(rbuf.filled()).map_err(io::Error::other)?;
+            out.extend_from_slice(&rbuf.filled()[..used]);
+            rbuf.consume(used);
+            done = end;
+            extra = done && rbuf.len() > 0;
+        }
+        Framing::UntilClose => {
+            out.extend_from_slice(rbuf.filled());
+            rbuf.consume(usize::MAX);
+        }
+    }
+    drop(rbuf);
+    write_timed(client, &out, idle).await?;
+    drop(out);
+    if !done {
+        match head.framing {
+            Framing::Length(_) => relay_fixed(&mut upc, client, remaining, idle).await?,
+            Framing::Chunked => extra = relay_chunked(&mut upc, client, chunks, idle).await?,
+            Framing::UntilClose => relay_to_eof(&mut upc, client, idle).await?,
+            Framing::None => {}
+        }
+    }
+    if head.reusable && !extra {
+        up.put_idle(upc);
+    } else {
+        let _ = upc.shutdown().await;
+    }
+    Ok(!close)
+}
+
+/// Answer a request that could not be forwarded (fallback page, 413, 502/504).
+async fn fail(
+    app: &Arc<App>,
+    client: &mut TcpStream,
+    buf: &mut Buf,
+    p: &ProxyPlan,
+    e: ForwardError,
+) -> io::Result<bool> {
+    // A body that may be partly unread would be taken for the next request: close after
+    // answering. (The head was consumed when forwarding began.)
+    let unread = p.body_len > 0;
+    if unread {
+        buf.consume(usize::MAX);
+    }
+    let r = crate::http::failure_response(app, &p.up, p.browser, p.gate, e);
+    let keep = write_response(client, r, p.head_only, p.close || unread).await?;
+    Ok(keep && !unread)
+}
+
+/// Copy exactly `n` bytes from `from` to `to`.
+async fn relay_fixed(
+    from: &mut TcpStream,
+    to: &mut TcpStream,
+    mut n: u64,
+    idle: Duration,
+) -> io::Result<()> {
+    let mut b = take_buf(BODY_CHUNK);
+    let r = async {
+        while n > 0 {
+            let want = (n.min(b.len() as u64)) as usize;
+            let got = read_timed(from, &mut b[..want], idle).await?;
+            if got == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "body ended early",
+                ));
+            }
+            write_timed(to, &b[..got], idle).await?;
+            n -= got as u64;
+        }
+        Ok(())
+    }
+    .await;
+    give_buf(b);
+    r
+}
+
+/// Relay a chunked body verbatim until its end; `Ok(true)` when bytes followed it.
+async fn relay_chunked(
+    from: &mut TcpStream,
+    to: &mut TcpStream,
+    mut c: Chunked,
+    idle: Duration,
+) -> io::Result<bool> {
+    let mut b = take_buf(BODY_CHUNK);
+    let r = async {
+        loop {
+            let got = read_timed(from, &mut b, idle).await?;
+            if got == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "chunked body ended early",
+                ));
+            }
+            let (used, end) = c.feed(&b[..got]).map_err(io::Error::other)?;
+            write_timed(to, &b[..used], idle).await?;
+            if end {
+                return Ok(used < got);
+            }
+        }
+    }
+    .await;
+    give_buf(b);
+    r
+}
+
+async fn relay_to_eof(from: &mut TcpStream, to: &mut TcpStream, idle: Duration) -> io::Result<()> {
+    let mut b = take_buf(BODY_CHUNK);
+    let r = async {
+        loop {
+            let got = read_timed(from, &mut b, idle).await?;
+            if got == 0 {
+                return Ok(());
+            }
+            write_timed(to, &b[..got], idle).await?;
+        }
+    }
+    .await;
+    give_buf(b);
+    r
+}
+
+async fn read_timed(from: &mut TcpStream, b: &mut [u8], idle: Duration) -> io::Result<usize> {
+    match tokio::time::timeout(idle, from.read(b)).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "body stalled")),
+    }
+}
+
+// ------------------------------------------------------------------------------ chunked framing
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum ChunkState {
+    #[default]
+    Size,
+    Ext,
+    SizeLf,
+    Data,
+    DataCr,
+    DataLf,
+    TrailerStart,
+    TrailerLine,
+    TrailerLineLf,
+    EndLf,
+    Done,
+}
+
+/// Finds where a chunked body ends, without changing it.
+#[derive(Debug, Default)]
+struct Chunked {
+    state: ChunkState,
+    size: u64,
+    digits: u32,
+    /// Bytes of extensions or trailers seen (bounded).
+    meta: usize,
+}
+
+const MAX_CHUNK_META: usize = 16 * 1024;
+
+impl Chunked {
+    /// Consume `data`; returns (bytes that belong to the body, whether the body ended there).
+    fn feed(&mut self, data: &[u8]) -> Result<(usize, bool), &'static str> {
+        let mut i = 0;
+        while i < data.len() {
+            if self.state == ChunkState::Data {
+                let take = (self.size.min((data.len() - i) as u64)) as usize;
+                i += take;
+                self.size -= take as u64;
+                if self.size == 0 {
+                    self.state = ChunkState::DataCr;
+                }
+                continue;
+            }
+            let b = data[i];
+            i += 1;
+            self.state = match (self.state, b) {
+                (ChunkState::Size, b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F') => {
+                    let d = (b as char).to_digit(16).ok_or("bad chunk size")? as u64;
+                    if self.digits >= 15 {
+                        return Err("chunk size too large");
+                    }
+                    self.size = self.size * 16 + d;
+                    self.digits += 1;
+                    ChunkState::Size
+                }
+                (ChunkState::Size, b';' | b' ' | b'\t') if self.digits > 0 => ChunkState::Ext,
+                (ChunkState::Size, b'\r') if self.digits > 0 => ChunkState::SizeLf,
+                (ChunkState::Size, _) => return Err("bad chunk size"),
+                (ChunkState::Ext, b'\r') => ChunkState::SizeLf,
+                (ChunkState::Ext, b'\n') => return Err("bare LF in chunk extension"),
+                (ChunkState::Ext, _) => {
+                    self.meta += 1;
+                    if self.meta > MAX_CHUNK_META {
+                        return Err("chunk extensions too long");
+                    }
+                    ChunkState::Ext
+                }
+                (ChunkState::SizeLf, b'\n') => {
+                    self.digits = 0;
+                    if self.size == 0 {
+                        ChunkState::TrailerStart
+                    } else {
+                        ChunkState::Data
+                    }
+                }
+                (ChunkState::DataCr, b'\r') => ChunkState::DataLf,
+                (ChunkState::DataLf, b'\n') => ChunkState::Size,
+                (ChunkState::TrailerStart, b'\r') => ChunkState::EndLf,
+                (ChunkState::TrailerStart | ChunkState::TrailerLine, b'\n') => {
+                    return Err("bare LF in trailer");
+                }
+                (ChunkState::TrailerLine, b'\r') => ChunkState::TrailerLineLf,
+                (ChunkState::TrailerStart | ChunkState::TrailerLine, _) => {
+                    self.meta += 1;
+                    if self.meta > MAX_CHUNK_META {
+                        return Err("trailers too long");
+                    }
+                    ChunkState::TrailerLine
+                }
+                (ChunkState::TrailerLineLf, b'\n') => ChunkState::TrailerStart,
+                (ChunkState::EndLf, b'\n') => {
+                    self.state = ChunkState::Done;
+                    return Ok((i, true));
+                }
+                _ => return Err("malformed chunked body"),
+            };
+        }
+        Ok((i, self.state == ChunkState::Done))
+    }
+}
+
+// ------------------------------------------------------------------------------ local responses
+
+thread_local! {
+    static DATE: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
+}
+
+fn date_line(out: &mut Vec<u8>) {
+    let now = std::time::SystemTime::now();
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    DATE.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.0 != secs || d.1.is_empty() {
+            *d = (secs, httpdate::fmt_http_date(now));
+        }
+        out.extend_from_slice(b"date: ");
+        out.extend_from_slice(d.1.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    });
+}
+
+type MaintCache = Option<(Arc<crate::app::MaintView>, u64, u64, bytes::Bytes)>;
+
+thread_local! {
+    /// The maintenance page as sent, for one (published state, Retry-After, second).
+    static MAINT: RefCell<MaintCache> = const { RefCell::new(None) };
+}
+
+/// The whole HTML maintenance response (head and body), counted as a hit.
+fn maintenance_bytes(app: &App, up: Option<&Upstream>) -> bytes::Bytes {
+    app.hit();
+    if let Some(u) = up {
+        u.maintenance_hits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    let view = app.maint_full();
+    let retry = view
+        .record
+        .as_ref()
+        .map(|m| m.retry_after_secs(crate::app::now_ms()))
+        .unwrap_or(0);
+    let sec = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let hit = MAINT.with(|c| match &*c.borrow() {
+        Some((v, r, s, b)) if Arc::ptr_eq(v, &view) && *r == retry && *s == sec => Some(b.clone()),
+        _ => None,
+    });
+    if let Some(b) = hit {
+        return b;
+    }
+    let resp =
+        crate::http::maintenance_response(true, view.html.clone(), &app.status_view(), retry);
+    let b = bytes::Bytes::from(serialize_full(resp));
+    MAINT.with(|c| *c.borrow_mut() = Some((view, retry, sec, b.clone())));
+    b
+}
+
+/// The head of a response whose body is `len` bytes long (`None`: chunked).
+fn response_head(
+    parts: &http::response::Parts,
+    len: Option<u64>,
+    head_only: bool,
+    close: bool,
+) -> Vec<u8> {
+    let status = parts.status;
+    let bodiless = status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let mut has_date = false;
+    for (k, v) in &parts.headers {
+        let n = k.as_str();
+        if is_hop(n) || n == "content-length" {
+            continue;
+        }
+        has_date |= n == "date";
+        out.extend_from_slice(n.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !has_date {
+        date_line(&mut out);
+    }
+    if !bodiless {
+        match len {
+            Some(n) => out.extend_from_slice(format!("content-length: {n}\r\n").as_bytes()),
+            None if !head_only => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+            None => {}
+        }
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// Head and body of a response whose body is already in memory (kinfrad's own pages).
+fn serialize_full(resp: http::Response<Body>) -> Vec<u8> {
+    let (parts, mut body) = resp.into_parts();
+    let mut data = Vec::new();
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    while let Poll::Ready(Some(Ok(f))) = Pin::new(&mut body).poll_frame(&mut cx) {
+        if let Ok(d) = f.into_data() {
+            data.extend_from_slice(&d);
+        }
+    }
+    let mut out = response_head(&parts, Some(data.len() as u64), false, false);
+    out.extend_from_slice(&data);
+    out
+}
+
+/// Write a response produced by the router or by kinfrad itself. `Ok(keep)`: the connection
+/// may carry another request.
+async fn write_response(
+    stream: &mut TcpStream,
+    resp: http::Response<Body>,
+    head_only: bool,
+    close: bool,
+) -> io::Result<bool> {
+    let (parts, mut body) = resp.into_parts();
+    let status = parts.status;
+    let bodiless = status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let exact = body.size_hint().exact();
+    let chunked = !bodiless && exact.is_none();
+    let close = close || (chunked && head_only);
+    let mut out = response_head(&parts, exact, head_only, close);
+    if head_only || bodiless {
+        stream.write_all(&out).await?;
+        return Ok(!close);
+    }
+    let limit = Duration::from_secs(60);
+    loop {
+        let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+        match frame {
+            None => break,
+            Some(Err(e)) => {
+                // Head (maybe) sent: the only honest signal left is closing the connection.
+                if !out.is_empty() {
+                    let _ = write_timed(stream, &out, limit).await;
+                }
+                return Err(io::Error::other(e.to_string()));
+            }
+            Some(Ok(f)) => {
+                if let Ok(data) = f.into_data() {
+                    if data.is_empty() {
+                        continue;
+                    }
+                    if chunked {
+                        out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                        out.extend_from_slice(&data);
+                        out.extend_from_slice(b"\r\n");
+                    } else {
+                        out.extend_from_slice(&data);
+                    }
+                    if out.len() >= 64 * 1024 {
+                        write_timed(stream, &out, limit).await?;
+                        out.clear();
+                    }
+                }
+            }
+        }
+    }
+    if chunked {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+    if !out.is_empty() {
+        write_timed(stream, &out, limit).await?;
+    }
+    Ok(!close)
+}
+
+// ------------------------------------------------------------------------------ handoff IO
+
+/// A connection with bytes already read from it, replayed before reading on.
+pub struct Prefixed {
+    pre: Vec<u8>,
+    pos: usize,
+    inner: TcpStream,
+}
+
+impl Prefixed {
+    pub fn new(inner: TcpStream, pre: Vec<u8>) -> Prefixed {
+        Prefixed { pre, pos: 0, inner }
+    }
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.pos < self.pre.len() {
+            let n = (self.pre.len() - self.pos).min(out.remaining());
+            let start = self.pos;
+            out.put_slice(&self.pre[start..start + n]);
+            self.pos += n;
+            if self.pos == self.pre.len() {
+                self.pre = Vec::new();
+                self.pos = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, out)
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        b: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, b)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed_all(parts: &[&[u8]]) -> Result<(usize, bool), &'static str> {
+        let mut c = Chunked::default();
+        let mut total = 0;
+        for p in parts {
+            let (used, end) = c.feed(p)?;
+            total += used;
+            if end {
+                return Ok((total, true));
+            }
+        }
+        Ok((total, false))
+    }
+
+    #[test]
+    fn chunked_end_is_found_across_splits() {
+        let body =
+            b"5\r\nhello\r\n1a;ext=1\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+        let end = body.len() - 4;
+        assert_eq!(feed_all(&[body]), Ok((end, true)));
+        // Every split point gives the same answer.
+        for cut in 1..body.len() {
+            let (a, b) = body.split_at(cut);
+            let r = feed_all(&[a, b]).expect("valid");
+            assert_eq!(r, (end, true), "cut at {cut}");
+        }
+        assert_eq!(feed_all(&[b"0\r\n\r\n"]), Ok((5, true)));
+        assert_eq!(feed_all(&[b"5\r\nhel"]), Ok((6, false)));
+    }
+
+    #[test]
+    fn chunked_garbage_is_refused() {
+        for bad in [
+            &b"x\r\n"[..],
+            b"\r\n",
+            b"5\nhello",
+            b"5\r\nhelloXY",
+            b"ffffffffffffffffff\r\n",
+            b"0\r\nbad\ntrailer",
+        ] {
+            assert!(
+                feed_all(&[bad]).is_err(),
+                "{:?} accepted",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn content_length_values() {
+        assert_eq!(parse_len(b"12"), Some(12));
+        assert_eq!(parse_len(b" 7 "), Some(7));
+        for bad in [
+            &b""[..],
+            b"-1",
+            b"1,2",
+            b"+5",
+            b"0x10",
+            b"99999999999999999999",
+        ] {
+            assert_eq!(parse_len(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named() {
+        assert!(is_hop("Connection") && is_hop("TE") && is_hop("transfer-encoding"));
+        assert!(!is_hop("x-forwarded-for"));
+        assert!(named_in(&[b"keep-alive, X-Secret"], "x-secret"));
+        assert!(!named_in(&[b"keep-alive"], "x-secret"));
+    }
+
+    #[test]
+    fn own_paths_go_to_the_router() {
+        for p in [
+            "/health",
+            "/__status__",
+            "/__events__",
+            "/kinfra",
+            "/kinfra/x",
+            "/api/maintenance/status",
+            "/api/dashboard/routes",
+        ] {
+            assert!(is_own_path(p), "{p}");
+        }
+        for p in ["/", "/api/users", "/healthz/x", "/app"] {
+            assert!(!is_own_path(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn response_heads_are_rewritten() {
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive, X-Up\r\nX-Up: 1\r\nKeep-Alive: timeout=5\r\nX-Kept: 2\r\n\r\nhello";
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut r = httparse::Response::new(&mut headers);
+        let n = match r.parse(raw) {
+            Ok(httparse::Status::Complete(n)) => n,
+            other => panic!("{other:?}"),
+        };
+        let h = rewrite_response(&r, n, false).expect("ok");
+        let text = String::from_utf8(h.out).expect("utf8");
+        assert_eq!(h.framing, Framing::Length(5));
+        assert!(h.reusable);
+        assert!(
+            text.contains("X-Kept: 2") && text.contains("Content-Length: 5"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("X-Up") && !text.contains("Keep-Alive") && !text.contains("Connection"),
+            "{text}"
+        );
+
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut r = httparse::Response::new(&mut headers);
+        let n = match r.parse(raw) {
+            Ok(httparse::Status::Complete(n)) => n,
+            other => panic!("{other:?}"),
+        };
+        let h = rewrite_response(&r, n, false).expect("ok");
+        let text = String::from_utf8(h.out).expect("utf8");
+        assert_eq!(h.framing, Framing::Chunked);
+        assert!(
+            !text.contains("Content-Length"),
+            "both framings never reach the client: {text}"
+        );
+
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n";
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut r = httparse::Response::new(&mut headers);
+        let n = match r.parse(raw) {
+            Ok(httparse::Status::Complete(n)) => n,
+            other => panic!("{other:?}"),
+        };
+        assert!(rewrite_response(&r, n, false).is_err());
+    }
+}
