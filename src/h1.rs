@@ -177,10 +177,67 @@ async fn fill(stream: &mut TcpStream, buf: &mut Buf, min: usize) -> io::Result<u
     Ok(n)
 }
 
+/// Write all of `bytes`, failing if the peer stops reading for `limit`. The common case (the
+/// socket takes everything at once) needs no timer.
 async fn write_timed(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> io::Result<()> {
-    match tokio::time::timeout(limit, stream.write_all(bytes)).await {
+    let done = match stream.try_write(bytes) {
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+        Err(e) => return Err(e),
+    };
+    if done == bytes.len() {
+        return Ok(());
+    }
+    match tokio::time::timeout(limit, stream.write_all(&bytes[done..])).await {
         Ok(r) => r,
         Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "write stalled")),
+    }
+}
+
+/// A connection's one timer for its waits (the next request head, an upstream's response
+/// head). A wait asks for "no later than `limit` from now"; the timer is re-armed only when it
+/// would fire too late for the wait at hand, or when it fired early for it — so the steady
+/// request/response rhythm of a connection leaves tokio's timer wheel alone.
+struct Deadline {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    armed: tokio::time::Instant,
+}
+
+impl Deadline {
+    fn new() -> Deadline {
+        let far = tokio::time::Instant::now() + Duration::from_secs(365 * 86_400);
+        Deadline {
+            sleep: Box::pin(tokio::time::sleep_until(far)),
+            armed: far,
+        }
+    }
+
+    /// `fut`'s output, or `None` once `limit` has passed.
+    async fn within<F: std::future::Future>(
+        &mut self,
+        limit: Duration,
+        fut: F,
+    ) -> Option<F::Output> {
+        let due = tokio::time::Instant::now() + limit;
+        if self.armed > due {
+            self.sleep.as_mut().reset(due);
+            self.armed = due;
+        }
+        let mut fut = std::pin::pin!(fut);
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut fut => return Some(out),
+                () = &mut self.sleep => {
+                    if tokio::time::Instant::now() >= due {
+                        return None;
+                    }
+                    // Armed for an earlier wait: now count this one.
+                    self.sleep.as_mut().reset(due);
+                    self.armed = due;
+                }
+            }
+        }
     }
 }
 
@@ -199,6 +256,7 @@ async fn read_head(
     buf: &mut Buf,
     max_head: usize,
     stop: &mut watch::Receiver<bool>,
+    timer: &mut Deadline,
 ) -> HeadRead {
     let mut started: Option<Instant> = None;
     loop {
@@ -230,9 +288,9 @@ async fn read_head(
             Some(t) => crate::http::HEADER_READ_TIMEOUT.saturating_sub(t.elapsed()),
         };
         tokio::select! {
-            r = tokio::time::timeout(wait, fill(stream, buf, 1024)) => match r {
-                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return HeadRead::Closed,
-                Ok(Ok(_)) => {}
+            r = timer.within(wait, fill(stream, buf, 1024)) => match r {
+                Some(Ok(0)) | Some(Err(_)) | None => return HeadRead::Closed,
+                Some(Ok(_)) => {}
             },
             _ = crate::stop::stopped(stop), if idle => return HeadRead::Closed,
         }
@@ -248,12 +306,13 @@ pub async fn serve(
     stop: &mut watch::Receiver<bool>,
 ) -> Outcome {
     let mut buf = Buf::new();
+    let mut timer = Deadline::new();
     loop {
         if *stop.borrow() {
             return Outcome::Closed;
         }
         let max_head = app.config().max_header_bytes;
-        match read_head(&mut stream, &mut buf, max_head, stop).await {
+        match read_head(&mut stream, &mut buf, max_head, stop, &mut timer).await {
             HeadRead::Complete => {}
             HeadRead::Closed => return Outcome::Closed,
             HeadRead::Handoff => return Outcome::Handoff(stream, buf.into_vec()),
@@ -307,7 +366,7 @@ pub async fn serve(
                     .await
                     .is_ok()
             }
-            Plan::Proxy(p) => match proxy(app, &mut stream, &mut buf, p).await {
+            Plan::Proxy(p) => match proxy(app, &mut stream, &mut buf, p, &mut timer).await {
                 Ok(keep) => keep,
                 Err(e) => {
                     tracing::debug!(error = %e, %peer, "connection ended during a forwarded request");
@@ -712,6 +771,7 @@ async fn read_response_head(
     head_only: bool,
     reused: bool,
     deadline: Duration,
+    timer: &mut Deadline,
 ) -> Result<Got, ForwardError> {
     let started = Instant::now();
     let mut seen_any = false;
@@ -748,17 +808,17 @@ async fn read_response_head(
             }
         }
         let left = deadline.saturating_sub(started.elapsed());
-        match tokio::time::timeout(left, fill(upc, rbuf, 4096)).await {
-            Err(_) => return Err(ForwardError::Timeout(deadline)),
-            Ok(Ok(0)) if reused && !seen_any => return Ok(Got::Stale),
-            Ok(Err(e)) if reused && !seen_any && is_reset(&e) => return Ok(Got::Stale),
-            Ok(Ok(0)) => {
+        match timer.within(left, fill(upc, rbuf, 4096)).await {
+            None => return Err(ForwardError::Timeout(deadline)),
+            Some(Ok(0)) if reused && !seen_any => return Ok(Got::Stale),
+            Some(Err(e)) if reused && !seen_any && is_reset(&e) => return Ok(Got::Stale),
+            Some(Ok(0)) => {
                 return Err(ForwardError::Failed(
                     "connection closed before message completed".into(),
                 ));
             }
-            Ok(Err(e)) => return Err(ForwardError::Failed(e.to_string())),
-            Ok(Ok(_)) => {}
+            Some(Err(e)) => return Err(ForwardError::Failed(e.to_string())),
+            Some(Ok(_)) => {}
         }
     }
 }
@@ -857,6 +917,7 @@ async fn proxy(
     client: &mut TcpStream,
     buf: &mut Buf,
     p: ProxyPlan,
+    timer: &mut Deadline,
 ) -> io::Result<bool> {
     let up = p.up.clone();
     buf.consume(p.head_len);
@@ -927,7 +988,16 @@ async fn proxy(
             debug_assert_eq!(left, 0);
         }
         let mut rbuf = Buf::new();
-        match read_response_head(&mut upc, &mut rbuf, p.head_only, reused, header_timeout).await {
+        match read_response_head(
+            &mut upc,
+            &mut rbuf,
+            p.head_only,
+            reused,
+            header_timeout,
+            timer,
+        )
+        .await
+        {
             Ok(Got::Head(h)) => break (upc, h, rbuf),
             Ok(Got::Stale) if p.retryable && attempt == 1 => continue,
             Ok(Got::Stale) => {
