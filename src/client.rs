@@ -63,15 +63,18 @@ impl Client {
 
     /// Send one request and read its response; an error response becomes `Refused`.
     pub async fn call(&mut self, req: &Request) -> Result<Response, ClientError> {
-        protocol::send(&mut self.stream, req)
-            .await
-            .map_err(|e| ClientError::Protocol(format!("send failed: {e}")))?;
-        let frame = protocol::read_frame(&mut self.stream)
-            .await
-            .map_err(|e| match e {
-                FrameError::Closed => ClientError::Protocol("kinfrad closed the connection".into()),
-                other => ClientError::Protocol(other.to_string()),
-            })?;
+        let sent = protocol::send(&mut self.stream, req).await;
+        let frame = protocol::read_frame(&mut self.stream).await;
+        // kinfrad may refuse a peer (credentials) and close before our request is written:
+        // its answer is still readable and says why, which beats "broken pipe".
+        let frame = match (sent, frame) {
+            (_, Ok(f)) => f,
+            (Err(e), Err(_)) => return Err(ClientError::Protocol(format!("send failed: {e}"))),
+            (Ok(()), Err(FrameError::Closed)) => {
+                return Err(ClientError::Protocol("kinfrad closed the connection".into()));
+            }
+            (Ok(()), Err(other)) => return Err(ClientError::Protocol(other.to_string())),
+        };
         let resp: Response = serde_json::from_slice(&frame)
             .map_err(|e| ClientError::Protocol(format!("unreadable response: {e}")))?;
         match resp {

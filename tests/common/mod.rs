@@ -193,13 +193,16 @@ impl NotifyRx {
         );
     }
 
-    /// Drain what has arrived so far.
+    /// Drain what has arrived so far (without waiting: with a 100 ms read timeout, a sender
+    /// pinging every 100 ms would keep a blocking drain from ever returning).
     pub fn drain(&mut self) {
         let mut buf = vec![0u8; 8192];
+        self.sock.set_nonblocking(true).expect("nonblocking");
         while let Ok(n) = self.sock.recv(&mut buf) {
             self.seen
                 .push(String::from_utf8_lossy(&buf[..n]).to_string());
         }
+        self.sock.set_nonblocking(false).expect("blocking");
     }
 }
 
