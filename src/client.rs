@@ -71,7 +71,9 @@ impl Client {
             (_, Ok(f)) => f,
             (Err(e), Err(_)) => return Err(ClientError::Protocol(format!("send failed: {e}"))),
             (Ok(()), Err(FrameError::Closed)) => {
-                return Err(ClientError::Protocol("kinfrad closed the connection".into()));
+                return Err(ClientError::Protocol(
+                    "kinfrad closed the connection".into(),
+                ));
             }
             (Ok(()), Err(other)) => return Err(ClientError::Protocol(other.to_string())),
         };
