@@ -5,7 +5,8 @@
 #   1. the backend directly (nginx `return 200 "hello world\n"`: the limit)
 #   2. nginx   as a reverse proxy to it
 #   3. HAProxy as a reverse proxy to it
-#   4. kinfrad as a reverse proxy to it ([[service]]; "n/a" while kinfrad has no proxy)
+#   4. kinfrad as a reverse proxy to it ([[service]]; its HTTP/1.1 fast path, the default)
+#   4b. the same with KINFRA_FAST_PATH=0 (every request through hyper + hyper-util's client)
 #   5. kinfrad's maintenance page (503, a static 8192-byte maintenance.html)
 #   6. nginx   answering 503 with the same 8192-byte file
 #   7. HAProxy answering 503 with the same 8192-byte file
@@ -179,12 +180,12 @@ PAGE=$TMP/www/maintenance.html
 chmod -R a+rX "$TMP"
 printf 'hello world\n' >"$TMP/hello.txt"
 
-read -r P_BACKEND P_NGINX P_NGINX503 P_HAPROXY P_HAPROXY503 P_KINFRAD P_KINMAINT < <(python3 "$HERE/freeports.py" 7 | paste -sd' ')
+read -r P_BACKEND P_NGINX P_NGINX503 P_HAPROXY P_HAPROXY503 P_KINFRAD P_KINMAINT P_KINHYPER < <(python3 "$HERE/freeports.py" 8 | paste -sd' ')
 declare -A PORT=(
-    [direct]=$P_BACKEND [nginx]=$P_NGINX [haproxy]=$P_HAPROXY [kinfrad]=$P_KINFRAD
+    [direct]=$P_BACKEND [nginx]=$P_NGINX [haproxy]=$P_HAPROXY [kinfrad]=$P_KINFRAD [kinfrad-hyper]=$P_KINHYPER
     [kinfrad-maint]=$P_KINMAINT [nginx-503]=$P_NGINX503 [haproxy-503]=$P_HAPROXY503
 )
-ROWS=(direct nginx haproxy kinfrad kinfrad-maint nginx-503 haproxy-503)
+ROWS=(direct nginx haproxy kinfrad kinfrad-hyper kinfrad-maint nginx-503 haproxy-503)
 declare -A NA=()
 : >"$RAW/manifest.tsv"
 : >"$RAW/na.tsv"
@@ -337,7 +338,7 @@ health_check = { path = "/", interval = "5s", timeout = "1s" }
 EOF
     fi
 }
-mkdir -p "$TMP/kin-proxy" "$TMP/kin-maint" "$TMP/kin-check"
+mkdir -p "$TMP/kin-proxy" "$TMP/kin-hyper" "$TMP/kin-maint" "$TMP/kin-check"
 kin_conf "$TMP/kin-check" "$P_KINFRAD" 0 >"$TMP/kin-check/base.toml"
 kin_conf "$TMP/kin-check" "$P_KINFRAD" 1 >"$TMP/kin-check/service.toml"
 "$KINFRAD" --check-config --config "$TMP/kin-check/base.toml" >"$RAW/logs/kinfrad-check-base.log" 2>&1 ||
@@ -347,14 +348,18 @@ if "$KINFRAD" --check-config --config "$TMP/kin-check/service.toml" >"$RAW/logs/
 else
     KIN_PROXY=0
     NA[kinfrad]="kinfrad has no proxy yet"
+    NA[kinfrad-hyper]="kinfrad has no proxy yet"
     log "kinfrad --check-config rejects [[service]]: $(head -c 300 "$RAW/logs/kinfrad-check-service.log")"
 fi
 kin_conf "$TMP/kin-proxy" "$P_KINFRAD" "$KIN_PROXY" >"$TMP/kin-proxy/kinfra.toml"
+kin_conf "$TMP/kin-hyper" "$P_KINHYPER" "$KIN_PROXY" >"$TMP/kin-hyper/kinfra.toml"
 kin_conf "$TMP/kin-maint" "$P_KINMAINT" "$KIN_PROXY" >"$TMP/kin-maint/kinfra.toml"
-for k in kin-proxy kin-maint; do
-    [ "$k" = kin-proxy ] && [ "$KIN_PROXY" = 0 ] && continue
+for k in kin-proxy kin-hyper kin-maint; do
+    [ "$k" != kin-maint ] && [ "$KIN_PROXY" = 0 ] && continue
+    fast=1
+    [ "$k" = kin-hyper ] && fast=0
     start_bg "$k" env -u JOURNAL_STREAM -u LISTEN_FDS -u LISTEN_PID -u LISTEN_FDNAMES -u NOTIFY_SOCKET \
-        TOKIO_WORKER_THREADS=1 taskset -c "$SCPU" "$KINFRAD" --config "$TMP/$k/kinfra.toml"
+        KINFRA_FAST_PATH=$fast TOKIO_WORKER_THREADS=1 taskset -c "$SCPU" "$KINFRAD" --config "$TMP/$k/kinfra.toml"
 done
 
 # ---------------------------------------------------------------- wait for everyone
@@ -365,6 +370,7 @@ wait_port haproxy "$P_HAPROXY"
 wait_port haproxy "$P_HAPROXY503"
 wait_port kin-maint "$P_KINMAINT"
 [ "$KIN_PROXY" = 1 ] && wait_port kin-proxy "$P_KINFRAD"
+[ "$KIN_PROXY" = 1 ] && wait_port kin-hyper "$P_KINHYPER"
 
 "$KINFRACTL" --socket "$TMP/kin-maint/c.sock" maint enter >"$RAW/logs/kinfractl-maint-enter.log" 2>&1 ||
     { cat "$RAW/logs/kinfractl-maint-enter.log" >&2; NA[kinfrad-maint]="kinfractl maint enter failed"; }
@@ -511,6 +517,7 @@ if [ "$RSS_N" -gt 0 ]; then
         haproxy) pids=$PID_haproxy up=$P_BACKEND ;;
         haproxy-503) pids=$PID_haproxy ;;
         kinfrad) pids=$PID_kin_proxy up=$P_BACKEND ;;
+        kinfrad-hyper) pids=$PID_kin_hyper up=$P_BACKEND ;;
         kinfrad-maint) pids=$PID_kin_maint ;;
         esac
         log "RSS: $RSS_N idle keep-alive connections to $row (pids $pids)"

@@ -48,7 +48,7 @@ const MAX_HEADERS: usize = 128;
 /// How long an idle keep-alive client connection is kept.
 pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(120);
 /// First read buffer for a head.
-const HEAD_CHUNK: usize = 8 * 1024;
+const HEAD_CHUNK: usize = 4 * 1024;
 /// Relay buffer for bodies.
 const BODY_CHUNK: usize = 64 * 1024;
 /// Largest response head accepted from an upstream.
@@ -69,27 +69,31 @@ thread_local! {
 }
 
 fn take_buf(len: usize) -> Vec<u8> {
-    let pooled = POOL.with(|p| p.borrow_mut().pop());
-    match pooled {
-        Some(mut v) => {
-            if v.len() < len {
-                v.resize(len, 0);
-            }
-            v
-        }
-        None => vec![0; len],
-    }
+    let pooled = POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        let i = p.iter().rposition(|b| b.len() == len)?;
+        Some(p.swap_remove(i))
+    });
+    pooled.unwrap_or_else(|| vec![0; len])
 }
 
+/// Buffers kept per worker thread: enough for bursts of new requests, small enough that a
+/// burst of thousands of connections leaves little behind.
+const POOL_HEADS: usize = 32;
+const POOL_BODIES: usize = 8;
+
 fn give_buf(v: Vec<u8>) {
-    if v.len() == HEAD_CHUNK || v.len() == BODY_CHUNK {
-        POOL.with(|p| {
-            let mut p = p.borrow_mut();
-            if p.len() < 256 {
-                p.push(v);
-            }
-        });
-    }
+    let cap = match v.len() {
+        HEAD_CHUNK => POOL_HEADS,
+        BODY_CHUNK => POOL_BODIES,
+        _ => return,
+    };
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.iter().filter(|b| b.len() == v.len()).count() < cap {
+            p.push(v);
+        }
+    });
 }
 
 /// Bytes read but not yet used: `data[start..end]`. `data` is allocated only while needed.
