@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what the test suite needs (Debian packages), then run every check and test:
-# rustfmt, clippy (warnings are errors), unit tests and the end-to-end tests in tests/.
+# rustfmt, clippy (warnings are errors), unit tests and the end-to-end tests in tests/ (the proxy
+# tests twice: with kinfrad's HTTP/1.1 fast path and, KINFRA_TEST_FAST_PATH=0, without it).
 #
 #   scripts/test.sh            # everything
 #   scripts/test.sh daemon     # only tests/daemon.rs (any cargo test filter works after --test)
@@ -34,3 +35,5 @@ fi
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked
+# The proxy tests again with kinfrad's HTTP/1.1 fast path off: everything served by hyper.
+KINFRA_TEST_FAST_PATH=0 cargo test --locked --test proxy

@@ -183,6 +183,21 @@ async fn fill(stream: &mut TcpStream, buf: &mut Buf, min: usize) -> io::Result<u
 
 /// Write all of `bytes`, failing if the peer stops reading for `limit`. The common case (the
 /// socket takes everything at once) needs no timer.
+/// `fill` for a request head. While nothing is buffered (an idle keep-alive connection) it
+/// waits with a small array in the task instead of a pooled buffer: most heads fit it.
+async fn fill_head(stream: &mut TcpStream, buf: &mut Buf) -> io::Result<usize> {
+    if buf.len() > 0 {
+        return fill(stream, buf, 1024).await;
+    }
+    let mut first = [0u8; 512];
+    let n = stream.read(&mut first).await?;
+    if n > 0 {
+        buf.spare(n)[..n].copy_from_slice(&first[..n]);
+        buf.end += n;
+    }
+    Ok(n)
+}
+
 async fn write_timed(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> io::Result<()> {
     let done = match stream.try_write(bytes) {
         Ok(n) => n,
@@ -292,7 +307,7 @@ async fn read_head(
             Some(t) => crate::http::HEADER_READ_TIMEOUT.saturating_sub(t.elapsed()),
         };
         tokio::select! {
-            r = timer.within(wait, fill(stream, buf, 1024)) => match r {
+            r = timer.within(wait, fill_head(stream, buf)) => match r {
                 Some(Ok(0)) | Some(Err(_)) | None => return HeadRead::Closed,
                 Some(Ok(_)) => {}
             },
@@ -543,6 +558,14 @@ fn classify(app: &Arc<App>, data: &[u8], peer: SocketAddr) -> Plan {
             "more than one Host header".into(),
         );
     }
+    if hosts == 0 {
+        // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400.
+        return Plan::Reject(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "an HTTP/1.1 request needs a Host header".into(),
+        );
+    }
     let host_text = match host.map(std::str::from_utf8) {
         None => None,
         Some(Ok(h)) => Some(h),
@@ -562,6 +585,11 @@ fn classify(app: &Arc<App>, data: &[u8], peer: SocketAddr) -> Plan {
         },
     };
     let body_len = len.unwrap_or(0);
+    // A body still on its way is hyper's: it streams both directions at once, so an upstream
+    // that answers (or echoes) before reading the whole body is served correctly.
+    if body_len > (data.len() - head_len) as u64 {
+        return Plan::Handoff;
+    }
     let head_only = method == "HEAD";
     let path = target.split('?').next().unwrap_or(target);
 
@@ -680,12 +708,15 @@ fn classify(app: &Arc<App>, data: &[u8], peer: SocketAddr) -> Plan {
         out.extend_from_slice(format!("content-length: {l}\r\n").as_bytes());
     }
     out.extend_from_slice(b"\r\n");
+    // The body (all of it already read) goes out in the same write as the head.
+    let body_end = head_len + body_len as usize;
+    out.extend_from_slice(&data[head_len..body_end]);
 
     Plan::Proxy(ProxyPlan {
         gate: cfg.fallback.enabled,
         up: up.clone(),
         head: out,
-        head_len,
+        head_len: body_end,
         body_len,
         head_only,
         retryable: body_len == 0 && matches!(method, "GET" | "HEAD" | "OPTIONS"),
@@ -785,6 +816,11 @@ async fn read_response_head(
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut resp = httparse::Response::new(&mut headers);
             match resp.parse(rbuf.filled()) {
+                Ok(httparse::Status::Complete(n)) if n > MAX_RESPONSE_HEAD => {
+                    return Err(ForwardError::Failed(
+                        "upstream response head too large".into(),
+                    ));
+                }
                 Ok(httparse::Status::Complete(n)) => {
                     let status = resp.code.unwrap_or(0);
                     if (100..200).contains(&status) && status != 101 {
@@ -906,6 +942,14 @@ fn rewrite_response(
     if framing == Framing::Chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
+    // RFC 9110 §6.6.1: a response forwarded without a Date gets one.
+    if !resp
+        .headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("date"))
+    {
+        date_line(&mut out);
+    }
     Ok(RespHead {
         out,
         len: head_len,
@@ -928,7 +972,7 @@ async fn proxy(
     let admit = if p.gate {
         match up.admit(Instant::now()) {
             Some(a) => a,
-            None => return fail(app, client, buf, &p, ForwardError::NotAdmitted).await,
+            None => return fail(app, client, &p, ForwardError::NotAdmitted).await,
         }
     } else {
         Admit::Yes
@@ -941,7 +985,7 @@ async fn proxy(
         if admit == Admit::Trial {
             up.on_abandoned();
         }
-        return fail(app, client, buf, &p, ForwardError::TooLarge(limit)).await;
+        return fail(app, client, &p, ForwardError::TooLarge(limit)).await;
     }
 
     let mut attempt = 0;
@@ -953,43 +997,19 @@ async fn proxy(
                 Ok(c) => (c, false),
                 Err(ForwardError::Connect(text)) => {
                     up.on_error(Instant::now(), true, text.clone());
-                    return fail(app, client, buf, &p, ForwardError::Connect(text)).await;
+                    return fail(app, client, &p, ForwardError::Connect(text)).await;
                 }
-                Err(e) => return fail(app, client, buf, &p, e).await,
+                Err(e) => return fail(app, client, &p, e).await,
             },
         };
-        // Head plus the part of the body already read, in one write.
-        let inline = (p.body_len.min(buf.len() as u64)) as usize;
-        let sent = if inline > 0 {
-            let mut first = Vec::with_capacity(p.head.len() + inline);
-            first.extend_from_slice(&p.head);
-            first.extend_from_slice(&buf.filled()[..inline]);
-            write_timed(&mut upc, &first, idle).await
-        } else {
-            write_timed(&mut upc, &p.head, idle).await
-        };
-        if let Err(e) = sent {
+        // Head and body, in one write.
+        if let Err(e) = write_timed(&mut upc, &p.head, idle).await {
             if reused && p.retryable && is_reset(&e) {
                 continue;
             }
             let text = e.to_string();
             up.on_error(Instant::now(), false, text.clone());
-            return fail(app, client, buf, &p, ForwardError::Failed(text)).await;
-        }
-        if p.body_len > 0 {
-            buf.consume(inline);
-            let mut left = p.body_len - inline as u64;
-            if left > 0 {
-                if let Err(e) = relay_fixed(client, &mut upc, left, idle).await {
-                    // The client went away or stalled mid-body: nothing to answer.
-                    if admit == Admit::Trial {
-                        up.on_abandoned();
-                    }
-                    return Err(e);
-                }
-                left = 0;
-            }
-            debug_assert_eq!(left, 0);
+            return fail(app, client, &p, ForwardError::Failed(text)).await;
         }
         let mut rbuf = Buf::new();
         match read_response_head(
@@ -1007,7 +1027,7 @@ async fn proxy(
             Ok(Got::Stale) => {
                 let text = "connection closed before message completed".to_string();
                 up.on_error(Instant::now(), false, text.clone());
-                return fail(app, client, buf, &p, ForwardError::Failed(text)).await;
+                return fail(app, client, &p, ForwardError::Failed(text)).await;
             }
             Err(e) => {
                 let text = match &e {
@@ -1018,12 +1038,27 @@ async fn proxy(
                     other => format!("{other:?}"),
                 };
                 up.on_error(Instant::now(), false, text);
-                return fail(app, client, buf, &p, e).await;
+                return fail(app, client, &p, e).await;
             }
         }
     };
-    up.on_response(Instant::now(), head.status >= 500);
     rbuf.consume(head.len);
+    // A chunked body that is malformed from its first bytes: nothing has reached the client
+    // yet, so it still gets the fallback page.
+    let mut chunks = Chunked::default();
+    let first_chunks = if head.framing == Framing::Chunked {
+        match chunks.feed(rbuf.filled()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                let text = format!("invalid chunked body from upstream: {e}");
+                up.on_error(Instant::now(), false, text.clone());
+                return fail(app, client, &p, ForwardError::Failed(text)).await;
+            }
+        }
+    } else {
+        None
+    };
+    up.on_response(Instant::now(), head.status >= 500);
 
     let close = p.close || head.framing == Framing::UntilClose;
     let mut out = head.out;
@@ -1035,7 +1070,6 @@ async fn proxy(
     let mut done = false;
     let mut extra = false;
     let mut remaining = 0u64;
-    let mut chunks = Chunked::default();
     match head.framing {
         Framing::None => {
             done = true;
@@ -1050,7 +1084,7 @@ async fn proxy(
             extra = done && rbuf.len() > 0;
         }
         Framing::Chunked => {
-            let (used, end) = chunks.feed(rbuf.filled()).map_err(io::Error::other)?;
+            let (used, end) = first_chunks.unwrap_or((0, false));
             out.extend_from_slice(&rbuf.filled()[..used]);
             rbuf.consume(used);
             done = end;
@@ -1084,19 +1118,12 @@ async fn proxy(
 async fn fail(
     app: &Arc<App>,
     client: &mut TcpStream,
-    buf: &mut Buf,
     p: &ProxyPlan,
     e: ForwardError,
 ) -> io::Result<bool> {
-    // A body that may be partly unread would be taken for the next request: close after
-    // answering. (The head was consumed when forwarding began.)
-    let unread = p.body_len > 0;
-    if unread {
-        buf.consume(usize::MAX);
-    }
+    // Head and body were consumed when forwarding began: the connection stays usable.
     let r = crate::http::failure_response(app, &p.up, p.browser, p.gate, e);
-    let keep = write_response(client, r, p.head_only, p.close || unread).await?;
-    Ok(keep && !unread)
+    write_response(client, r, p.head_only, p.close).await
 }
 
 /// Copy exactly `n` bytes from `from` to `to`.

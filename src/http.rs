@@ -576,7 +576,7 @@ pub async fn serve(
                     }
                     let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
                         req.extensions_mut().insert(Peer(peer));
-                        let refused = ambiguous_framing(req.headers());
+                        let refused = ambiguous_framing(req.headers()).or_else(|| missing_host(&req));
                         let router = router.clone();
                         async move {
                             match refused {
@@ -622,20 +622,24 @@ pub async fn serve(
 pub fn ambiguous_framing(h: &HeaderMap) -> Option<&'static str> {
     let te = h.get_all(header::TRANSFER_ENCODING).iter().count();
     if te > 0 && h.contains_key(header::CONTENT_LENGTH) {
-        return Some("both Transfer-Encoding and Content-Length");
+        return Some("ambiguous request framing: both Transfer-Encoding and Content-Length");
     }
     if te > 1 {
-        return Some("more than one Transfer-Encoding header");
+        return Some("ambiguous request framing: more than one Transfer-Encoding header");
     }
     None
 }
 
+/// RFC 9112 §3.2: an HTTP/1.1 request without a Host header (and no authority) is a 400.
+pub fn missing_host<B>(req: &http::Request<B>) -> Option<&'static str> {
+    (req.version() == http::Version::HTTP_11
+        && req.uri().authority().is_none()
+        && !req.headers().contains_key(header::HOST))
+    .then_some("an HTTP/1.1 request needs a Host header")
+}
+
 fn refuse_framing(why: &str) -> Response {
-    let mut r = error_response(
-        StatusCode::BAD_REQUEST,
-        "bad_request",
-        &format!("ambiguous request framing: {why}"),
-    );
+    let mut r = error_response(StatusCode::BAD_REQUEST, "bad_request", why);
     r.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     r
