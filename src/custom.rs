@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Body;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Request, Response, Uri};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -98,36 +98,6 @@ pub fn tls_config(extra_ca: Option<&std::path::Path>) -> Result<Tls, String> {
     Ok(Tls { config, root_count })
 }
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) never forwarded.
-const HOP: &[&str] = &[
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authorization",
-    "proxy-authenticate",
-];
-
-fn strip_hop(h: &mut HeaderMap) {
-    // Headers named in Connection are hop-by-hop too.
-    let named: Vec<HeaderName> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        h.remove(n);
-    }
-    for n in HOP {
-        h.remove(*n);
-    }
-}
-
 /// Is this a browser navigation (rather than a sub-resource)?
 pub fn is_navigation(req: &Request<Body>) -> bool {
     (req.method() == http::Method::GET || req.method() == http::Method::HEAD)
@@ -174,7 +144,7 @@ pub async fn forward(
         .map_err(|e| format!("cannot build upstream URI: {e}"))?;
     let orig_host = req.headers().get(header::HOST).cloned();
     let h = req.headers_mut();
-    strip_hop(h);
+    crate::proxy::strip_hop_by_hop(h);
     h.remove(header::HOST);
     if let Ok(v) = HeaderValue::from_str(auth.as_str()) {
         h.insert(header::HOST, v);
@@ -211,7 +181,7 @@ pub async fn forward(
         })?
         .map_err(|e| format!("custom page {} unreachable: {}", page.uri, error_chain(&e)))?;
     let (mut parts, body) = resp.into_parts();
-    strip_hop(&mut parts.headers);
+    crate::proxy::strip_hop_by_hop(&mut parts.headers);
     parts
         .headers
         .insert("x-maintenance-mode", HeaderValue::from_static("true"));

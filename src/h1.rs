@@ -444,18 +444,9 @@ fn is_own_path(path: &str) -> bool {
 
 /// Hop-by-hop header names (RFC 9110 §7.6.1), never forwarded in either direction.
 fn is_hop(name: &str) -> bool {
-    const HOP: [&str; 9] = [
-        "connection",
-        "proxy-connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "proxy-authorization",
-        "proxy-authenticate",
-    ];
-    HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+    crate::proxy::HOP
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(name))
 }
 
 /// Is `name` listed in one of the `Connection` header values?
@@ -1651,16 +1642,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn response_heads_are_rewritten() {
-        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive, X-Up\r\nX-Up: 1\r\nKeep-Alive: timeout=5\r\nX-Kept: 2\r\n\r\nhello";
+    fn rewrite(raw: &[u8]) -> Result<RespHead, ForwardError> {
         let mut headers = [httparse::EMPTY_HEADER; 16];
         let mut r = httparse::Response::new(&mut headers);
-        let n = match r.parse(raw) {
-            Ok(httparse::Status::Complete(n)) => n,
+        match r.parse(raw) {
+            Ok(httparse::Status::Complete(n)) => rewrite_response(&r, n, false),
             other => panic!("{other:?}"),
-        };
-        let h = rewrite_response(&r, n, false).expect("ok");
+        }
+    }
+
+    #[test]
+    fn response_heads_are_rewritten() {
+        let h = rewrite(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive, X-Up\r\nX-Up: 1\r\nKeep-Alive: timeout=5\r\nX-Kept: 2\r\n\r\nhello")
+            .expect("ok");
         let text = String::from_utf8(h.out).expect("utf8");
         assert_eq!(h.framing, Framing::Length(5));
         assert!(h.reusable);
@@ -1672,15 +1666,11 @@ mod tests {
             !text.contains("X-Up") && !text.contains("Keep-Alive") && !text.contains("Connection"),
             "{text}"
         );
+        assert!(text.contains("date: "), "a Date is added: {text}");
 
-        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
-        let mut headers = [httparse::EMPTY_HEADER; 16];
-        let mut r = httparse::Response::new(&mut headers);
-        let n = match r.parse(raw) {
-            Ok(httparse::Status::Complete(n)) => n,
-            other => panic!("{other:?}"),
-        };
-        let h = rewrite_response(&r, n, false).expect("ok");
+        let h =
+            rewrite(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .expect("ok");
         let text = String::from_utf8(h.out).expect("utf8");
         assert_eq!(h.framing, Framing::Chunked);
         assert!(
@@ -1688,13 +1678,12 @@ mod tests {
             "both framings never reach the client: {text}"
         );
 
-        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n";
-        let mut headers = [httparse::EMPTY_HEADER; 16];
-        let mut r = httparse::Response::new(&mut headers);
-        let n = match r.parse(raw) {
-            Ok(httparse::Status::Complete(n)) => n,
-            other => panic!("{other:?}"),
-        };
-        assert!(rewrite_response(&r, n, false).is_err());
+        assert!(
+            rewrite(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n").is_err()
+        );
+        let h = rewrite(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n").expect("ok");
+        assert!(!h.reusable, "an HTTP/1.0 upstream connection closes");
+        let h = rewrite(b"HTTP/1.1 200 OK\r\n\r\n").expect("ok");
+        assert_eq!(h.framing, Framing::UntilClose);
     }
 }

@@ -73,8 +73,8 @@ impl UpstreamClient {
     }
 }
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1).
-const HOP: &[&str] = &[
+/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded in either direction.
+pub const HOP: &[&str] = &[
     "connection",
     "proxy-connection",
     "keep-alive",
