@@ -27,5 +27,6 @@ pub mod sockets;
 pub mod state;
 pub mod status;
 pub mod stop;
+pub mod supervise;
 pub mod token;
 pub mod upstream;
