@@ -105,6 +105,14 @@ pub struct App {
     services: ArcSwap<Services>,
     /// Stop switches of the running health tasks, by service name.
     probes: Mutex<std::collections::HashMap<String, watch::Sender<bool>>>,
+    /// Supervisors of the services kinfrad runs: the spec they run and their stop switch.
+    supervisors: Mutex<std::collections::HashMap<String, Supervised>>,
+}
+
+struct Supervised {
+    spec: crate::service::ProcessConfig,
+    stop: watch::Sender<bool>,
+    handle: crate::supervise::Handle,
 }
 
 /// The upstreams and the route table over them, swapped whole on reload.
@@ -210,6 +218,7 @@ impl App {
             client: ArcSwap::from_pointee(p.client),
             services: ArcSwap::from_pointee(services),
             probes: Mutex::new(std::collections::HashMap::new()),
+            supervisors: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -283,6 +292,154 @@ impl App {
     }
 
     /// Stop every health task.
+    /// Start a supervisor for every service with `command` that has none (or whose process
+    /// settings changed on reload); stop those of removed services.
+    pub fn sync_supervisors(self: &Arc<Self>) {
+        let services = self.services.load_full();
+        let mut sups = self.supervisors.lock().unwrap_or_else(|p| p.into_inner());
+        sups.retain(|name, s| {
+            let keep = services
+                .get(name)
+                .and_then(|u| u.cfg().process.clone())
+                .is_some_and(|p| p == s.spec);
+            if !keep {
+                let _ = s.stop.send(true);
+            }
+            keep
+        });
+        for up in &services.list {
+            let Some(spec) = up.cfg().process.clone() else {
+                up.process.store(None);
+                continue;
+            };
+            if let Some(s) = sups.get(&up.name) {
+                up.process.store(Some(Arc::new(s.handle.clone())));
+                continue;
+            }
+            let (tx, rx) = watch::channel(false);
+            let ps = crate::supervise::ProcessSpec {
+                name: up.name.clone(),
+                argv: spec.argv.clone(),
+                cwd: spec.cwd.clone(),
+                env: spec.env.clone(),
+                preferred_port: spec.preferred_port,
+                port_range: spec.port_range,
+                restart: spec.restart,
+                stop_signal: spec.stop_signal,
+                stop_timeout: spec.stop_timeout,
+                log_lines: spec.log_lines,
+                instance: self.instance.clone(),
+            };
+            let weak_up = Arc::downgrade(up);
+            let handle = crate::supervise::spawn(
+                ps,
+                true,
+                move |port| {
+                    if let Some(u) = weak_up.upgrade() {
+                        u.process_started(port);
+                    }
+                },
+                rx,
+            );
+            // Page and status follow the process's state changes.
+            let mut status = handle.status.clone();
+            let weak_app = Arc::downgrade(self);
+            let weak_up = Arc::downgrade(up);
+            tokio::spawn(async move {
+                while status.changed().await.is_ok() {
+                    let (Some(app), Some(u)) = (weak_app.upgrade(), weak_up.upgrade()) else {
+                        return;
+                    };
+                    u.process_changed();
+                    app.upstream_changed(&u);
+                }
+            });
+            up.process.store(Some(Arc::new(handle.clone())));
+            sups.insert(
+                up.name.clone(),
+                Supervised {
+                    spec,
+                    stop: tx,
+                    handle,
+                },
+            );
+        }
+    }
+
+    /// Stop every supervised process, waiting (at most their stop timeouts) until they are gone.
+    pub async fn stop_supervisors(&self) {
+        let stopping: Vec<(
+            watch::Receiver<crate::supervise::ProcStatus>,
+            std::time::Duration,
+        )> = {
+            let mut sups = self.supervisors.lock().unwrap_or_else(|p| p.into_inner());
+            sups.drain()
+                .map(|(_, s)| {
+                    let _ = s.stop.send(true);
+                    (s.handle.status.clone(), s.spec.stop_timeout)
+                })
+                .collect()
+        };
+        for (mut st, limit) in stopping {
+            let _ = tokio::time::timeout(
+                limit + std::time::Duration::from_secs(1),
+                st.wait_for(|s| s.pid.is_none()),
+            )
+            .await;
+        }
+    }
+
+    /// An operator's start / stop / restart of a supervised service.
+    pub async fn service_command(
+        &self,
+        name: &str,
+        cmd: crate::supervise::Command,
+    ) -> Result<(), OpError> {
+        let handle = {
+            let services = self.services.load();
+            let up = services.get(name).ok_or_else(|| {
+                OpError::new(
+                    ErrorCode::InvalidArgument,
+                    format!("no service named {name:?}"),
+                )
+            })?;
+            up.process.load_full().ok_or_else(|| {
+                OpError::new(
+                    ErrorCode::InvalidArgument,
+                    format!("{name:?} is not run by kinfrad (it has a url, not a command)"),
+                )
+            })?
+        };
+        handle.commands.send(cmd).await.map_err(|_| {
+            OpError::new(
+                ErrorCode::Internal,
+                format!("the supervisor of {name:?} is gone"),
+            )
+        })
+    }
+
+    /// The last `n` captured lines of a supervised service, and how many were dropped.
+    pub fn service_logs(
+        &self,
+        name: &str,
+        n: usize,
+    ) -> Result<(Vec<crate::supervise::LogLine>, u64), OpError> {
+        let services = self.services.load();
+        let up = services.get(name).ok_or_else(|| {
+            OpError::new(
+                ErrorCode::InvalidArgument,
+                format!("no service named {name:?}"),
+            )
+        })?;
+        let h = up.process.load_full().ok_or_else(|| {
+            OpError::new(
+                ErrorCode::InvalidArgument,
+                format!("{name:?} is not run by kinfrad: it has no captured logs"),
+            )
+        })?;
+        Ok((h.logs.tail(n), h.logs.dropped()))
+    }
+
     pub fn stop_probes(&self) {
         let mut probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
         for (_, stop) in probes.drain() {
@@ -396,6 +553,7 @@ impl App {
             .iter()
             .map(|up| {
                 let s = up.snapshot(now);
+                let proc = up.process_status();
                 crate::protocol::ServiceReport {
                     name: s.name,
                     url: s.url,
@@ -412,6 +570,19 @@ impl App {
                         .record
                         .as_ref()
                         .is_some_and(|m| m.target.covers(&up.name)),
+                    supervised: proc.is_some(),
+                    pid: proc.as_ref().and_then(|p| p.pid),
+                    port: Some(up.cfg().url.port),
+                    uptime_secs: match &proc {
+                        Some(p) => p
+                            .pid
+                            .and(p.started_at)
+                            .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+                            .map(|d| d.as_secs()),
+                        None => (s.uptime_secs > 0).then_some(s.uptime_secs),
+                    },
+                    restarts: s.restarts,
+                    last_exit: s.last_exit,
                 }
             })
             .collect()
@@ -681,6 +852,7 @@ impl App {
         self.notifier.reloading();
         let result = self.try_reload().await;
         self.sync_probes();
+        self.sync_supervisors();
         match &result {
             Ok(src) => {
                 lock_problems(&self.problems).reload = None;

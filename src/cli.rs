@@ -26,6 +26,9 @@ Examples:
   kinfractl maint enter --url http://127.0.0.1:8081/maintenance.html
   kinfractl maint exit
   kinfractl reload
+  kinfractl ps
+  kinfractl restart web
+  kinfractl logs web -n 50
   curl -H \"Authorization: Bearer $(kinfractl token)\" ...
 
 Exit codes: 0 ok, 1 refused by kinfrad, 2 usage error, 3 kinfrad unreachable, 4 protocol error.";
@@ -55,6 +58,24 @@ pub enum Command {
     Reload,
     /// Print the admin token for the HTTP API
     Token,
+    /// List the services: state, pid, port, uptime, restarts, health, last exit
+    Ps,
+    /// Start a service kinfrad runs
+    Start { service: String },
+    /// Stop a service kinfrad runs (its whole process group)
+    Stop { service: String },
+    /// Restart a service kinfrad runs
+    Restart { service: String },
+    /// Print a service's captured output
+    Logs {
+        service: String,
+        /// How many of the last lines
+        #[arg(short = 'n', long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        lines: u32,
+        /// Keep printing new lines as they come (every 500 ms) until interrupted
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
 }
 
 #[derive(Debug, Args, Default)]
@@ -215,10 +236,79 @@ async fn execute(cli: &Cli, path: &std::path::Path) -> Result<String, Failure> {
         Command::Maint(Maint::Exit) => Request::MaintExit,
         Command::Reload => Request::Reload,
         Command::Token => Request::Token,
+        Command::Ps => Request::Ps,
+        Command::Start { service } => Request::ServiceStart {
+            service: service.clone(),
+        },
+        Command::Stop { service } => Request::ServiceStop {
+            service: service.clone(),
+        },
+        Command::Restart { service } => Request::ServiceRestart {
+            service: service.clone(),
+        },
+        Command::Logs {
+            service,
+            lines,
+            follow,
+        } => {
+            let req = Request::Logs {
+                service: service.clone(),
+                lines: *lines,
+            };
+            let mut client = Client::connect(path).await?;
+            let resp = client.call(&req).await?;
+            if !*follow {
+                return Ok(render(&resp, cli.json));
+            }
+            return follow_logs(&mut client, service, resp, cli.json).await;
+        }
     };
     let mut client = Client::connect(path).await?;
     let resp = client.call(&req).await?;
     Ok(render(&resp, cli.json))
+}
+
+/// `logs -f`: print what is there, then whatever comes after the last line seen.
+async fn follow_logs(
+    client: &mut Client,
+    service: &str,
+    first: Response,
+    json: bool,
+) -> Result<String, Failure> {
+    use std::io::Write;
+    let mut last: Option<crate::protocol::LogEntry> = None;
+    let mut resp = first;
+    loop {
+        if let Response::Logs { lines, .. } = &resp {
+            // New lines are those after the last one printed (same timestamp and text).
+            let start = match &last {
+                None => 0,
+                Some(l) => lines.iter().rposition(|x| x == l).map_or(0, |i| i + 1),
+            };
+            let mut out = std::io::stdout().lock();
+            for l in &lines[start..] {
+                let _ = writeln!(out, "{}", render_log_line(l, json));
+            }
+            let _ = out.flush();
+            if let Some(l) = lines.last() {
+                last = Some(l.clone());
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        resp = client
+            .call(&Request::Logs {
+                service: service.to_string(),
+                lines: 1000,
+            })
+            .await?;
+    }
+}
+
+fn render_log_line(l: &crate::protocol::LogEntry, json: bool) -> String {
+    if json {
+        return serde_json::to_string(l).unwrap_or_default();
+    }
+    format!("{} {:<5} {}", l.timestamp, l.level, l.message)
 }
 
 fn render(resp: &Response, json: bool) -> String {
@@ -234,8 +324,79 @@ fn render(resp: &Response, json: bool) -> String {
         Response::Reloaded { config } => format!("reloaded configuration from {config}"),
         Response::Hello { server, .. } => server.clone(),
         Response::Token { token } => token.clone(),
+        Response::Services { services } => render_ps(services),
+        Response::ServiceAction { service, action } => format!("{action}: {service}"),
+        Response::Logs { lines, dropped, .. } => {
+            let mut out: Vec<String> = Vec::new();
+            if *dropped > 0 {
+                out.push(format!(
+                    "({dropped} older lines were dropped from the buffer)"
+                ));
+            }
+            out.extend(lines.iter().map(|l| render_log_line(l, false)));
+            out.join("\n")
+        }
         Response::Error { code, message } => format!("error: {message} ({})", code.as_str()),
     }
+}
+
+/// `kinfractl ps`: one line per service.
+fn render_ps(list: &[crate::protocol::ServiceReport]) -> String {
+    if list.is_empty() {
+        return "no services are configured".to_string();
+    }
+    let head = [
+        "NAME",
+        "STATE",
+        "PID",
+        "PORT",
+        "UPTIME",
+        "RESTARTS",
+        "HEALTH",
+        "LAST EXIT",
+    ];
+    let rows: Vec<[String; 8]> = list
+        .iter()
+        .map(|s| {
+            [
+                s.name.clone(),
+                s.state.clone(),
+                s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                s.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                s.uptime_secs.map(human_secs).unwrap_or_else(|| "-".into()),
+                if s.supervised {
+                    s.restarts.to_string()
+                } else {
+                    "-".into()
+                },
+                s.health.clone(),
+                if s.last_exit.is_empty() {
+                    "-".into()
+                } else {
+                    s.last_exit.clone()
+                },
+            ]
+        })
+        .collect();
+    let mut width = head.map(str::len);
+    for r in &rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            l.push_str(c);
+            if i + 1 < cells.len() {
+                l.push_str(&" ".repeat(width[i] - c.chars().count() + 2));
+            }
+        }
+        l.trim_end().to_string()
+    };
+    let mut out = vec![line(&head.map(String::from))];
+    out.extend(rows.iter().map(|r| line(r)));
+    out.join("\n")
 }
 
 /// "3m 12s"-style durations.
@@ -397,12 +558,38 @@ mod tests {
             failures: 5,
             last_error: "Connection refused".into(),
             in_maintenance: false,
+            supervised: true,
+            pid: Some(4242),
+            port: Some(8000),
+            uptime_secs: Some(65),
+            restarts: 2,
+            last_exit: "Process exited with code 1".into(),
         };
-        let t = render_services(&[s]);
+        let t = render_services(std::slice::from_ref(&s));
         assert!(t.contains("SERVICE") && t.contains("circuit_open"), "{t}");
         assert!(t.contains("open (5 failures, opened 3s ago)"), "{t}");
         assert!(t.contains("last error: Connection refused"), "{t}");
         assert_eq!(render_services(&[]), "");
+        let ps = render_ps(std::slice::from_ref(&s));
+        let mut lines = ps.lines();
+        assert!(
+            lines
+                .next()
+                .is_some_and(|h| h.starts_with("NAME") && h.contains("LAST EXIT")),
+            "{ps}"
+        );
+        let row = lines.next().unwrap_or_default();
+        for cell in [
+            "api",
+            "circuit_open",
+            "4242",
+            "8000",
+            "1m 5s",
+            "2",
+            "Process exited with code 1",
+        ] {
+            assert!(row.contains(cell), "{cell} missing: {ps}");
+        }
     }
 
     #[test]

@@ -272,11 +272,54 @@ pub async fn dispatch(app: &Arc<App>, req: Request) -> Response {
             .reload()
             .await
             .map(|config| Response::Reloaded { config }),
+        Request::Ps => Ok(Response::Services {
+            services: app.service_reports(),
+        }),
+        Request::ServiceStart { service } => {
+            service_action(app, service, crate::supervise::Command::Start, "start").await
+        }
+        Request::ServiceStop { service } => {
+            service_action(app, service, crate::supervise::Command::Stop, "stop").await
+        }
+        Request::ServiceRestart { service } => {
+            service_action(app, service, crate::supervise::Command::Restart, "restart").await
+        }
+        Request::Logs { service, lines } => app
+            .service_logs(&service, lines.min(100_000) as usize)
+            .map(|(lines, dropped)| Response::Logs {
+                service,
+                lines: lines.iter().map(log_entry).collect(),
+                dropped,
+            }),
     };
     result.unwrap_or_else(|e| Response::Error {
         code: e.code,
         message: e.message,
     })
+}
+
+async fn service_action(
+    app: &Arc<App>,
+    service: String,
+    cmd: crate::supervise::Command,
+    action: &str,
+) -> Result<Response, crate::app::OpError> {
+    app.service_command(&service, cmd).await?;
+    Ok(Response::ServiceAction {
+        service,
+        action: action.to_string(),
+    })
+}
+
+fn log_entry(l: &crate::supervise::LogLine) -> crate::protocol::LogEntry {
+    let v = crate::status::log_json(l);
+    let text = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+    crate::protocol::LogEntry {
+        timestamp: text("timestamp"),
+        level: text("level"),
+        stream: text("stream"),
+        message: text("message"),
+    }
 }
 
 /// Resolves once `rx` turns true (or its sender is gone).

@@ -238,6 +238,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     app.sync_probes();
+    app.sync_supervisors();
     let http_task = tokio::spawn(crate::http::serve(
         app.clone(),
         http,
@@ -290,6 +291,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     {
         tracing::warn!("HTTP server did not stop in time");
     }
+    // In-flight requests are done: now the services kinfrad runs may go.
+    app.stop_supervisors().await;
     app.flush_hits().await;
     if let Some(p) = own_control {
         let _ = std::fs::remove_file(p);

@@ -30,7 +30,10 @@ pub const MAX_FRAME: usize = 64 * 1024;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Request {
     /// First message on every connection. → `Hello` | `Error{unsupported_version}`
-    Hello { protocol: u32, client: String },
+    Hello {
+        protocol: u32,
+        client: String,
+    },
     /// The daemon's state. → `Status`
     Status,
     /// Enter maintenance (or change it when already in). → `Maintenance` | `Error`
@@ -62,18 +65,69 @@ pub enum Request {
     Reload,
     /// The admin token for the HTTP API. → `Token`
     Token,
+    /// Every service's state. → `Services`
+    Ps,
+    /// Start, stop or restart a service kinfrad runs. → `ServiceAction` | `Error`
+    ServiceStart {
+        service: String,
+    },
+    ServiceStop {
+        service: String,
+    },
+    ServiceRestart {
+        service: String,
+    },
+    /// The last `lines` captured lines of a service kinfrad runs. → `Logs` | `Error`
+    Logs {
+        service: String,
+        lines: u32,
+    },
+}
+
+/// One captured line of a service's output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// RFC 3339, UTC.
+    pub timestamp: String,
+    /// ERROR | WARN | INFO | DEBUG
+    pub level: String,
+    /// stdout | stderr
+    pub stream: String,
+    pub message: String,
 }
 
 /// A response from the daemon.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Response {
-    Hello { protocol: u32, server: String },
+    Hello {
+        protocol: u32,
+        server: String,
+    },
     Status(StatusReport),
     Maintenance(StatusView),
-    Reloaded { config: String },
-    Token { token: String },
-    Error { code: ErrorCode, message: String },
+    Reloaded {
+        config: String,
+    },
+    Token {
+        token: String,
+    },
+    Services {
+        services: Vec<ServiceReport>,
+    },
+    ServiceAction {
+        service: String,
+        action: String,
+    },
+    Logs {
+        service: String,
+        lines: Vec<LogEntry>,
+        dropped: u64,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 /// Stable error codes; the message is for humans.
@@ -155,6 +209,21 @@ pub struct ServiceReport {
     #[serde(default)]
     pub last_error: String,
     pub in_maintenance: bool,
+    /// Run by kinfrad (`command`), with its process facts below.
+    #[serde(default)]
+    pub supervised: bool,
+    #[serde(default)]
+    pub pid: Option<u32>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Since the process started (supervised) or the service became healthy.
+    #[serde(default)]
+    pub uptime_secs: Option<u64>,
+    #[serde(default)]
+    pub restarts: u32,
+    /// "Process exited with code 1", "" when none.
+    #[serde(default)]
+    pub last_exit: String,
 }
 
 impl Response {

@@ -27,6 +27,17 @@ pub struct RawService {
     pub circuit_breaker: Option<RawCircuit>,
     pub timeouts: Option<RawTimeouts>,
     pub max_request_body: Option<toml::Value>,
+    // A supervised service (instead of `url`).
+    pub command: Option<toml::Value>,
+    pub shell: Option<bool>,
+    pub cwd: Option<String>,
+    pub env: Option<toml::Table>,
+    pub preferred_port: Option<i64>,
+    pub port_range: Option<String>,
+    pub restart: Option<String>,
+    pub stop_signal: Option<String>,
+    pub stop_timeout: Option<String>,
+    pub log_lines: Option<i64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -130,6 +141,21 @@ pub struct UpstreamUrl {
     pub port: u16,
 }
 
+/// How kinfrad runs a supervised service's process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessConfig {
+    /// argv (`["sh", "-c", line]` when `shell = true`); `{port}` is replaced.
+    pub argv: Vec<String>,
+    pub cwd: Option<std::path::PathBuf>,
+    pub env: Vec<(String, String)>,
+    pub preferred_port: u16,
+    pub port_range: (u16, u16),
+    pub restart: crate::supervise::RestartPolicy,
+    pub stop_signal: nix::sys::signal::Signal,
+    pub stop_timeout: Duration,
+    pub log_lines: usize,
+}
+
 /// A validated service.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceConfig {
@@ -146,6 +172,8 @@ pub struct ServiceConfig {
     pub breaker: BreakerConfig,
     pub timeouts: Timeouts,
     pub max_request_body: u64,
+    /// Set for a service kinfrad starts itself (`command`); its `url` follows the port.
+    pub process: Option<ProcessConfig>,
 }
 
 /// Default request body limit.
@@ -294,12 +322,47 @@ impl ServiceConfig {
                 format!("{name:?} may only hold letters, digits, '-', '_' and '.' (64 at most)"),
             ));
         }
-        let url_text = raw.url.clone().ok_or_else(|| {
-            (
-                here("url"),
-                "is required: the upstream, e.g. \"http://127.0.0.1:8000\"".to_string(),
-            )
-        })?;
+        let process = match (&raw.url, &raw.command) {
+            (Some(_), Some(_)) => {
+                return Err((
+                    here("command"),
+                    "a service has either url (an upstream kinfrad does not run) or command (one it runs), not both".to_string(),
+                ));
+            }
+            (None, None) => {
+                return Err((
+                    here("url"),
+                    "is required (the upstream, e.g. \"http://127.0.0.1:8000\"), or command to have kinfrad run the service".to_string(),
+                ));
+            }
+            (None, Some(c)) => Some(process_config(raw, c, &here)?),
+            (Some(_), None) => {
+                for (k, set) in [
+                    ("shell", raw.shell.is_some()),
+                    ("cwd", raw.cwd.is_some()),
+                    ("env", raw.env.is_some()),
+                    ("preferred_port", raw.preferred_port.is_some()),
+                    ("port_range", raw.port_range.is_some()),
+                    ("restart", raw.restart.is_some()),
+                    ("stop_signal", raw.stop_signal.is_some()),
+                    ("stop_timeout", raw.stop_timeout.is_some()),
+                    ("log_lines", raw.log_lines.is_some()),
+                ] {
+                    if set {
+                        return Err((
+                            here(k),
+                            "applies only to a service with command".to_string(),
+                        ));
+                    }
+                }
+                None
+            }
+        };
+        let url_text = match (&raw.url, &process) {
+            (Some(u), _) => u.clone(),
+            (None, Some(p)) => format!("http://127.0.0.1:{}", p.preferred_port),
+            (None, None) => String::new(),
+        };
         let url = parse_upstream_url(&url_text).map_err(|m| (here("url"), m))?;
         if raw.routes.is_empty() {
             return Err((
@@ -532,8 +595,165 @@ impl ServiceConfig {
             breaker,
             timeouts,
             max_request_body,
+            process,
         })
     }
+}
+
+/// The process part of a `[[service]]` with `command`.
+fn process_config(
+    raw: &RawService,
+    command: &toml::Value,
+    here: &dyn Fn(&str) -> String,
+) -> Result<ProcessConfig, KeyError> {
+    let shell = raw.shell.unwrap_or(false);
+    let argv: Vec<String> = match command {
+        toml::Value::String(line) if shell => {
+            if line.trim().is_empty() {
+                return Err((here("command"), "is empty".to_string()));
+            }
+            vec!["/bin/sh".to_string(), "-c".to_string(), line.clone()]
+        }
+        toml::Value::String(_) => {
+            return Err((
+                here("command"),
+                "must be a list of arguments, e.g. [\"python3\", \"-m\", \"http.server\", \"{port}\"] (or set shell = true to run a command line)".to_string(),
+            ));
+        }
+        toml::Value::Array(items) if !shell => {
+            let mut argv = Vec::new();
+            for v in items {
+                match v {
+                    toml::Value::String(a) if !a.contains('\0') => argv.push(a.clone()),
+                    other => {
+                        return Err((here("command"), format!("{other} is not a string argument")));
+                    }
+                }
+            }
+            if argv.first().is_none_or(|p| p.trim().is_empty()) {
+                return Err((
+                    here("command"),
+                    "needs at least the program to run".to_string(),
+                ));
+            }
+            argv
+        }
+        toml::Value::Array(_) => {
+            return Err((
+                here("shell"),
+                "shell = true takes command as one string".to_string(),
+            ));
+        }
+        other => {
+            return Err((
+                here("command"),
+                format!("{other} is not a list of arguments"),
+            ));
+        }
+    };
+    let preferred_port = match raw.preferred_port {
+        None => 8000,
+        Some(p) if (1..=65535).contains(&p) => p as u16,
+        Some(p) => {
+            return Err((
+                here("preferred_port"),
+                format!("{p} is not a port (1-65535)"),
+            ));
+        }
+    };
+    let port_range = match &raw.port_range {
+        None => (preferred_port, preferred_port.saturating_add(100)),
+        Some(r) => {
+            let bad = || {
+                (
+                    here("port_range"),
+                    format!("{r:?} must be a range like \"8000-8999\""),
+                )
+            };
+            let (a, b) = r.split_once('-').ok_or_else(bad)?;
+            let a: u16 = a.trim().parse().map_err(|_| bad())?;
+            let b: u16 = b.trim().parse().map_err(|_| bad())?;
+            if a == 0 || a > b {
+                return Err(bad());
+            }
+            if !(a..=b).contains(&preferred_port) {
+                return Err((
+                    here("port_range"),
+                    format!("{r:?} does not contain preferred_port {preferred_port}"),
+                ));
+            }
+            (a, b)
+        }
+    };
+    let mut env = Vec::new();
+    for (k, v) in raw.env.clone().unwrap_or_default() {
+        let ok = !k.is_empty() && !k.contains('=') && !k.contains('\0');
+        let v = match v {
+            toml::Value::String(s) if ok && !s.contains('\0') => s,
+            toml::Value::Integer(n) if ok => n.to_string(),
+            toml::Value::Boolean(b) if ok => b.to_string(),
+            _ => {
+                return Err((
+                    here(&format!("env.{k}")),
+                    "must be a name without '=' and a string value".to_string(),
+                ));
+            }
+        };
+        if ["PORT", "NOTIFY_SOCKET", "KINFRA_INSTANCE", "KINFRA_SERVICE"].contains(&k.as_str()) {
+            return Err((here(&format!("env.{k}")), "is set by kinfrad".to_string()));
+        }
+        env.push((k, v));
+    }
+    let restart = match &raw.restart {
+        None => crate::supervise::RestartPolicy::OnFailure,
+        Some(r) => crate::supervise::RestartPolicy::parse(r).map_err(|m| (here("restart"), m))?,
+    };
+    let stop_signal = match &raw.stop_signal {
+        None => nix::sys::signal::Signal::SIGTERM,
+        Some(sig) => {
+            let name = sig.trim().to_ascii_uppercase();
+            let name = if name.starts_with("SIG") {
+                name
+            } else {
+                format!("SIG{name}")
+            };
+            name.parse::<nix::sys::signal::Signal>().map_err(|_| {
+                (
+                    here("stop_signal"),
+                    format!("{sig:?} is not a signal name like \"SIGTERM\""),
+                )
+            })?
+        }
+    };
+    let stop_timeout = dur(
+        &here("stop_timeout"),
+        raw.stop_timeout.as_deref(),
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        Duration::from_secs(600),
+    )?;
+    let log_lines = int(&here("log_lines"), raw.log_lines, 1000, 10, 1_000_000)? as usize;
+    let cwd = match &raw.cwd {
+        None => None,
+        Some(d) => {
+            let p = std::path::PathBuf::from(d);
+            if !p.is_absolute() {
+                return Err((here("cwd"), format!("{d:?} must be an absolute path")));
+            }
+            Some(p)
+        }
+    };
+    Ok(ProcessConfig {
+        argv,
+        cwd,
+        env,
+        preferred_port,
+        port_range,
+        restart,
+        stop_signal,
+        stop_timeout,
+        log_lines,
+    })
 }
 
 fn parse_status_range(s: &str) -> Result<(u16, u16), String> {

@@ -7,12 +7,29 @@ use serde_json::{Map, Value, json};
 use crate::app::App;
 use crate::upstream::Snapshot;
 
+/// One captured log line as the seeds show it: time, level, stream, message.
+pub fn log_json(l: &crate::supervise::LogLine) -> Value {
+    let ms =
+        l.at.duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+    json!({
+        "timestamp": crate::pages::iso(ms),
+        "level": l.level.as_str(),
+        "stream": match l.stream {
+            crate::supervise::Stream::Stdout => "stdout",
+            crate::supervise::Stream::Stderr => "stderr",
+        },
+        "message": l.text,
+    })
+}
+
 fn service_json(s: &Snapshot, routes: Vec<String>, in_maintenance: bool) -> Value {
     json!({
         "service_name": s.display_name,
         "status_message": s.status_message,
         "port": s.port,
-        "pid": "",
+        "pid": s.pid,
         "uptime": s.uptime,
         "uptime_secs": s.uptime_secs,
         "health_status": s.health.label(),
@@ -29,7 +46,9 @@ fn service_json(s: &Snapshot, routes: Vec<String>, in_maintenance: bool) -> Valu
         "in_maintenance": in_maintenance,
         "maintenance_hits": s.maintenance_hits,
         "fallback_page": s.fallback_page,
-        "logs": [],
+        "restarts": s.restarts,
+        "last_exit": s.last_exit,
+        "logs": s.logs.iter().map(log_json).collect::<Vec<_>>(),
     })
 }
 

@@ -66,6 +66,8 @@ struct Detail {
     ever_healthy: bool,
     healthy_since: Option<SystemTime>,
     changed_at: Option<SystemTime>,
+    /// The startup grace period runs from here (kinfrad's start, or the process's last start).
+    grace_from: Option<Instant>,
 }
 
 /// A rendered fallback page and the state it was rendered for.
@@ -98,9 +100,14 @@ pub struct Snapshot {
     pub maintenance_hits: u64,
     pub fallback_page: &'static str,
     pub refresh_interval: u32,
+    /// Supervised services only: pid ("" when none), restarts, the last log lines.
+    pub pid: String,
+    pub restarts: u32,
+    pub last_exit: String,
+    pub logs: Vec<crate::supervise::LogLine>,
 }
 
-/// Live state of one `[[service]]` with a `url`.
+/// Live state of one `[[service]]` (`url`, or `command` with its supervisor).
 pub struct Upstream {
     pub name: String,
     cfg: ArcSwap<ServiceConfig>,
@@ -117,6 +124,8 @@ pub struct Upstream {
     pub maintenance_hits: AtomicU64,
     /// Idle keep-alive connections of the HTTP/1.1 fast path (`h1`), most recent last.
     idle: Mutex<Vec<(tokio::net::TcpStream, Instant)>>,
+    /// The supervisor of a service kinfrad runs (`command`).
+    pub process: arc_swap::ArcSwapOption<crate::supervise::Handle>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -154,6 +163,7 @@ impl Upstream {
             failures: AtomicU64::new(0),
             maintenance_hits: AtomicU64::new(0),
             idle: Mutex::new(Vec::new()),
+            process: arc_swap::ArcSwapOption::empty(),
         })
     }
 
@@ -273,7 +283,8 @@ impl Upstream {
                 d.consecutive_ok = 0;
                 d.consecutive_fail = d.consecutive_fail.saturating_add(1);
                 d.last_error = e;
-                let in_grace = !d.ever_healthy && self.started.elapsed() < cfg.health.grace;
+                let from = d.grace_from.unwrap_or(self.started);
+                let in_grace = !d.ever_healthy && from.elapsed() < cfg.health.grace;
                 match self.health() {
                     Health::Healthy if d.consecutive_fail >= cfg.health.unhealthy_threshold => {
                         changed |= self.set_health(Health::Unhealthy, &mut d);
@@ -294,7 +305,7 @@ impl Upstream {
 
     /// Should a request be sent? (`None`: no, serve the fallback.)
     pub fn admit(&self, now: Instant) -> Option<Admit> {
-        if self.health() != Health::Healthy {
+        if self.health() != Health::Healthy || !self.process_up() {
             return None;
         }
         match lock(&self.breaker).admit(now) {
@@ -357,7 +368,67 @@ impl Upstream {
     }
 
     /// The state name used in `/__status__` and on pages.
+    /// The supervisor's state, for a service kinfrad runs.
+    pub fn process_status(&self) -> Option<crate::supervise::ProcStatus> {
+        self.process
+            .load()
+            .as_ref()
+            .map(|h| h.status.borrow().clone())
+    }
+
+    /// No supervisor, or its process is started.
+    fn process_up(&self) -> bool {
+        self.process
+            .load()
+            .as_ref()
+            .is_none_or(|h| h.status.borrow().state == crate::supervise::ProcState::Started)
+    }
+
+    /// The supervisor started a process on `port`: traffic follows the port, and health starts
+    /// over (the loading page shows while it comes up).
+    pub fn process_started(&self, port: u16) {
+        let cur = self.cfg.load_full();
+        if cur.url.port != port {
+            let mut next = (*cur).clone();
+            let text = format!("http://127.0.0.1:{port}");
+            if let Ok(u) = crate::service::parse_upstream_url(&text) {
+                next.url = u;
+                next.url_text = text;
+                lock(&self.idle).clear();
+                self.cfg.store(std::sync::Arc::new(next));
+            }
+        }
+        let mut d = lock(&self.detail);
+        d.consecutive_ok = 0;
+        d.consecutive_fail = 0;
+        d.last_probe = None;
+        d.ever_healthy = false;
+        d.grace_from = Some(Instant::now());
+        self.set_health(Health::Starting, &mut d);
+        drop(d);
+        lock(&self.idle).clear();
+        self.bump();
+    }
+
+    /// Something about the process changed (state, exit): pages re-render.
+    pub fn process_changed(&self) {
+        self.bump();
+    }
+
     pub fn state_name(&self, now: Instant) -> &'static str {
+        if let Some(p) = self.process.load().as_ref() {
+            use crate::supervise::ProcState;
+            match p.status.borrow().state {
+                ProcState::Stopped => return "stopped",
+                ProcState::Stopping => return "stopping",
+                ProcState::Crashed => return "crashed",
+                ProcState::Backoff => return "backoff",
+                ProcState::Started => {}
+            }
+            if self.health() == Health::Unhealthy {
+                return "unhealthy";
+            }
+        }
         let circuit = lock(&self.breaker).state(now);
         match (self.health(), circuit) {
             (Health::Healthy, CircuitState::Open) => "circuit_open",
@@ -412,21 +483,60 @@ impl Upstream {
             (Some(ProbeOutcome::CheckFailed(_)), _) => "active",
             _ => "pending",
         };
-        let steps = vec![
-            Step {
-                text: format!("Connecting to {target}"),
-                status: connect_status,
-            },
-            Step {
-                text: probe_text,
-                status: check_status,
-            },
-        ];
+        let proc = self.process_status();
+        let mut steps = Vec::new();
+        if let Some(p) = &proc {
+            use crate::supervise::ProcState;
+            let (alloc, start) = match p.state {
+                ProcState::Started | ProcState::Stopping => ("completed", "completed"),
+                ProcState::Crashed => ("completed", "failed"),
+                ProcState::Backoff if p.error.is_some() => ("completed", "failed"),
+                ProcState::Backoff => ("completed", "active"),
+                ProcState::Stopped => ("pending", "pending"),
+            };
+            steps.push(Step {
+                text: match p.port {
+                    Some(port) => format!("Allocating port ({port})"),
+                    None => "Allocating port".to_string(),
+                },
+                status: alloc,
+            });
+            steps.push(Step {
+                text: "Starting process".to_string(),
+                status: start,
+            });
+        }
+        let probing = proc
+            .as_ref()
+            .is_none_or(|p| p.state == crate::supervise::ProcState::Started);
+        steps.push(Step {
+            text: format!("Connecting to {target}"),
+            status: if probing { connect_status } else { "pending" },
+        });
+        steps.push(Step {
+            text: probe_text,
+            status: if probing { check_status } else { "pending" },
+        });
+        let last_exit = proc
+            .as_ref()
+            .and_then(|p| p.last_exit.as_ref())
+            .map(|e| e.describe())
+            .unwrap_or_default();
         let status_message = match state {
             "running" => "Service is healthy".to_string(),
             "starting" => cfg.fallback.message.clone(),
             "circuit_open" => "Too many recent failures; retrying shortly".to_string(),
+            "stopped" => "Service is stopped".to_string(),
+            "stopping" => "Service is stopping".to_string(),
+            "crashed" => "Service crashed".to_string(),
+            "backoff" => "Service crashed; restarting shortly".to_string(),
             _ => "Service is not answering".to_string(),
+        };
+        let error_detail = match (state, &proc) {
+            ("crashed" | "backoff", Some(p)) => {
+                p.error.clone().unwrap_or_else(|| last_exit.clone())
+            }
+            _ => d.last_error.clone(),
         };
         let uptime_secs = d
             .healthy_since
@@ -440,7 +550,7 @@ impl Upstream {
             state,
             health,
             status_message,
-            error_detail: d.last_error.clone(),
+            error_detail,
             port: cfg.url.port.to_string(),
             uptime: if d.healthy_since.is_some() {
                 crate::cli::human_secs(uptime_secs)
@@ -457,6 +567,19 @@ impl Upstream {
             maintenance_hits: self.maintenance_hits.load(Ordering::Relaxed),
             fallback_page: cfg.fallback.page.as_str(),
             refresh_interval: cfg.fallback.refresh_interval,
+            pid: proc
+                .as_ref()
+                .and_then(|p| p.pid)
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            restarts: proc.as_ref().map(|p| p.restarts).unwrap_or(0),
+            last_exit,
+            logs: self
+                .process
+                .load()
+                .as_ref()
+                .map(|h| h.logs.tail(10))
+                .unwrap_or_default(),
         }
     }
 }
