@@ -81,6 +81,8 @@ pub fn backoff(n: u32) -> Duration {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProcState {
     Stopped,
+    /// About to start (choosing a port, spawning).
+    Starting,
     /// Spawned; whether it is ready is the health probe's call.
     Started,
     /// Exited and waiting out its back-off.
@@ -94,6 +96,7 @@ impl ProcState {
     pub fn as_str(self) -> &'static str {
         match self {
             ProcState::Stopped => "stopped",
+            ProcState::Starting => "starting",
             ProcState::Started => "started",
             ProcState::Backoff => "backoff",
             ProcState::Crashed => "crashed",
@@ -402,7 +405,11 @@ pub fn spawn(
     stop: watch::Receiver<bool>,
 ) -> Handle {
     let (tx, rx) = mpsc::channel(16);
-    let (status_tx, status_rx) = watch::channel(ProcStatus::stopped());
+    let mut first = ProcStatus::stopped();
+    if start {
+        first.state = ProcState::Starting;
+    }
+    let (status_tx, status_rx) = watch::channel(first);
     let logs = Arc::new(LogRing::new(spec.log_lines));
     let task = Task {
         spec,
@@ -548,6 +555,7 @@ impl Task {
 
     /// Start the child once and wait until it ends or is told to.
     async fn run_once(&mut self) -> Ended {
+        self.publish(|s| s.state = ProcState::Starting);
         let Some(port) = pick_port(self.spec.preferred_port, self.spec.port_range) else {
             return Ended::FailedToStart(format!(
                 "no free port in {}-{}",

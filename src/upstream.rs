@@ -420,6 +420,7 @@ impl Upstream {
             use crate::supervise::ProcState;
             match p.status.borrow().state {
                 ProcState::Stopped => return "stopped",
+                ProcState::Starting => return "starting",
                 ProcState::Stopping => return "stopping",
                 ProcState::Crashed => return "crashed",
                 ProcState::Backoff => return "backoff",
@@ -493,6 +494,8 @@ impl Upstream {
                 ProcState::Backoff if p.error.is_some() => ("completed", "failed"),
                 ProcState::Backoff => ("completed", "active"),
                 ProcState::Stopped => ("pending", "pending"),
+                ProcState::Starting if p.port.is_some() => ("completed", "active"),
+                ProcState::Starting => ("active", "pending"),
             };
             steps.push(Step {
                 text: match p.port {
@@ -532,10 +535,15 @@ impl Upstream {
             "backoff" => "Service crashed; restarting shortly".to_string(),
             _ => "Service is not answering".to_string(),
         };
+        // A process that ended (crashed, backing off, or coming back after it) is explained by
+        // its exit, not by the probe's "Connection refused".
         let error_detail = match (state, &proc) {
-            ("crashed" | "backoff", Some(p)) => {
+            ("crashed" | "backoff" | "starting" | "unhealthy", Some(p))
+                if p.error.is_some() || p.last_exit.is_some() && p.restarts > 0 =>
+            {
                 p.error.clone().unwrap_or_else(|| last_exit.clone())
             }
+            ("crashed" | "backoff", Some(_)) => last_exit.clone(),
             _ => d.last_error.clone(),
         };
         let uptime_secs = d

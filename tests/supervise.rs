@@ -1,0 +1,435 @@
+//! Services kinfrad runs itself (`[[service]] command`): real child processes written by the
+//! tests, driven through the real kinfrad and kinfractl binaries over loopback.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{Daemon, eventually, get, get_html};
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(15);
+
+/// A small HTTP server in Python that answers every GET with `tag` and its pid, after
+/// `delay` seconds of "startup".
+fn server_script(dir: &Path, tag: &str, delay: f32) -> String {
+    let path = dir.join(format!("{tag}.py"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+import http.server, os, sys, time
+time.sleep({delay})
+print("INFO listening on", os.environ["PORT"], flush=True)
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = ("{tag} pid=%d port=%s notify=%s" % (os.getpid(), os.environ["PORT"], os.environ.get("NOTIFY_SOCKET", "none"))).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"#
+        ),
+    )
+    .expect("write server");
+    path.display().to_string()
+}
+
+fn start(dir: tempfile::TempDir, config: &str, env: &[(&str, &str)]) -> Daemon {
+    let path = dir.path().join("kinfra.toml");
+    std::fs::write(&path, config).expect("config");
+    let p = path.display().to_string();
+    Daemon::start_with(dir, &["--config", &p], env)
+}
+
+fn status(d: &Daemon, name: &str) -> Value {
+    get(d.addr, &format!("/__status__?service={name}")).json()
+}
+
+fn wait_state(d: &Daemon, name: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+    eventually(T, what, || {
+        let s = status(d, name);
+        f(&s).then_some(s)
+    })
+}
+
+fn alive(pid: i32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+}
+
+fn pid_of(s: &Value) -> i32 {
+    s["pid"]
+        .as_str()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {s}"))
+}
+
+#[test]
+fn starts_shows_loading_then_proxies_and_reports_the_process() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let script = server_script(dir.path(), "slow", 1.5);
+    let port = common::free_port();
+    // kinfrad itself has a NOTIFY_SOCKET; its children must not see it.
+    let notify = common::NotifyRx::new(dir.path());
+    let notify_path = notify.path.display().to_string();
+    let d = start(
+        dir,
+        &format!(
+            r#"
+[[service]]
+name = "web"
+command = ["python3", "{script}", "{{port}}"]
+preferred_port = {port}
+routes = ["/"]
+fallback_message = "Warming up"
+health_check = {{ interval = "200ms", grace = "30s" }}
+"#
+        ),
+        &[("NOTIFY_SOCKET", &notify_path)],
+    );
+    // While it sleeps: the loading page, with the process's facts and steps.
+    let r = get_html(d.addr, "/some/page");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.header("x-kinfra-fallback"), Some("loading"));
+    assert!(r.text().contains("Warming up"));
+    let s = status(&d, "web");
+    assert_eq!(s["state"], "starting", "{s}");
+    assert_eq!(s["port"], port.to_string());
+    let s = wait_state(&d, "web", "a pid", |s| s["pid"] != "");
+    assert_eq!(s["state"], "starting", "{s}");
+    let pid = pid_of(&s);
+    assert!(alive(pid));
+    let steps: Vec<(String, String)> = s["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|x| {
+            (
+                x["text"].as_str().unwrap_or("").to_string(),
+                x["status"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps[0],
+        (format!("Allocating port ({port})"), "completed".to_string()),
+        "{steps:?}"
+    );
+    assert_eq!(
+        steps[1],
+        ("Starting process".to_string(), "completed".to_string()),
+        "{steps:?}"
+    );
+
+    // Ready: proxied, and the child got PORT but none of kinfrad's systemd variables.
+    wait_state(&d, "web", "running", |s| s["state"] == "running");
+    let r = get(d.addr, "/x");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), format!("slow pid={pid} port={port} notify=none"));
+
+    let ps = d.ctl_ok(&["ps"]);
+    assert!(
+        ps.contains("web") && ps.contains(&pid.to_string()) && ps.contains("running"),
+        "{ps}"
+    );
+    let logs = d.ctl_ok(&["logs", "web", "-n", "5"]);
+    assert!(
+        logs.contains(&format!("INFO  INFO listening on {port}")),
+        "{logs}"
+    );
+    let s = status(&d, "web");
+    assert_eq!(s["logs"][0]["level"], "INFO", "{s}");
+}
+
+#[test]
+fn crash_backs_off_restarts_and_the_503_page_says_why() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let counter = dir.path().join("runs");
+    let script = dir.path().join("crash.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "echo run >> {}\necho 'ERROR: database unreachable' >&2\nexit 1\n",
+            counter.display()
+        ),
+    )
+    .expect("script");
+    let d = start(
+        dir,
+        &format!(
+            r#"
+[[service]]
+name = "api"
+command = ["sh", "{}"]
+preferred_port = {}
+routes = ["/"]
+restart = "on-failure"
+health_check = {{ interval = "200ms", grace = "0s" }}
+"#,
+            script.display(),
+            common::free_port()
+        ),
+        &[],
+    );
+    let s = wait_state(&d, "api", "restarted twice", |s| {
+        s["restarts"].as_u64().unwrap_or(0) >= 2
+    });
+    assert_eq!(s["last_exit"], "Process exited with code 1", "{s}");
+    // The back-off keeps a crash loop slow: 0.5 s, 1 s, 2 s… so a few runs in 3 s, not hundreds.
+    std::thread::sleep(Duration::from_secs(3));
+    let runs = std::fs::read_to_string(&counter)
+        .expect("runs")
+        .lines()
+        .count();
+    assert!((3..=8).contains(&runs), "{runs} runs in ~4 s");
+    // Whatever moment of the loop a visitor hits, the answer names the exit.
+    for _ in 0..10 {
+        let r = get(d.addr, "/");
+        assert_eq!(r.status, 503);
+        let j = r.json();
+        assert!(
+            ["backoff", "starting", "crashed"].contains(&j["state"].as_str().unwrap_or("")),
+            "{j}"
+        );
+        assert_eq!(j["error_detail"], "Process exited with code 1", "{j}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let page = eventually(T, "the 503 page", || {
+        let r = get_html(d.addr, "/");
+        (r.header("x-kinfra-fallback") == Some("503")).then(|| r.text())
+    });
+    assert!(
+        page.contains("Process exited with code 1"),
+        "the 503 page names the exit"
+    );
+    let logs = d.ctl_ok(&["logs", "api"]);
+    assert!(logs.contains("ERROR ERROR: database unreachable"), "{logs}");
+}
+
+#[test]
+fn operator_stop_start_restart_and_errors() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let script = server_script(dir.path(), "svc", 0.0);
+    let d = start(
+        dir,
+        &format!(
+            r#"
+[[service]]
+name = "svc"
+command = ["python3", "{script}", "{{port}}"]
+preferred_port = {}
+routes = ["/"]
+health_check = {{ interval = "200ms" }}
+
+[[service]]
+name = "ext"
+url = "http://127.0.0.1:1"
+routes = ["ext.test/"]
+"#,
+            common::free_port()
+        ),
+        &[],
+    );
+    let s = wait_state(&d, "svc", "running", |s| s["state"] == "running");
+    let first = pid_of(&s);
+    assert_eq!(d.ctl_ok(&["stop", "svc"]).trim(), "stop: svc");
+    wait_state(&d, "svc", "stopped", |s| s["state"] == "stopped");
+    eventually(T, "the process to be gone", || {
+        (!alive(first)).then_some(())
+    });
+    assert_eq!(get(d.addr, "/").status, 503);
+    d.ctl_ok(&["start", "svc"]);
+    let s = wait_state(&d, "svc", "running again", |s| s["state"] == "running");
+    let second = pid_of(&s);
+    assert_ne!(first, second);
+    d.ctl_ok(&["restart", "svc"]);
+    let s = wait_state(&d, "svc", "a new process", |s| {
+        s["state"] == "running"
+            && s["pid"].as_str().and_then(|p| p.parse::<i32>().ok()) != Some(second)
+    });
+    assert!(!alive(second));
+    assert_eq!(s["restarts"], 1, "{s}");
+
+    for (args, want) in [
+        (vec!["stop", "nope"], "no service named \"nope\""),
+        (vec!["restart", "ext"], "not run by kinfrad"),
+        (vec!["logs", "ext"], "not run by kinfrad"),
+    ] {
+        let o = d.ctl(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {o:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn busy_preferred_port_moves_and_the_route_follows() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let script = server_script(dir.path(), "moved", 0.0);
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken = busy.local_addr().expect("addr").port();
+    let d = start(
+        dir,
+        &format!(
+            r#"
+[[service]]
+name = "m"
+command = ["python3", "{script}", "{{port}}"]
+preferred_port = {taken}
+port_range = "{taken}-{}"
+routes = ["/"]
+health_check = {{ interval = "200ms" }}
+"#,
+            taken.saturating_add(50)
+        ),
+        &[],
+    );
+    let s = wait_state(&d, "m", "running", |s| s["state"] == "running");
+    let port: u16 = s["port"]
+        .as_str()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    assert_ne!(port, taken);
+    let r = get(d.addr, "/");
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains(&format!("port={port}")), "{}", r.text());
+    drop(busy);
+}
+
+#[test]
+fn kill_9_of_kinfrad_leaves_no_child() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let script = server_script(dir.path(), "orphan", 0.0);
+    let d = start(
+        dir,
+        &format!(
+            r#"
+[[service]]
+name = "o"
+command = ["python3", "{script}", "{{port}}"]
+preferred_port = {}
+routes = ["/"]
+health_check = {{ interval = "200ms" }}
+"#,
+            common::free_port()
+        ),
+        &[],
+    );
+    let s = wait_state(&d, "o", "running", |s| s["state"] == "running");
+    let pid = pid_of(&s);
+    let _dir = d.crash();
+    eventually(T, "the child to die with kinfrad", || {
+        (!alive(pid)).then_some(())
+    });
+}
+
+#[test]
+fn a_flood_of_output_stays_bounded() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // ~5 MB of lines (150,000) as fast as the pipe takes them, then idle.
+    let d = start(
+        dir,
+        &format!(
+            r#"
+[[service]]
+name = "loud"
+command = "yes 'a line of output that repeats' | head -c 5000000; exec sleep 600"
+shell = true
+preferred_port = {}
+routes = ["/"]
+log_lines = 200
+"#,
+            common::free_port()
+        ),
+        &[],
+    );
+    // 5,000,000 / 30 bytes a line = 166,666 lines, of which the ring keeps 200.
+    let j = eventually(Duration::from_secs(40), "the flood to be read", || {
+        let out = d.ctl_ok(&["--json", "logs", "loud", "-n", "1000"]);
+        let j: Value = serde_json::from_str(&out).expect("json");
+        (j["dropped"].as_u64().unwrap_or(0) >= 166_000).then_some(j)
+    });
+    assert_eq!(
+        j["lines"].as_array().map(|a| a.len()),
+        Some(200),
+        "ring holds log_lines"
+    );
+    assert!(
+        d.ctl_ok(&["logs", "loud", "-n", "3"])
+            .contains("older lines were dropped")
+    );
+    let rss = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).expect("status");
+    let kb: u64 = rss
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS");
+    assert!(kb < 100_000, "kinfrad holds {kb} KiB after 5 MB of output");
+}
+
+#[test]
+fn bad_service_configs_name_the_key() {
+    let cases = [
+        ("name = \"a\"\nroutes = [\"/\"]", "(a).url"),
+        (
+            "name = \"a\"\nurl = \"http://x\"\ncommand = [\"x\"]\nroutes = [\"/\"]",
+            "(a).command",
+        ),
+        (
+            "name = \"a\"\ncommand = []\nroutes = [\"/\"]",
+            "(a).command",
+        ),
+        (
+            "name = \"a\"\ncommand = \"ls -l\"\nroutes = [\"/\"]",
+            "(a).command",
+        ),
+        (
+            "name = \"a\"\ncommand = [\"x\"]\npreferred_port = 70000\nroutes = [\"/\"]",
+            "(a).preferred_port",
+        ),
+        (
+            "name = \"a\"\ncommand = [\"x\"]\nrestart = \"sometimes\"\nroutes = [\"/\"]",
+            "(a).restart",
+        ),
+        (
+            "name = \"a\"\ncommand = [\"x\"]\nstop_signal = \"SIGNOPE\"\nroutes = [\"/\"]",
+            "(a).stop_signal",
+        ),
+        (
+            "name = \"a\"\ncommand = [\"x\"]\ncwd = \"relative\"\nroutes = [\"/\"]",
+            "(a).cwd",
+        ),
+        (
+            "name = \"a\"\ncommand = [\"x\"]\nenv = { PORT = \"1\" }\nroutes = [\"/\"]",
+            "(a).env.PORT",
+        ),
+        (
+            "name = \"a\"\nurl = \"http://x\"\nrestart = \"always\"\nroutes = [\"/\"]",
+            "(a).restart",
+        ),
+        (
+            "name = \"a\"\ncommand = [\"x\"]\nroutes = [\"/\"]\ncomand = 1",
+            "comand",
+        ),
+    ];
+    for (body, key) in cases {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("k.toml");
+        std::fs::write(&path, format!("[[service]]\n{body}\n")).expect("write");
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_kinfrad"))
+            .arg("--check-config")
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{body}: {err}");
+        assert!(err.contains(key), "{body}: expected {key} in {err}");
+    }
+}
