@@ -107,6 +107,8 @@ pub struct App {
     probes: Mutex<std::collections::HashMap<String, watch::Sender<bool>>>,
     /// Supervisors of the services kinfrad runs: the spec they run and their stop switch.
     supervisors: Mutex<std::collections::HashMap<String, Supervised>>,
+    /// Leftovers of a previous kinfrad were looked for (once, before the first child).
+    reaped: std::sync::atomic::AtomicBool,
 }
 
 struct Supervised {
@@ -219,6 +221,7 @@ impl App {
             services: ArcSwap::from_pointee(services),
             probes: Mutex::new(std::collections::HashMap::new()),
             supervisors: Mutex::new(std::collections::HashMap::new()),
+            reaped: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -297,6 +300,17 @@ impl App {
     pub fn sync_supervisors(self: &Arc<Self>) {
         let services = self.services.load_full();
         let mut sups = self.supervisors.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.reaped.swap(true, Ordering::AcqRel) {
+            // Before the first child: what a crashed predecessor left is a leftover.
+            let owner = self.config().state_dir.display().to_string();
+            let n = crate::supervise::reap_leftovers(&owner);
+            if n > 0 {
+                tracing::warn!(
+                    processes = n,
+                    "killed processes a previous kinfrad left behind"
+                );
+            }
+        }
         sups.retain(|name, s| {
             let keep = services
                 .get(name)
@@ -329,6 +343,7 @@ impl App {
                 stop_timeout: spec.stop_timeout,
                 log_lines: spec.log_lines,
                 instance: self.instance.clone(),
+                owner: self.config().state_dir.display().to_string(),
             };
             let weak_up = Arc::downgrade(up);
             let handle = crate::supervise::spawn(

@@ -60,8 +60,11 @@ pub struct ProcessSpec {
     pub stop_signal: Signal,
     pub stop_timeout: Duration,
     pub log_lines: usize,
-    /// Marks children as this kinfrad's (`KINFRA_INSTANCE`), for cleaning up after a crash.
+    /// This kinfrad run (`KINFRA_INSTANCE`).
     pub instance: String,
+    /// This kinfrad installation, stable across restarts (its state directory):
+    /// `KINFRA_OWNER`, how `reap_leftovers` recognises what a crashed kinfrad left behind.
+    pub owner: String,
 }
 
 /// First back-off delay, its cap, and the run time after which a child counts as stable.
@@ -386,6 +389,52 @@ pub fn expand_argv(argv: &[String], port: u16) -> Vec<String> {
     argv.iter().map(|a| a.replace("{port}", &p)).collect()
 }
 
+// ------------------------------------------------------------------------------------ leftovers
+
+/// The environment variable that marks a child (and what it starts) as a kinfrad's.
+pub const OWNER_ENV: &str = "KINFRA_OWNER";
+
+/// Kill the process groups of processes a previous kinfrad with the same `owner` left behind.
+/// A child dies with kinfrad (PDEATHSIG), but after `kill -9` its own children, in its process
+/// group, would live on. Called before this kinfrad starts any child, so every process carrying
+/// the mark is a leftover. Returns how many processes were found.
+pub fn reap_leftovers(owner: &str) -> usize {
+    let mark = format!("{OWNER_ENV}={owner}");
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut found = 0;
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        // Other users' processes are unreadable: skipped.
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if !env.split(|b| *b == 0).any(|v| v == mark.as_bytes()) {
+            continue;
+        }
+        found += 1;
+        let pgid = nix::unistd::getpgid(Some(Pid::from_raw(pid as i32)));
+        tracing::warn!(pid, pgid = ?pgid.ok().map(|g| g.as_raw()), "killing a process a previous kinfrad left behind");
+        match pgid {
+            // Never our own group (a child always has its own).
+            Ok(g) if g != nix::unistd::getpgrp() => {
+                let _ = killpg(g, Signal::SIGKILL);
+            }
+            _ => {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+        }
+    }
+    found
+}
+
 // ------------------------------------------------------------------------------------ task
 
 /// The handle the rest of kinfrad holds.
@@ -673,6 +722,7 @@ impl Task {
         cmd.args(args)
             .env("PORT", port.to_string())
             .env("KINFRA_INSTANCE", &self.spec.instance)
+            .env(OWNER_ENV, &self.spec.owner)
             .env("KINFRA_SERVICE", &self.spec.name)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
@@ -758,6 +808,7 @@ mod tests {
             stop_timeout: Duration::from_millis(500),
             log_lines: 5,
             instance: "test".into(),
+            owner: "unit-test-owner".into(),
         }
     }
 

@@ -58,8 +58,16 @@ fn wait_state(d: &Daemon, name: &str, what: &str, f: impl Fn(&Value) -> bool) ->
     })
 }
 
+/// Running: neither gone nor a zombie waiting for its new parent to reap it.
 fn alive(pid: i32) -> bool {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|st| {
+            st.rsplit(')')
+                .next()
+                .map(|r| r.trim_start().starts_with('Z'))
+        })
+        .is_some_and(|zombie| !zombie)
 }
 
 fn pid_of(s: &Value) -> i32 {
@@ -326,6 +334,64 @@ health_check = {{ interval = "200ms" }}
     eventually(T, "the child to die with kinfrad", || {
         (!alive(pid)).then_some(())
     });
+}
+
+#[test]
+fn grandchildren_left_by_a_killed_kinfrad_are_reaped_at_the_next_start() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let script = server_script(dir.path(), "parent", 0.0);
+    let pidfile = dir.path().join("grandchild.pid");
+    let config = format!(
+        r#"
+[[service]]
+name = "g"
+command = "sleep 300 & echo $! > {}; exec python3 {script} $PORT"
+shell = true
+preferred_port = {}
+routes = ["/"]
+health_check = {{ interval = "200ms" }}
+"#,
+        pidfile.display(),
+        common::free_port()
+    );
+    let d = start(dir, &config, &[]);
+    let s = wait_state(&d, "g", "running", |s| s["state"] == "running");
+    let child = pid_of(&s);
+    let grandchild: i32 = eventually(T, "the grandchild's pid", || {
+        std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+    });
+    let dir = d.crash();
+    eventually(T, "the child to die with kinfrad", || {
+        (!alive(child)).then_some(())
+    });
+    assert!(
+        alive(grandchild),
+        "kill -9 leaves the grandchild (its group outlives the child)"
+    );
+    let path = dir.path().join("kinfra.toml").display().to_string();
+    let d = Daemon::start_with(dir, &["--config", &path], &[]);
+    eventually(T, "the leftover to be reaped", || {
+        (!alive(grandchild)).then_some(())
+    });
+    wait_state(&d, "g", "running again", |s| s["state"] == "running");
+    // A graceful stop takes the whole group along, the new grandchild too.
+    let second: i32 = eventually(T, "the new grandchild's pid", || {
+        std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .filter(|p| *p != grandchild)
+    });
+    let mut d = d;
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(d.wait_exit(T).success());
+    // (A killed process may linger as a zombie until its new parent reaps it.)
+    eventually(
+        T,
+        "SIGTERM to kinfrad to stop its services' whole groups",
+        || (!alive(second)).then_some(()),
+    );
 }
 
 #[test]
