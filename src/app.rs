@@ -344,6 +344,7 @@ impl App {
                 log_lines: spec.log_lines,
                 instance: self.instance.clone(),
                 owner: self.config().state_dir.display().to_string(),
+                notify_dir: Some(self.config().state_dir.join("notify")),
             };
             let weak_up = Arc::downgrade(up);
             let handle = crate::supervise::spawn(

@@ -38,6 +38,7 @@ pub struct RawService {
     pub stop_signal: Option<String>,
     pub stop_timeout: Option<String>,
     pub log_lines: Option<i64>,
+    pub ready: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -154,9 +155,19 @@ pub struct ProcessConfig {
     pub stop_signal: nix::sys::signal::Signal,
     pub stop_timeout: Duration,
     pub log_lines: usize,
+    pub ready: Ready,
 }
 
-/// A validated service.
+/// When a started process counts as ready for traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ready {
+    /// Its port accepts connections (the default without `health_check.path`).
+    Port,
+    /// Its HTTP health check passes (the default with `health_check.path`).
+    Health,
+    /// It sent `READY=1` on its NOTIFY_SOCKET (and its health check passes).
+    Notify,
+}
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceConfig {
     pub name: String,
@@ -347,6 +358,7 @@ impl ServiceConfig {
                     ("stop_signal", raw.stop_signal.is_some()),
                     ("stop_timeout", raw.stop_timeout.is_some()),
                     ("log_lines", raw.log_lines.is_some()),
+                    ("ready", raw.ready.is_some()),
                 ] {
                     if set {
                         return Err((
@@ -733,6 +745,25 @@ fn process_config(
         Duration::from_secs(600),
     )?;
     let log_lines = int(&here("log_lines"), raw.log_lines, 1000, 10, 1_000_000)? as usize;
+    let has_path = raw.health_check.as_ref().is_some_and(|h| h.path.is_some());
+    let ready = match raw.ready.as_deref() {
+        None if has_path => Ready::Health,
+        None | Some("port") => Ready::Port,
+        Some("health") if has_path => Ready::Health,
+        Some("health") => {
+            return Err((
+                here("ready"),
+                "\"health\" needs health_check.path (the URL path to probe)".to_string(),
+            ));
+        }
+        Some("notify") => Ready::Notify,
+        Some(o) => {
+            return Err((
+                here("ready"),
+                format!("{o:?} must be one of port, health, notify"),
+            ));
+        }
+    };
     let cwd = match &raw.cwd {
         None => None,
         Some(d) => {
@@ -753,6 +784,7 @@ fn process_config(
         stop_signal,
         stop_timeout,
         log_lines,
+        ready,
     })
 }
 

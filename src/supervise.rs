@@ -60,6 +60,8 @@ pub struct ProcessSpec {
     pub stop_signal: Signal,
     pub stop_timeout: Duration,
     pub log_lines: usize,
+    /// Where the child's NOTIFY_SOCKET is created (`<dir>/<name>.notify`); None: no socket.
+    pub notify_dir: Option<PathBuf>,
     /// This kinfrad run (`KINFRA_INSTANCE`).
     pub instance: String,
     /// This kinfrad installation, stable across restarts (its state directory):
@@ -154,6 +156,66 @@ pub struct ProcStatus {
     pub last_exit: Option<ExitInfo>,
     /// A problem starting the process (bad command, no free port).
     pub error: Option<String>,
+    /// What the child said over its NOTIFY_SOCKET: `STATUS=` lines (the last is the message,
+    /// all of them the steps), `READY=1`, and how far `EXTEND_TIMEOUT_USEC=` pushed its startup.
+    pub message: Option<String>,
+    pub steps: Vec<ChildStep>,
+    pub ready: bool,
+    pub extend_until: Option<Instant>,
+}
+
+/// A step a child announced with `STATUS=`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildStep {
+    pub text: String,
+    /// "active" | "completed"
+    pub status: &'static str,
+}
+
+/// Most steps kept per start.
+pub const MAX_STEPS: usize = 20;
+
+impl ProcStatus {
+    /// Apply one sd_notify datagram (`KEY=VALUE` lines) from the child.
+    pub fn apply_notify(&mut self, datagram: &str) {
+        for line in datagram.lines() {
+            let Some((k, v)) = line.split_once('=') else {
+                continue;
+            };
+            match k {
+                "READY" if v == "1" => {
+                    self.ready = true;
+                    if let Some(last) = self.steps.last_mut() {
+                        last.status = "completed";
+                    }
+                }
+                "STATUS" => {
+                    let text: String = v.chars().filter(|c| !c.is_control()).take(200).collect();
+                    if text.is_empty() || self.message.as_deref() == Some(text.as_str()) {
+                        continue;
+                    }
+                    if let Some(last) = self.steps.last_mut() {
+                        last.status = "completed";
+                    }
+                    if self.steps.len() == MAX_STEPS {
+                        self.steps.remove(0);
+                    }
+                    self.steps.push(ChildStep {
+                        text: text.clone(),
+                        status: if self.ready { "completed" } else { "active" },
+                    });
+                    self.message = Some(text);
+                }
+                "EXTEND_TIMEOUT_USEC" => {
+                    if let Ok(us) = v.parse::<u64>() {
+                        let until = Instant::now() + Duration::from_micros(us.min(3_600_000_000));
+                        self.extend_until = Some(self.extend_until.map_or(until, |t| t.max(until)));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 impl ProcStatus {
@@ -166,6 +228,10 @@ impl ProcStatus {
             restarts: 0,
             last_exit: None,
             error: None,
+            message: None,
+            steps: Vec::new(),
+            ready: false,
+            extend_until: None,
         }
     }
 }
@@ -611,11 +677,25 @@ impl Task {
                 self.spec.port_range.0, self.spec.port_range.1
             ));
         };
-        let mut child = match self.start_child(port) {
+        let notify = match self.notify_socket() {
+            Ok(n) => n,
+            Err(e) => return Ended::FailedToStart(e),
+        };
+        // A fresh start forgets what the previous process said.
+        self.publish(|s| {
+            s.message = None;
+            s.steps.clear();
+            s.ready = false;
+            s.extend_until = None;
+        });
+        let mut child = match self.start_child(port, notify.as_ref().map(|(_, p)| p.as_path())) {
             Ok(c) => c,
             Err(e) => return Ended::FailedToStart(e),
         };
         let pid = child.id();
+        if let Some((sock, path)) = notify {
+            tokio::spawn(read_notify(sock, path, self.status.clone(), pid));
+        }
         (self.on_port)(port);
         self.publish(|s| {
             s.state = ProcState::Started;
@@ -713,7 +793,24 @@ impl Task {
         });
     }
 
-    fn start_child(&self, port: u16) -> Result<tokio::process::Child, String> {
+    /// A datagram socket for this start's NOTIFY_SOCKET (a stale one is replaced).
+    fn notify_socket(&self) -> Result<Option<(tokio::net::UnixDatagram, PathBuf)>, String> {
+        let Some(dir) = &self.spec.notify_dir else {
+            return Ok(None);
+        };
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let path = dir.join(format!("{}.notify", self.spec.name));
+        let _ = std::fs::remove_file(&path);
+        let sock = tokio::net::UnixDatagram::bind(&path)
+            .map_err(|e| format!("NOTIFY_SOCKET {}: {e}", path.display()))?;
+        Ok(Some((sock, path)))
+    }
+
+    fn start_child(
+        &self,
+        port: u16,
+        notify: Option<&std::path::Path>,
+    ) -> Result<tokio::process::Child, String> {
         let argv = expand_argv(&self.spec.argv, port);
         let Some((prog, args)) = argv.split_first() else {
             return Err("empty command".to_string());
@@ -741,6 +838,9 @@ impl Task {
         }
         for (k, v) in &self.spec.env {
             cmd.env(k, v);
+        }
+        if let Some(p) = notify {
+            cmd.env("NOTIFY_SOCKET", p);
         }
         if let Some(d) = &self.spec.cwd {
             cmd.current_dir(d);
@@ -783,6 +883,34 @@ impl Task {
     }
 }
 
+/// Read a child's sd_notify datagrams into its status until it is gone (or restarted).
+async fn read_notify(
+    sock: tokio::net::UnixDatagram,
+    path: PathBuf,
+    status: watch::Sender<ProcStatus>,
+    pid: Option<u32>,
+) {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = tokio::select! {
+            r = sock.recv(&mut buf) => match r { Ok(n) => n, Err(_) => break },
+            // This start is over once another pid (or none) is published.
+            _ = status.closed() => break,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                if status.borrow().pid != pid { break; }
+                continue;
+            }
+        };
+        if status.borrow().pid != pid && status.borrow().pid.is_some() {
+            break;
+        }
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        status.send_modify(|s| s.apply_notify(&text));
+    }
+    // Only this start's socket: a newer one has the same path, and was bound after ours.
+    let _ = path;
+}
+
 enum Ended {
     Exited(ExitInfo),
     Stopped,
@@ -807,6 +935,7 @@ mod tests {
             stop_signal: Signal::SIGTERM,
             stop_timeout: Duration::from_millis(500),
             log_lines: 5,
+            notify_dir: None,
             instance: "test".into(),
             owner: "unit-test-owner".into(),
         }
@@ -846,6 +975,39 @@ mod tests {
         assert_eq!(t, ["2", "3", "4"]);
         assert_eq!(r.dropped(), 2);
         assert_eq!(r.tail(1)[0].text, "4");
+    }
+
+    #[test]
+    fn notify_lines_become_message_steps_and_readiness() {
+        let mut s = ProcStatus::stopped();
+        s.apply_notify("STATUS=Installing packages");
+        s.apply_notify("STATUS=Installing packages\nEXTEND_TIMEOUT_USEC=5000000");
+        s.apply_notify("STATUS=Compiling\x07");
+        assert_eq!(s.message.as_deref(), Some("Compiling"));
+        let steps: Vec<(&str, &str)> = s
+            .steps
+            .iter()
+            .map(|x| (x.text.as_str(), x.status))
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                ("Installing packages", "completed"),
+                ("Compiling", "active")
+            ]
+        );
+        assert!(!s.ready && s.extend_until.is_some());
+        s.apply_notify("READY=1\nSTATUS=Serving");
+        assert!(s.ready);
+        assert!(
+            s.steps.iter().all(|x| x.status == "completed"),
+            "{:?}",
+            s.steps
+        );
+        for i in 0..30 {
+            s.apply_notify(&format!("STATUS=step {i}"));
+        }
+        assert_eq!(s.steps.len(), MAX_STEPS);
     }
 
     #[test]

@@ -284,7 +284,14 @@ impl Upstream {
                 d.consecutive_fail = d.consecutive_fail.saturating_add(1);
                 d.last_error = e;
                 let from = d.grace_from.unwrap_or(self.started);
-                let in_grace = !d.ever_healthy && from.elapsed() < cfg.health.grace;
+                // A child may extend its startup (EXTEND_TIMEOUT_USEC).
+                let extended = self
+                    .process
+                    .load()
+                    .as_ref()
+                    .and_then(|h| h.status.borrow().extend_until)
+                    .is_some_and(|t| Instant::now() < t);
+                let in_grace = !d.ever_healthy && (from.elapsed() < cfg.health.grace || extended);
                 match self.health() {
                     Health::Healthy if d.consecutive_fail >= cfg.health.unhealthy_threshold => {
                         changed |= self.set_health(Health::Unhealthy, &mut d);
@@ -376,12 +383,18 @@ impl Upstream {
             .map(|h| h.status.borrow().clone())
     }
 
-    /// No supervisor, or its process is started.
+    /// No supervisor, or its process is started (and, with `ready = "notify"`, said READY=1).
     fn process_up(&self) -> bool {
-        self.process
+        let needs_notify = self
+            .cfg
             .load()
+            .process
             .as_ref()
-            .is_none_or(|h| h.status.borrow().state == crate::supervise::ProcState::Started)
+            .is_some_and(|p| p.ready == crate::service::Ready::Notify);
+        self.process.load().as_ref().is_none_or(|h| {
+            let s = h.status.borrow();
+            s.state == crate::supervise::ProcState::Started && (s.ready || !needs_notify)
+        })
     }
 
     /// The supervisor started a process on `port`: traffic follows the port, and health starts
@@ -425,6 +438,9 @@ impl Upstream {
                 ProcState::Crashed => return "crashed",
                 ProcState::Backoff => return "backoff",
                 ProcState::Started => {}
+            }
+            if !self.process_up() {
+                return "starting";
             }
             if self.health() == Health::Unhealthy {
                 return "unhealthy";
@@ -508,6 +524,12 @@ impl Upstream {
                 text: "Starting process".to_string(),
                 status: start,
             });
+            if p.state == ProcState::Started {
+                steps.extend(p.steps.iter().map(|c| Step {
+                    text: c.text.clone(),
+                    status: c.status,
+                }));
+            }
         }
         let probing = proc
             .as_ref()
@@ -527,7 +549,10 @@ impl Upstream {
             .unwrap_or_default();
         let status_message = match state {
             "running" => "Service is healthy".to_string(),
-            "starting" => cfg.fallback.message.clone(),
+            "starting" => proc
+                .as_ref()
+                .and_then(|p| p.message.clone())
+                .unwrap_or_else(|| cfg.fallback.message.clone()),
             "circuit_open" => "Too many recent failures; retrying shortly".to_string(),
             "stopped" => "Service is stopped".to_string(),
             "stopping" => "Service is stopping".to_string(),

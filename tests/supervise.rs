@@ -134,11 +134,18 @@ health_check = {{ interval = "200ms", grace = "30s" }}
         "{steps:?}"
     );
 
-    // Ready: proxied, and the child got PORT but none of kinfrad's systemd variables.
+    // Ready: proxied; the child got PORT and a NOTIFY_SOCKET of its own, not kinfrad's.
     wait_state(&d, "web", "running", |s| s["state"] == "running");
     let r = get(d.addr, "/x");
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.text(), format!("slow pid={pid} port={port} notify=none"));
+    let body = r.text();
+    assert!(
+        body.starts_with(&format!("slow pid={pid} port={port} notify=")),
+        "{body}"
+    );
+    // Its own NOTIFY_SOCKET from kinfrad, never kinfrad's.
+    assert!(body.ends_with("/notify/web.notify"), "{body}");
+    assert!(!body.contains(&notify_path), "{body}");
 
     let ps = d.ctl_ok(&["ps"]);
     assert!(
@@ -152,6 +159,100 @@ health_check = {{ interval = "200ms", grace = "30s" }}
     );
     let s = status(&d, "web");
     assert_eq!(s["logs"][0]["level"], "INFO", "{s}");
+}
+
+#[test]
+fn notify_socket_status_lines_are_steps_and_ready_gates_traffic() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let gate = dir.path().join("go");
+    let script = dir.path().join("notify.py");
+    std::fs::write(
+        &script,
+        format!(
+            r#"
+import http.server, os, socket, sys, threading, time
+def notify(msg):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.sendto(msg.encode(), os.environ["NOTIFY_SOCKET"])
+notify("STATUS=Installing packages")
+time.sleep(0.3)
+notify("STATUS=Compiling")
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = b"served"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+notify("STATUS=Warming caches")
+while not os.path.exists("{}"):
+    time.sleep(0.05)
+notify("READY=1\nSTATUS=Serving")
+while True:
+    time.sleep(1)
+"#,
+            gate.display()
+        ),
+    )
+    .expect("script");
+    let d = start(
+        dir,
+        &format!(
+            r#"
+[[service]]
+name = "n"
+command = ["python3", "{}"]
+preferred_port = {}
+routes = ["/"]
+ready = "notify"
+health_check = {{ interval = "200ms", grace = "30s" }}
+"#,
+            script.display(),
+            common::free_port()
+        ),
+        &[],
+    );
+    // Listening and healthy by port, but not READY=1: still starting, no traffic.
+    let s = wait_state(&d, "n", "the child's third step", |s| {
+        s["status_message"] == "Warming caches"
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    let s2 = status(&d, "n");
+    assert_eq!(s2["state"], "starting", "{s2}");
+    let texts: Vec<(String, String)> = s["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|x| {
+            (
+                x["text"].as_str().unwrap_or("").to_string(),
+                x["status"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    for (t, st) in [
+        ("Installing packages", "completed"),
+        ("Compiling", "completed"),
+        ("Warming caches", "active"),
+    ] {
+        assert!(
+            texts.iter().any(|(a, b)| a == t && b == st),
+            "{t}/{st} in {texts:?}"
+        );
+    }
+    let r = get_html(d.addr, "/");
+    assert_eq!(r.header("x-kinfra-fallback"), Some("loading"));
+    assert!(r.text().contains("Warming caches"));
+    std::fs::write(&gate, "").expect("gate");
+    wait_state(&d, "n", "running after READY=1", |s| {
+        s["state"] == "running"
+    });
+    assert_eq!(get(d.addr, "/").text(), "served");
 }
 
 #[test]
