@@ -109,6 +109,8 @@ pub struct App {
     supervisors: Mutex<std::collections::HashMap<String, Supervised>>,
     /// Leftovers of a previous kinfrad were looked for (once, before the first child).
     reaped: std::sync::atomic::AtomicBool,
+    /// Services an operator stopped; persisted in state.json (written under `store`).
+    stopped: Mutex<std::collections::BTreeSet<String>>,
 }
 
 struct Supervised {
@@ -187,6 +189,8 @@ fn lock_problems(m: &Mutex<Problems>) -> std::sync::MutexGuard<'_, Problems> {
 impl App {
     pub fn new(p: AppParts) -> Result<App, String> {
         let hits = p.state.maintenance.as_ref().map(|m| m.hits).unwrap_or(0);
+        let stopped: std::collections::BTreeSet<String> =
+            p.state.stopped_services.iter().cloned().collect();
         let view = build_view(&p.pages, p.state.maintenance, now_ms())?;
         let (changed, _) = watch::channel(0);
         let services = Services::build(&p.config, None)?;
@@ -222,6 +226,7 @@ impl App {
             probes: Mutex::new(std::collections::HashMap::new()),
             supervisors: Mutex::new(std::collections::HashMap::new()),
             reaped: std::sync::atomic::AtomicBool::new(false),
+            stopped: Mutex::new(stopped),
         })
     }
 
@@ -347,9 +352,14 @@ impl App {
                 notify_dir: Some(self.config().state_dir.join("notify")),
             };
             let weak_up = Arc::downgrade(up);
+            let start = !self
+                .stopped
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&up.name);
             let handle = crate::supervise::spawn(
                 ps,
-                true,
+                start,
                 move |port| {
                     if let Some(u) = weak_up.upgrade() {
                         u.process_started(port);
@@ -426,12 +436,46 @@ impl App {
                 )
             })?
         };
+        // Operator intent first: persisted before it is acted on and acknowledged.
+        {
+            let store = self.store.lock().await;
+            let mut next = self.stopped_list();
+            match cmd {
+                crate::supervise::Command::Stop => next.push(name.to_string()),
+                _ => next.retain(|n| n != name),
+            }
+            next.sort();
+            next.dedup();
+            if next != self.stopped_list() {
+                let state = PersistedState {
+                    version: crate::state::FORMAT_VERSION,
+                    maintenance: self.maint.load().record.clone().map(|mut m| {
+                        m.hits = self.hits();
+                        m
+                    }),
+                    stopped_services: next.clone(),
+                };
+                write_state(&store, state).await?;
+                *self.stopped.lock().unwrap_or_else(|p| p.into_inner()) =
+                    next.into_iter().collect();
+            }
+        }
         handle.commands.send(cmd).await.map_err(|_| {
             OpError::new(
                 ErrorCode::Internal,
                 format!("the supervisor of {name:?} is gone"),
             )
         })
+    }
+
+    /// Services an operator stopped, sorted.
+    fn stopped_list(&self) -> Vec<String> {
+        self.stopped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// The last `n` captured lines of a supervised service, and how many were dropped.
@@ -758,6 +802,7 @@ impl App {
         let state = PersistedState {
             version: crate::state::FORMAT_VERSION,
             maintenance: next,
+            stopped_services: self.stopped_list(),
         };
         write_state(store, state).await?;
         self.maint.store(Arc::new(view));
@@ -843,6 +888,7 @@ impl App {
         let state = PersistedState {
             version: crate::state::FORMAT_VERSION,
             maintenance: Some(m.clone()),
+            stopped_services: self.stopped_list(),
         };
         match write_state(&store, state).await {
             Ok(()) => {

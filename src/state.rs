@@ -25,6 +25,9 @@ pub struct PersistedState {
     /// Active maintenance, if any.
     #[serde(default)]
     pub maintenance: Option<Maintenance>,
+    /// Services an operator stopped (`kinfractl stop`): they stay stopped across restarts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stopped_services: Vec<String>,
 }
 
 /// The state file and whether it may be written.
@@ -78,6 +81,7 @@ impl StateFile {
                     state: PersistedState {
                         version: FORMAT_VERSION,
                         maintenance: None,
+                        stopped_services: Vec::new(),
                     },
                     problem: None,
                 });
@@ -90,6 +94,7 @@ impl StateFile {
                     state: PersistedState {
                         version: FORMAT_VERSION,
                         maintenance: None,
+                        stopped_services: Vec::new(),
                     },
                     problem: Some(problem),
                 });
@@ -109,6 +114,7 @@ impl StateFile {
                     state: PersistedState {
                         version: FORMAT_VERSION,
                         maintenance: None,
+                        stopped_services: Vec::new(),
                     },
                     problem: Some(problem),
                 })
@@ -220,6 +226,7 @@ mod tests {
                 },
                 1_900_000_000_000,
             )),
+            stopped_services: vec!["api".into()],
         }
     }
 

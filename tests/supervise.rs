@@ -377,6 +377,49 @@ routes = ["ext.test/"]
 }
 
 #[test]
+fn an_operator_stop_survives_a_restart_of_kinfrad() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let script = server_script(dir.path(), "kept", 0.0);
+    let config = format!(
+        r#"
+[[service]]
+name = "k"
+command = ["python3", "{script}", "{{port}}"]
+preferred_port = {}
+routes = ["/"]
+health_check = {{ interval = "200ms" }}
+"#,
+        common::free_port()
+    );
+    let mut d = start(dir, &config, &[]);
+    wait_state(&d, "k", "running", |s| s["state"] == "running");
+    d.ctl_ok(&["stop", "k"]);
+    wait_state(&d, "k", "stopped", |s| s["state"] == "stopped");
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(d.state_dir.join("state.json")).expect("state.json"),
+    )
+    .expect("json");
+    assert_eq!(
+        state["stopped_services"],
+        serde_json::json!(["k"]),
+        "{state}"
+    );
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(d.wait_exit(T).success());
+    let path = d.dir.path().join("kinfra.toml").display().to_string();
+    let dir = d.crash();
+    let d = Daemon::start_with(dir, &["--config", &path], &[]);
+    std::thread::sleep(Duration::from_millis(800));
+    let s = status(&d, "k");
+    assert_eq!(s["state"], "stopped", "still stopped after a restart: {s}");
+    assert_eq!(s["pid"], "");
+    d.ctl_ok(&["start", "k"]);
+    wait_state(&d, "k", "running", |s| s["state"] == "running");
+    let state = std::fs::read_to_string(d.state_dir.join("state.json")).expect("state.json");
+    assert!(!state.contains("stopped_services"), "{state}");
+}
+
+#[test]
 fn busy_preferred_port_moves_and_the_route_follows() {
     let dir = tempfile::tempdir().expect("tmp");
     let script = server_script(dir.path(), "moved", 0.0);
