@@ -468,6 +468,72 @@ impl App {
         })
     }
 
+    /// A deploy script's progress for a service's loading page (`kinfractl progress`).
+    pub fn service_progress(
+        &self,
+        name: &str,
+        message: Option<String>,
+        steps: Vec<crate::protocol::StepSpec>,
+        clear: bool,
+    ) -> Result<(), OpError> {
+        let services = self.services.load();
+        let up = services.get(name).ok_or_else(|| {
+            OpError::new(
+                ErrorCode::InvalidArgument,
+                format!("no service named {name:?}"),
+            )
+        })?;
+        if clear {
+            up.set_progress(None);
+            self.upstream_changed(up);
+            return Ok(());
+        }
+        let bad =
+            |e: maintenance::InvalidInput| OpError::new(ErrorCode::InvalidArgument, e.to_string());
+        let message = message
+            .map(|m| maintenance::clean_text("message", &m))
+            .transpose()
+            .map_err(bad)?;
+        if steps.len() > crate::supervise::MAX_STEPS {
+            return Err(OpError::new(
+                ErrorCode::InvalidArgument,
+                format!("at most {} steps", crate::supervise::MAX_STEPS),
+            ));
+        }
+        let mut out = Vec::new();
+        for s in steps {
+            let text = maintenance::clean_text("step", &s.text).map_err(bad)?;
+            if text.is_empty() {
+                return Err(OpError::new(
+                    ErrorCode::InvalidArgument,
+                    "a step needs text",
+                ));
+            }
+            let status = match s.status.as_str() {
+                "pending" => "pending",
+                "active" => "active",
+                "completed" => "completed",
+                "failed" => "failed",
+                o => {
+                    return Err(OpError::new(
+                        ErrorCode::InvalidArgument,
+                        format!("step status {o:?} must be pending, active, completed or failed"),
+                    ));
+                }
+            };
+            out.push(crate::upstream::Step { text, status });
+        }
+        if message.is_none() && out.is_empty() {
+            return Err(OpError::new(
+                ErrorCode::InvalidArgument,
+                "give a message, steps, or clear",
+            ));
+        }
+        up.set_progress(Some((message, out)));
+        self.upstream_changed(up);
+        Ok(())
+    }
+
     /// Services an operator stopped, sorted.
     fn stopped_list(&self) -> Vec<String> {
         self.stopped

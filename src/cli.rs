@@ -66,6 +66,19 @@ pub enum Command {
     Stop { service: String },
     /// Restart a service kinfrad runs
     Restart { service: String },
+    /// Set what a service's loading page says while it comes up (for deploy scripts)
+    Progress {
+        service: String,
+        /// The status message
+        #[arg(long, value_name = "TEXT")]
+        message: Option<String>,
+        /// A step, "TEXT" or "TEXT:STATUS" (pending, active, completed, failed); repeat in order
+        #[arg(long = "step", value_name = "TEXT[:STATUS]")]
+        steps: Vec<String>,
+        /// Remove what was set
+        #[arg(long, conflicts_with_all = ["message", "steps"])]
+        clear: bool,
+    },
     /// Print a service's captured output
     Logs {
         service: String,
@@ -246,6 +259,17 @@ async fn execute(cli: &Cli, path: &std::path::Path) -> Result<String, Failure> {
         Command::Restart { service } => Request::ServiceRestart {
             service: service.clone(),
         },
+        Command::Progress {
+            service,
+            message,
+            steps,
+            clear,
+        } => Request::ServiceProgress {
+            service: service.clone(),
+            message: message.clone(),
+            steps: steps.iter().map(|s| parse_step(s)).collect(),
+            clear: *clear,
+        },
         Command::Logs {
             service,
             lines,
@@ -266,6 +290,22 @@ async fn execute(cli: &Cli, path: &std::path::Path) -> Result<String, Failure> {
     let mut client = Client::connect(path).await?;
     let resp = client.call(&req).await?;
     Ok(render(&resp, cli.json))
+}
+
+/// "Installing:completed" → step; without a status, "active".
+fn parse_step(s: &str) -> crate::protocol::StepSpec {
+    match s.rsplit_once(':') {
+        Some((t, st)) if ["pending", "active", "completed", "failed"].contains(&st) => {
+            crate::protocol::StepSpec {
+                text: t.to_string(),
+                status: st.to_string(),
+            }
+        }
+        _ => crate::protocol::StepSpec {
+            text: s.to_string(),
+            status: "active".to_string(),
+        },
+    }
 }
 
 /// `logs -f`: print what is there, then whatever comes after the last line seen.

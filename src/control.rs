@@ -284,6 +284,17 @@ pub async fn dispatch(app: &Arc<App>, req: Request) -> Response {
         Request::ServiceRestart { service } => {
             service_action(app, service, crate::supervise::Command::Restart, "restart").await
         }
+        Request::ServiceProgress {
+            service,
+            message,
+            steps,
+            clear,
+        } => app
+            .service_progress(&service, message, steps, clear)
+            .map(|()| Response::ServiceAction {
+                service,
+                action: "progress".to_string(),
+            }),
         Request::Logs { service, lines } => app
             .service_logs(&service, lines.min(100_000) as usize)
             .map(|(lines, dropped)| Response::Logs {

@@ -82,6 +82,24 @@ pub enum Request {
         service: String,
         lines: u32,
     },
+    /// Set what a service's loading page says while it comes up (a deploy script's progress);
+    /// `clear` drops it. → `ServiceAction` | `Error`
+    ServiceProgress {
+        service: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        steps: Vec<StepSpec>,
+        #[serde(default)]
+        clear: bool,
+    },
+}
+
+/// A progress step: text and pending | active | completed | failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepSpec {
+    pub text: String,
+    pub status: String,
 }
 
 /// One captured line of a service's output.

@@ -126,6 +126,9 @@ pub struct Upstream {
     idle: Mutex<Vec<(tokio::net::TcpStream, Instant)>>,
     /// The supervisor of a service kinfrad runs (`command`).
     pub process: arc_swap::ArcSwapOption<crate::supervise::Handle>,
+    /// Message and steps an operator or deploy script set (`kinfractl progress`), shown while
+    /// the service is not running; cleared when it becomes healthy or its process restarts.
+    progress: Mutex<Option<(Option<String>, Vec<Step>)>>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -164,6 +167,7 @@ impl Upstream {
             maintenance_hits: AtomicU64::new(0),
             idle: Mutex::new(Vec::new()),
             process: arc_swap::ArcSwapOption::empty(),
+            progress: Mutex::new(None),
         })
     }
 
@@ -275,6 +279,7 @@ impl Upstream {
                 {
                     changed |= self.set_health(Health::Healthy, &mut d);
                     d.last_error.clear();
+                    *lock(&self.progress) = None;
                     // The upstream is back: close the circuit rather than wait out its cool-down.
                     lock(&self.breaker).reset();
                 }
@@ -399,7 +404,14 @@ impl Upstream {
 
     /// The supervisor started a process on `port`: traffic follows the port, and health starts
     /// over (the loading page shows while it comes up).
+    /// Set (or, with `None`, clear) the message and steps an operator announced.
+    pub fn set_progress(&self, p: Option<(Option<String>, Vec<Step>)>) {
+        *lock(&self.progress) = p;
+        self.bump();
+    }
+
     pub fn process_started(&self, port: u16) {
+        *lock(&self.progress) = None;
         let cur = self.cfg.load_full();
         if cur.url.port != port {
             let mut next = (*cur).clone();
@@ -534,6 +546,10 @@ impl Upstream {
         let probing = proc
             .as_ref()
             .is_none_or(|p| p.state == crate::supervise::ProcState::Started);
+        let progress = lock(&self.progress).clone();
+        if let Some((_, extra)) = &progress {
+            steps.extend(extra.iter().cloned());
+        }
         steps.push(Step {
             text: format!("Connecting to {target}"),
             status: if probing { connect_status } else { "pending" },
@@ -549,9 +565,10 @@ impl Upstream {
             .unwrap_or_default();
         let status_message = match state {
             "running" => "Service is healthy".to_string(),
-            "starting" => proc
+            "starting" => progress
                 .as_ref()
-                .and_then(|p| p.message.clone())
+                .and_then(|(m, _)| m.clone())
+                .or_else(|| proc.as_ref().and_then(|p| p.message.clone()))
                 .unwrap_or_else(|| cfg.fallback.message.clone()),
             "circuit_open" => "Too many recent failures; retrying shortly".to_string(),
             "stopped" => "Service is stopped".to_string(),

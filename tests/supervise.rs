@@ -420,6 +420,62 @@ health_check = {{ interval = "200ms" }}
 }
 
 #[test]
+fn a_deploy_script_sets_the_loading_page_progress() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = start(
+        dir,
+        &format!(
+            r#"
+[[service]]
+name = "app"
+url = "http://127.0.0.1:{}"
+routes = ["/"]
+health_check = {{ interval = "200ms", grace = "60s" }}
+"#,
+            common::free_port()
+        ),
+        &[],
+    );
+    d.ctl_ok(&[
+        "progress",
+        "app",
+        "--message",
+        "Deploying v2",
+        "--step",
+        "Pull image:completed",
+        "--step",
+        "Migrate database",
+    ]);
+    let s = wait_state(&d, "app", "the progress", |s| {
+        s["status_message"] == "Deploying v2"
+    });
+    let steps = s["steps"].to_string();
+    assert!(
+        steps.contains(r#"{"status":"completed","text":"Pull image"}"#)
+            && steps.contains(r#"{"status":"active","text":"Migrate database"}"#),
+        "{steps}"
+    );
+    let page = get_html(d.addr, "/").text();
+    assert!(page.contains("Deploying v2") && page.contains("Migrate database"));
+    for (args, want) in [
+        (
+            vec!["progress", "nope", "--message", "x"],
+            "no service named",
+        ),
+        (vec!["progress", "app"], "give a message"),
+    ] {
+        let o = d.ctl(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    d.ctl_ok(&["progress", "app", "--clear"]);
+    wait_state(&d, "app", "the default message", |s| {
+        s["status_message"] != "Deploying v2"
+    });
+}
+
+#[test]
 fn busy_preferred_port_moves_and_the_route_follows() {
     let dir = tempfile::tempdir().expect("tmp");
     let script = server_script(dir.path(), "moved", 0.0);
