@@ -1007,7 +1007,7 @@ impl App {
         let loaded = tokio::task::spawn_blocking(
             move || -> Result<(Config, Pages, crate::custom::CustomClient), String> {
                 let cfg = Config::load(path.as_deref(), &overrides).map_err(|e| e.to_string())?;
-                let pages = Pages::load(cfg.templates_dir.as_deref())?;
+                let pages = Pages::load_with(cfg.templates_dir.as_deref(), &cfg.page_config)?;
                 let client = crate::custom::CustomClient::new(cfg.upstream_ca_file.as_deref())?;
                 Ok((cfg, pages, client))
             },

@@ -8,8 +8,31 @@ use tera::{Context, Tera};
 
 use crate::maintenance::Maintenance;
 
-/// Template names and their embedded sources.
+/// Template names and their embedded sources, in the order they are loaded.
+///
+/// Names starting with `_` are partials: pieces the pages share through `{% extends %}` and
+/// `{% include %}` (the layouts, the theme CSS, the scripts). kinfrad never renders one on its
+/// own. Tera checks every `extends` and `include` as a template is added, so each partial comes
+/// after the partials it uses, and all of them before the pages.
 pub const EMBEDDED: &[(&str, &str)] = &[
+    (
+        "_theme.css.html",
+        include_str!("../templates/_theme.css.html"),
+    ),
+    ("_poll.js.html", include_str!("../templates/_poll.js.html")),
+    (
+        "_uptime.js.html",
+        include_str!("../templates/_uptime.js.html"),
+    ),
+    (
+        "_fallback.js.html",
+        include_str!("../templates/_fallback.js.html"),
+    ),
+    ("_base.html", include_str!("../templates/_base.html")),
+    (
+        "_fallback.html",
+        include_str!("../templates/_fallback.html"),
+    ),
     (
         "maintenance.html",
         include_str!("../templates/maintenance.html"),
@@ -21,7 +44,12 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ("status.html", include_str!("../templates/status.html")),
 ];
 
-/// Variables kinfrad sets itself; `[page_config]` may not use these names.
+/// A partial (`_base.html`, `_theme.css.html`, …), as opposed to a page kinfrad renders.
+pub fn is_partial(name: &str) -> bool {
+    name.starts_with('_')
+}
+
+/// Variables kinfrad (or a layout) sets itself; `[page_config]` may not use these names.
 pub const RESERVED: &[&str] = &[
     "service_id",
     "service_name",
@@ -44,6 +72,10 @@ pub const RESERVED: &[&str] = &[
     "start_time_iso",
     "eta_ms",
     "services",
+    // Set by the fallback pages' layout, _fallback.html.
+    "title_before",
+    "title_after",
+    "state_label",
 ];
 
 /// The JSON endpoint pages poll.
@@ -135,7 +167,8 @@ pub fn iso(ms: u64) -> String {
 }
 
 impl Pages {
-    /// Load the embedded templates, then any overrides, and prove each renders.
+    /// Load the embedded templates, then any overrides, and prove each page renders (and with it
+    /// every partial it uses).
     pub fn load(templates_dir: Option<&Path>) -> Result<Pages, String> {
         Self::load_with(templates_dir, &serde_json::Map::new())
     }
@@ -288,6 +321,9 @@ impl Pages {
     }
 
     fn render(&self, name: &str, ctx: &Context) -> Result<Bytes, String> {
+        if is_partial(name) {
+            return Err(format!("template {name}: a partial, not a page"));
+        }
         let mut full = self.extra.clone();
         full.extend(ctx.clone());
         let ctx = &full;
@@ -359,5 +395,129 @@ mod tests {
         assert!(e.contains("maintenance.html"), "{e}");
         let e = Pages::load(Some(&d.path().join("nope"))).expect_err("missing dir");
         assert!(e.contains("not a directory"), "{e}");
+    }
+
+    fn text(b: Bytes) -> String {
+        String::from_utf8(b.to_vec()).expect("utf8")
+    }
+
+    #[test]
+    fn partials_are_named_as_such_and_never_rendered_alone() {
+        let p = Pages::load(None).expect("load");
+        let names: Vec<&str> = EMBEDDED.iter().map(|(n, _)| *n).collect();
+        let pages = [
+            "maintenance.html",
+            "landing.html",
+            "loading.html",
+            "live.html",
+            "503.html",
+            "status.html",
+        ];
+        for n in &names {
+            // Pages and partials alike end in .html, so tera escapes what they print.
+            assert!(n.ends_with(".html"), "{n}");
+            assert_eq!(is_partial(n), !pages.contains(n), "{n}");
+            assert!(p.sources.iter().any(|(s, _)| s == n), "{n} not loaded");
+        }
+        for n in names.iter().filter(|n| is_partial(n)) {
+            let e = p.render(n, &Context::new()).expect_err("partial rendered");
+            assert!(e.contains("partial"), "{e}");
+            // Each partial is used by some page (through extends or include).
+            let used = EMBEDDED
+                .iter()
+                .any(|(_, src)| src.contains(&format!("\"{n}\"")));
+            assert!(used, "{n} is used by no template");
+        }
+    }
+
+    #[test]
+    fn fallback_pages_escape_through_the_layout() {
+        let p = Pages::load(None).expect("load");
+        let hostile = "<img src=x onerror=alert(1)> \"Tom\" & 'Jerry' </title>";
+        let mut f = FallbackFacts::sample();
+        f.display_name = hostile.into();
+        f.status_message = hostile.into();
+        f.error_detail = hostile.into();
+        f.state = "<b>odd</b>".into();
+        let escaped = "&lt;img src=x onerror=alert(1)&gt; &quot;Tom&quot; &amp; &#39;Jerry&#39; &lt;/title&gt;";
+        for (kind, title) in [
+            (
+                "loading",
+                format!("<title>{escaped} is starting · KInfra</title>"),
+            ),
+            (
+                "live",
+                format!("<title>{escaped} · live status · KInfra</title>"),
+            ),
+            (
+                "503",
+                format!("<title>503 · {escaped} is unavailable · KInfra</title>"),
+            ),
+        ] {
+            let html = text(p.render_fallback(kind, &f).expect(kind));
+            assert!(!html.contains("<img"), "{kind}: not escaped");
+            assert!(!html.contains("<b>odd"), "{kind}: state not escaped");
+            assert!(html.contains(&title), "{kind}: title");
+            assert!(html.contains(&format!(">{escaped}<")), "{kind}: heading");
+            // The script gets the words around the name, to retitle a renamed service.
+            assert!(html.contains(" data-title-after=\""), "{kind}: title parts");
+            assert!(html.contains("function rename("), "{kind}: fallback script");
+            assert!(html.contains("function poller("), "{kind}: poll helpers");
+            assert!(html.contains("--accent: #5A8DEE"), "{kind}: theme");
+        }
+        let html = text(p.render_fallback("503", &f).expect("503"));
+        assert!(html.contains(
+            "data-title-before=\"503 · \" data-title-after=\" is unavailable · KInfra\""
+        ));
+        // The state's words, shared by the badge and the request path.
+        let mut f = FallbackFacts::sample();
+        f.state = "circuit_open".into();
+        for kind in ["loading", "503"] {
+            let html = text(p.render_fallback(kind, &f).expect(kind));
+            assert!(html.contains(">Circuit open</"), "{kind}: state label");
+        }
+    }
+
+    #[test]
+    fn a_page_override_uses_the_embedded_partials_and_a_partial_can_be_overridden() {
+        let d = tempfile::tempdir().expect("tmp");
+        // An operator's loading page: the embedded layout, their own words.
+        std::fs::write(
+            d.path().join("loading.html"),
+            "{% extends \"_fallback.html\" %}\
+             {% block title_after %} warms up{% endblock title_after %}\
+             {% block note %}Hold on, {{ service_name }}.{% endblock note %}",
+        )
+        .expect("w");
+        let p = Pages::load(Some(d.path())).expect("load");
+        let mut f = FallbackFacts::sample();
+        f.display_name = "<Shop>".into();
+        let html = text(p.render_fallback("loading", &f).expect("loading"));
+        assert!(
+            html.contains("<title>&lt;Shop&gt; warms up</title>"),
+            "{html}"
+        );
+        assert!(html.contains("Hold on, &lt;Shop&gt;."));
+        assert!(html.contains("--accent: #5A8DEE") && html.contains("function rename("));
+        // An overridden partial reaches every page that uses it.
+        std::fs::write(
+            d.path().join("_theme.css.html"),
+            ":root { --accent: #FF0000; } /* {{ version }} */",
+        )
+        .expect("w");
+        let p = Pages::load(Some(d.path())).expect("load");
+        assert!(
+            p.sources
+                .iter()
+                .any(|(n, f)| n == "_theme.css.html" && f != "embedded")
+        );
+        let landing = text(p.landing.clone());
+        assert!(landing.contains("--accent: #FF0000"), "{landing}");
+        assert!(!landing.contains("#5A8DEE"));
+        assert!(text(p.render_status(&[]).expect("status")).contains("#FF0000"));
+        // A broken partial is reported by name, like a page.
+        std::fs::write(d.path().join("_base.html"), "{% block body %}").expect("w");
+        let e = Pages::load(Some(d.path())).expect_err("bad partial");
+        assert!(e.contains("_base.html"), "{e}");
     }
 }
