@@ -127,7 +127,7 @@ impl FallbackFacts {
             display_name: s.display_name.clone(),
             status_message: s.status_message.clone(),
             port: s.port.clone(),
-            pid: String::new(),
+            pid: s.pid.clone(),
             uptime: s.uptime.clone(),
             health_status: s.health.label().to_string(),
             state: s.state.to_string(),

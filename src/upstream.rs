@@ -588,8 +588,13 @@ impl Upstream {
             ("crashed" | "backoff", Some(_)) => last_exit.clone(),
             _ => d.last_error.clone(),
         };
-        let uptime_secs = d
-            .healthy_since
+        // A process's uptime runs from its start; an external upstream's from when it was
+        // last seen healthy.
+        let up_since = match &proc {
+            Some(p) => p.pid.and(p.started_at),
+            None => d.healthy_since,
+        };
+        let uptime_secs = up_since
             .and_then(|t| SystemTime::now().duration_since(t).ok())
             .map(|d| d.as_secs())
             .unwrap_or(0);
@@ -602,7 +607,7 @@ impl Upstream {
             status_message,
             error_detail,
             port: cfg.url.port.to_string(),
-            uptime: if d.healthy_since.is_some() {
+            uptime: if up_since.is_some() {
                 crate::cli::human_secs(uptime_secs)
             } else {
                 String::new()

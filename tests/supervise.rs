@@ -476,6 +476,59 @@ health_check = {{ interval = "200ms", grace = "60s" }}
 }
 
 #[test]
+fn logs_follow_prints_new_lines_as_they_come() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = start(
+        dir,
+        &format!(
+            r#"
+[[service]]
+name = "ticker"
+command = "i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.2; done"
+shell = true
+preferred_port = {}
+routes = ["/"]
+"#,
+            common::free_port()
+        ),
+        &[],
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kinfractl"))
+        .arg("--socket")
+        .arg(&d.control)
+        .args(["logs", "ticker", "-n", "1", "-f"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("kinfractl logs -f");
+    let out = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut ticks = Vec::new();
+    while ticks.len() < 4 {
+        let line = rx.recv_timeout(T).expect("a followed line");
+        let n: u64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("not a tick: {line}"));
+        ticks.push(n);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        ticks.windows(2).all(|w| w[1] == w[0] + 1),
+        "each line once, in order: {ticks:?}"
+    );
+}
+
+#[test]
 fn busy_preferred_port_moves_and_the_route_follows() {
     let dir = tempfile::tempdir().expect("tmp");
     let script = server_script(dir.path(), "moved", 0.0);
