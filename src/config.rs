@@ -63,6 +63,8 @@ pub struct Overrides {
     pub listen: Vec<String>,
     pub control_socket: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
+    /// `--demo`: also run the built-in demo service (this executable) at `/`.
+    pub demo: Option<String>,
 }
 
 /// A configuration problem, always naming where it is.
@@ -357,6 +359,26 @@ fn validate(source: ConfigSource, raw: RawConfig, ov: &Overrides) -> Result<Conf
         }
         services.push(svc);
     }
+    if let Some(exe) = &ov.demo {
+        let raw: crate::service::RawService = toml::from_str(&crate::demo::service_toml(exe))
+            .map_err(|e| invalid(file, "--demo", e.to_string()))?;
+        let svc = crate::service::ServiceConfig::from_raw(services.len(), &raw)
+            .map_err(|(key, m)| invalid(file, &format!("--demo: {key}"), m))?;
+        if let Some(other) = services
+            .iter()
+            .find(|o| o.name == svc.name || o.routes.contains(&svc.routes[0]))
+        {
+            return Err(invalid(
+                file,
+                "--demo",
+                format!(
+                    "the demo service (\"demo\" at /) clashes with service {:?}",
+                    other.name
+                ),
+            ));
+        }
+        services.push(svc);
+    }
 
     let mut page_config = serde_json::Map::new();
     for (k, v) in raw.page_config.unwrap_or_default() {
@@ -537,6 +559,7 @@ build_version = "1.2.3"
             listen: vec!["127.0.0.1:7000".into()],
             control_socket: Some(PathBuf::from("/tmp/c.sock")),
             state_dir: Some(PathBuf::from("/tmp/st")),
+            demo: None,
         };
         let c = Config::from_toml("f.toml", "listen = [\"127.0.0.1:1\"]", &ov).expect("valid");
         assert_eq!(c.listen[0].port(), 7000);

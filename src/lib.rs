@@ -11,6 +11,7 @@ pub mod config;
 pub mod control;
 pub mod custom;
 pub mod daemon;
+pub mod demo;
 pub mod h1;
 pub mod health;
 pub mod http;

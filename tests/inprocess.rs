@@ -19,6 +19,7 @@ async fn daemon_runs_in_process() {
         listen: vec![format!("127.0.0.1:{port}")],
         control_socket: Some(dir.path().join("control.sock")),
         state_dir: Some(dir.path().join("state")),
+        demo: None,
     };
     let config = Config::from_toml("test.toml", "shutdown_grace = \"1s\"\n", &ov).expect("config");
     let notify_path = dir.path().join("notify.sock");

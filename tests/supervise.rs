@@ -752,3 +752,31 @@ fn bad_service_configs_name_the_key() {
         assert!(err.contains(key), "{body}: expected {key} in {err}");
     }
 }
+
+#[test]
+fn the_demo_shows_steps_serves_and_recovers_from_a_crash() {
+    let d = Daemon::start_with(tempfile::tempdir().expect("tmp"), &["--demo"], &[]);
+    let s = wait_state(&d, "demo", "a demo step", |s| {
+        s["status_message"] == "Installing dependencies"
+    });
+    assert_eq!(s["state"], "starting", "{s}");
+    let r = get_html(d.addr, "/");
+    assert_eq!(r.header("x-kinfra-fallback"), Some("loading"));
+    wait_state(&d, "demo", "the demo running", |s| s["state"] == "running");
+    let page = get_html(d.addr, "/").text();
+    assert!(page.contains("Hello from the demo service"), "{page}");
+    let r = common::request(d.addr, "POST", "/crash", &[], b"").expect("POST /crash");
+    assert_eq!(r.status, 200);
+    let s = wait_state(&d, "demo", "the crash noticed", |s| {
+        s["last_exit"] == "Process exited with code 1"
+    });
+    assert_ne!(s["state"], "running", "{s}");
+    wait_state(&d, "demo", "the demo back", |s| {
+        s["state"] == "running" && s["restarts"] == 1
+    });
+    assert!(
+        get_html(d.addr, "/")
+            .text()
+            .contains("Hello from the demo service")
+    );
+}

@@ -28,16 +28,37 @@ struct Args {
     /// Validate configuration and templates, then exit 0 (valid) or 1 (invalid)
     #[arg(long)]
     check_config: bool,
+    /// Also run the built-in demo service at / (startup steps, then a page you can crash)
+    #[arg(long)]
+    demo: bool,
+    /// Be the demo service (kinfrad runs this itself for --demo)
+    #[arg(long, hide = true)]
+    demo_service: bool,
 }
 
 fn main() -> ExitCode {
     let a = Args::parse();
+    if a.demo_service {
+        return ExitCode::from(kinfra::demo::run());
+    }
+    let demo = if a.demo {
+        match std::env::current_exe() {
+            Ok(p) => Some(p.display().to_string()),
+            Err(e) => {
+                eprintln!("kinfrad: --demo: cannot find this executable: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        None
+    };
     kinfra::daemon::main(kinfra::daemon::DaemonArgs {
         config: a.config,
         overrides: kinfra::config::Overrides {
             listen: a.listen,
             control_socket: a.control_socket,
             state_dir: a.state_dir,
+            demo,
         },
         check_config: a.check_config,
     })
