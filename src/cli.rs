@@ -366,8 +366,19 @@ fn render(resp: &Response, json: bool) -> String {
         Response::Token { token } => token.clone(),
         Response::Services { services } => render_ps(services),
         Response::ServiceAction { service, action } => format!("{action}: {service}"),
-        Response::Logs { lines, dropped, .. } => {
+        Response::Logs {
+            lines,
+            dropped,
+            omitted,
+            ..
+        } => {
             let mut out: Vec<String> = Vec::new();
+            if *omitted > 0 {
+                out.push(format!(
+                    "({omitted} older lines not shown: one answer holds at most {} KiB; ask for fewer with -n)",
+                    crate::protocol::MAX_FRAME / 1024
+                ));
+            }
             if *dropped > 0 {
                 out.push(format!(
                     "({dropped} older lines were dropped from the buffer)"

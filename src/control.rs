@@ -297,10 +297,14 @@ pub async fn dispatch(app: &Arc<App>, req: Request) -> Response {
             }),
         Request::Logs { service, lines } => app
             .service_logs(&service, lines.min(100_000) as usize)
-            .map(|(lines, dropped)| Response::Logs {
-                service,
-                lines: lines.iter().map(log_entry).collect(),
-                dropped,
+            .map(|(lines, dropped)| {
+                let (lines, omitted) = fit_frame(lines.iter().map(log_entry).collect());
+                Response::Logs {
+                    service,
+                    lines,
+                    dropped,
+                    omitted,
+                }
             }),
     };
     result.unwrap_or_else(|e| Response::Error {
@@ -320,6 +324,27 @@ async fn service_action(
         service,
         action: action.to_string(),
     })
+}
+
+/// The newest lines that fit one frame (with room for the envelope), and how many older ones
+/// were left out.
+fn fit_frame(mut lines: Vec<crate::protocol::LogEntry>) -> (Vec<crate::protocol::LogEntry>, u64) {
+    let budget = crate::protocol::MAX_FRAME - 1024;
+    let mut used = 0;
+    let mut keep = 0;
+    for l in lines.iter().rev() {
+        let n = serde_json::to_vec(l)
+            .map(|v| v.len() + 1)
+            .unwrap_or(usize::MAX);
+        if used + n > budget {
+            break;
+        }
+        used += n;
+        keep += 1;
+    }
+    let omitted = lines.len() - keep;
+    lines.drain(..omitted);
+    (lines, omitted as u64)
 }
 
 fn log_entry(l: &crate::supervise::LogLine) -> crate::protocol::LogEntry {

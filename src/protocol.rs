@@ -141,6 +141,9 @@ pub enum Response {
         service: String,
         lines: Vec<LogEntry>,
         dropped: u64,
+        /// Older lines asked for but left out so the answer fits one frame.
+        #[serde(default)]
+        omitted: u64,
     },
     Error {
         code: ErrorCode,

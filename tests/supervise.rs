@@ -256,6 +256,65 @@ health_check = {{ interval = "200ms", grace = "30s" }}
 }
 
 #[test]
+fn ready_by_http_probe_waits_for_a_passing_check() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let gate = dir.path().join("healthy");
+    let script = dir.path().join("probe.py");
+    std::fs::write(
+        &script,
+        format!(
+            r#"
+import http.server, os, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        ok = self.path != "/healthz" or os.path.exists("{}")
+        body = b"ok" if ok else b"warming"
+        self.send_response(200 if ok else 503)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#,
+            gate.display()
+        ),
+    )
+    .expect("script");
+    let d = start(
+        dir,
+        &format!(
+            r#"
+[[service]]
+name = "p"
+command = ["python3", "{}"]
+preferred_port = {}
+routes = ["/"]
+health_check = {{ path = "/healthz", interval = "200ms", grace = "30s" }}
+"#,
+            script.display(),
+            common::free_port()
+        ),
+        &[],
+    );
+    // The port answers, but the check says 503: starting, no traffic.
+    let s = wait_state(&d, "p", "the probe to see 503", |s| {
+        s["steps"]
+            .to_string()
+            .contains(r#""status":"completed","text":"Connecting to"#)
+    });
+    assert_eq!(s["state"], "starting", "{s}");
+    assert_eq!(
+        get_html(d.addr, "/").header("x-kinfra-fallback"),
+        Some("loading")
+    );
+    std::fs::write(&gate, "").expect("gate");
+    wait_state(&d, "p", "ready by the probe", |s| s["state"] == "running");
+    assert_eq!(get(d.addr, "/").text(), "ok");
+}
+
+#[test]
 fn crash_backs_off_restarts_and_the_503_page_says_why() {
     let dir = tempfile::tempdir().expect("tmp");
     let counter = dir.path().join("runs");
@@ -650,14 +709,14 @@ health_check = {{ interval = "200ms" }}
 #[test]
 fn a_flood_of_output_stays_bounded() {
     let dir = tempfile::tempdir().expect("tmp");
-    // ~5 MB of lines (150,000) as fast as the pipe takes them, then idle.
+    // 100 MB as fast as the pipe takes it, in 4,000-byte lines (25,000 of them), then idle.
     let d = start(
         dir,
         &format!(
             r#"
 [[service]]
 name = "loud"
-command = "yes 'a line of output that repeats' | head -c 5000000; exec sleep 600"
+command = "yes \"$(head -c 3999 /dev/zero | tr '\\0' x)\" | head -c 100000000; exec sleep 600"
 shell = true
 preferred_port = {}
 routes = ["/"]
@@ -667,15 +726,26 @@ log_lines = 200
         ),
         &[],
     );
-    // 5,000,000 / 30 bytes a line = 166,666 lines, of which the ring keeps 200.
-    let j = eventually(Duration::from_secs(40), "the flood to be read", || {
+    // 100,000,000 / 4,000 bytes a line = 25,000 lines, of which the ring keeps 200.
+    let j = eventually(Duration::from_secs(60), "the flood to be read", || {
         let out = d.ctl_ok(&["--json", "logs", "loud", "-n", "1000"]);
         let j: Value = serde_json::from_str(&out).expect("json");
-        (j["dropped"].as_u64().unwrap_or(0) >= 166_000).then_some(j)
+        (j["dropped"].as_u64().unwrap_or(0) >= 24_800).then_some(j)
     });
+    let longest = j["lines"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l["message"].as_str())
+        .map(str::len)
+        .max();
+    assert_eq!(longest, Some(3999), "whole lines kept");
+    // The ring holds log_lines (200); one answer carries as many of the newest as fit 64 KiB.
+    let shown = j["lines"].as_array().map_or(0, |a| a.len()) as u64;
+    assert!(shown >= 10, "{shown} lines shown");
     assert_eq!(
-        j["lines"].as_array().map(|a| a.len()),
-        Some(200),
+        shown + j["omitted"].as_u64().unwrap_or(0),
+        200,
         "ring holds log_lines"
     );
     assert!(
@@ -689,7 +759,10 @@ log_lines = 200
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .expect("VmRSS");
-    assert!(kb < 100_000, "kinfrad holds {kb} KiB after 5 MB of output");
+    assert!(
+        kb < 100_000,
+        "kinfrad holds {kb} KiB after 100 MB of output"
+    );
 }
 
 #[test]
