@@ -159,6 +159,13 @@ health_check = {{ interval = "200ms", grace = "30s" }}
     );
     let s = status(&d, "web");
     assert_eq!(s["logs"][0]["level"], "INFO", "{s}");
+    // Forwarded to kinfrad's log (the journal under systemd) with the service's name as a field.
+    let log = d.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&format!("INFO listening on {port}")) && l.contains("service=web")),
+        "{log}"
+    );
 }
 
 #[test]
