@@ -485,8 +485,15 @@ pub fn reap_leftovers(owner: &str) -> usize {
         if !env.split(|b| *b == 0).any(|v| v == mark.as_bytes()) {
             continue;
         }
-        found += 1;
         let pgid = nix::unistd::getpgid(Some(Pid::from_raw(pid as i32)));
+        // A group whose leader is still the child of a running kinfrad belongs to that kinfrad
+        // (a second instance started by mistake on the same state directory): not a leftover.
+        if let Ok(g) = pgid
+            && owned_by_live_kinfrad(g.as_raw())
+        {
+            continue;
+        }
+        found += 1;
         tracing::warn!(pid, pgid = ?pgid.ok().map(|g| g.as_raw()), "killing a process a previous kinfrad left behind");
         match pgid {
             // Never our own group (a child always has its own).
@@ -499,6 +506,25 @@ pub fn reap_leftovers(owner: &str) -> usize {
         }
     }
     found
+}
+
+/// Is process `leader` alive with a parent named kinfrad?
+fn owned_by_live_kinfrad(leader: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{leader}/stat")) else {
+        return false;
+    };
+    // "pid (comm) state ppid …": comm may hold spaces and parentheses; split at the last ')'.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return false;
+    };
+    let mut f = rest.split_whitespace();
+    let (Some(state), Some(ppid)) = (f.next(), f.next()) else {
+        return false;
+    };
+    if state == "Z" {
+        return false;
+    }
+    std::fs::read_to_string(format!("/proc/{ppid}/comm")).is_ok_and(|c| c.trim() == "kinfrad")
 }
 
 // ------------------------------------------------------------------------------------ task

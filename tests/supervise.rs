@@ -860,3 +860,51 @@ fn the_demo_shows_steps_serves_and_recovers_from_a_crash() {
             .contains("Hello from the demo service")
     );
 }
+
+#[test]
+fn a_second_kinfrad_on_the_same_state_dir_leaves_the_first_ones_children_alone() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let script = server_script(dir.path(), "first", 0.0);
+    let d = start(
+        dir,
+        &format!(
+            r#"
+[[service]]
+name = "f"
+command = ["python3", "{script}", "{{port}}"]
+preferred_port = {}
+routes = ["/"]
+health_check = {{ interval = "200ms" }}
+"#,
+            common::free_port()
+        ),
+        &[],
+    );
+    let pid = pid_of(&wait_state(&d, "f", "running", |s| s["state"] == "running"));
+    let control = d.dir.path().join("second.sock");
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_kinfrad"))
+        .arg("--config")
+        .arg(d.dir.path().join("kinfra.toml"))
+        .arg("--state-dir")
+        .arg(&d.state_dir)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", common::free_port()))
+        .arg("--control-socket")
+        .arg(&control)
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("second kinfrad");
+    eventually(T, "the second kinfrad to be up", || {
+        control.exists().then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = second.kill();
+    let _ = second.wait();
+    assert!(
+        alive(pid),
+        "the first kinfrad's child was killed by the second"
+    );
+    assert_eq!(status(&d, "f")["state"], "running");
+}
