@@ -714,14 +714,11 @@ impl Task {
             s.ready = false;
             s.extend_until = None;
         });
-        let mut child = match self.start_child(port, notify.as_ref().map(|(_, p)| p.as_path())) {
+        let child = match self.start_child(port, notify.as_ref().map(|(_, p)| p.as_path())) {
             Ok(c) => c,
             Err(e) => return Ended::FailedToStart(e),
         };
         let pid = child.id();
-        if let Some((sock, path)) = notify {
-            tokio::spawn(read_notify(sock, path, self.status.clone(), pid));
-        }
         (self.on_port)(port);
         self.publish(|s| {
             s.state = ProcState::Started;
@@ -730,60 +727,41 @@ impl Task {
             s.started_at = Some(SystemTime::now());
             s.error = None;
         });
+        if let Some((sock, _)) = notify {
+            tokio::spawn(read_notify(sock, self.status.clone(), pid));
+        }
         let pgid = pid.map(|p| Pid::from_raw(p as i32));
         tracing::info!(service = %self.spec.name, pid = ?pid, port, "service process started");
-        let why = tokio::select! {
-            st = child.wait() => {
-                let info = match st {
-                    Ok(s) => ExitInfo::of(s),
-                    Err(_) => ExitInfo { code: None, signal: None, at: SystemTime::now() },
-                };
-                // What it left behind in its group goes with it.
-                if let Some(g) = pgid {
-                    let _ = killpg(g, Signal::SIGKILL);
-                }
-                return Ended::Exited(info);
-            }
-            c = self.commands.recv() => match c {
-                Some(Command::Stop) => Ended::Stopped,
-                Some(Command::Restart) => Ended::Restart,
-                Some(Command::Start) => {
-                    // Already running: keep waiting.
-                    return Box::pin(self.keep_waiting(child, pgid)).await;
-                }
-                None => Ended::Shutdown,
-            },
-            _ = crate::stop::stopped(&mut self.stop) => Ended::Shutdown,
-        };
-        self.stop_child(&mut child, pgid).await;
-        why
+        self.wait_child(child, pgid).await
     }
 
-    /// After a no-op Start: wait on as `run_once` does.
-    async fn keep_waiting(&mut self, mut child: tokio::process::Child, pgid: Option<Pid>) -> Ended {
-        loop {
-            let why = tokio::select! {
+    /// Wait until the child ends (it takes its group along) or is told to stop or restart (then
+    /// it is stopped). A Start while it runs changes nothing.
+    async fn wait_child(&mut self, mut child: tokio::process::Child, pgid: Option<Pid>) -> Ended {
+        let why = loop {
+            tokio::select! {
                 st = child.wait() => {
                     let info = match st {
                         Ok(s) => ExitInfo::of(s),
                         Err(_) => ExitInfo { code: None, signal: None, at: SystemTime::now() },
                     };
+                    // What it left behind in its group goes with it.
                     if let Some(g) = pgid {
                         let _ = killpg(g, Signal::SIGKILL);
                     }
                     return Ended::Exited(info);
                 }
                 c = self.commands.recv() => match c {
-                    Some(Command::Stop) => Ended::Stopped,
-                    Some(Command::Restart) => Ended::Restart,
+                    Some(Command::Stop) => break Ended::Stopped,
+                    Some(Command::Restart) => break Ended::Restart,
                     Some(Command::Start) => continue,
-                    None => Ended::Shutdown,
+                    None => break Ended::Shutdown,
                 },
-                _ = crate::stop::stopped(&mut self.stop) => Ended::Shutdown,
-            };
-            self.stop_child(&mut child, pgid).await;
-            return why;
-        }
+                _ = crate::stop::stopped(&mut self.stop) => break Ended::Shutdown,
+            }
+        };
+        self.stop_child(&mut child, pgid).await;
+        why
     }
 
     /// The stop signal to the whole group; SIGKILL to the group after `stop_timeout`.
@@ -909,32 +887,26 @@ impl Task {
     }
 }
 
-/// Read a child's sd_notify datagrams into its status until it is gone (or restarted).
+/// Read a child's sd_notify datagrams into its status while it is the published process
+/// (published before this starts).
 async fn read_notify(
     sock: tokio::net::UnixDatagram,
-    path: PathBuf,
     status: watch::Sender<ProcStatus>,
     pid: Option<u32>,
 ) {
+    let mut rx = status.subscribe();
     let mut buf = vec![0u8; 4096];
     loop {
-        let n = tokio::select! {
-            r = sock.recv(&mut buf) => match r { Ok(n) => n, Err(_) => break },
-            // This start is over once another pid (or none) is published.
-            _ = status.closed() => break,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {
-                if status.borrow().pid != pid { break; }
-                continue;
+        tokio::select! {
+            r = sock.recv(&mut buf) => {
+                let Ok(n) = r else { return };
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                status.send_modify(|s| s.apply_notify(&text));
             }
-        };
-        if status.borrow().pid != pid && status.borrow().pid.is_some() {
-            break;
+            // This start is over once another pid (or none) is published.
+            _ = rx.wait_for(|s| s.pid != pid) => return,
         }
-        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-        status.send_modify(|s| s.apply_notify(&text));
     }
-    // Only this start's socket: a newer one has the same path, and was bound after ours.
-    let _ = path;
 }
 
 enum Ended {
