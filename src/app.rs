@@ -421,21 +421,7 @@ impl App {
         name: &str,
         cmd: crate::supervise::Command,
     ) -> Result<(), OpError> {
-        let handle = {
-            let services = self.services.load();
-            let up = services.get(name).ok_or_else(|| {
-                OpError::new(
-                    ErrorCode::InvalidArgument,
-                    format!("no service named {name:?}"),
-                )
-            })?;
-            up.process.load_full().ok_or_else(|| {
-                OpError::new(
-                    ErrorCode::InvalidArgument,
-                    format!("{name:?} is not run by kinfrad (it has a url, not a command)"),
-                )
-            })?
-        };
+        let handle = self.supervised(name)?;
         // Operator intent first: persisted before it is acted on and acknowledged.
         {
             let store = self.store.lock().await;
@@ -447,14 +433,11 @@ impl App {
             next.sort();
             next.dedup();
             if next != self.stopped_list() {
-                let state = PersistedState {
-                    version: crate::state::FORMAT_VERSION,
-                    maintenance: self.maint.load().record.clone().map(|mut m| {
-                        m.hits = self.hits();
-                        m
-                    }),
-                    stopped_services: next.clone(),
-                };
+                let maint = self.maint.load().record.clone().map(|mut m| {
+                    m.hits = self.hits();
+                    m
+                });
+                let state = persisted(maint, next.clone());
                 write_state(&store, state).await?;
                 *self.stopped.lock().unwrap_or_else(|p| p.into_inner()) =
                     next.into_iter().collect();
@@ -476,16 +459,10 @@ impl App {
         steps: Vec<crate::protocol::StepSpec>,
         clear: bool,
     ) -> Result<(), OpError> {
-        let services = self.services.load();
-        let up = services.get(name).ok_or_else(|| {
-            OpError::new(
-                ErrorCode::InvalidArgument,
-                format!("no service named {name:?}"),
-            )
-        })?;
+        let up = self.upstream(name)?;
         if clear {
             up.set_progress(None);
-            self.upstream_changed(up);
+            self.upstream_changed(&up);
             return Ok(());
         }
         let bad =
@@ -530,7 +507,7 @@ impl App {
             ));
         }
         up.set_progress(Some((message, out)));
-        self.upstream_changed(up);
+        self.upstream_changed(&up);
         Ok(())
     }
 
@@ -550,20 +527,28 @@ impl App {
         name: &str,
         n: usize,
     ) -> Result<(Vec<crate::supervise::LogLine>, u64), OpError> {
-        let services = self.services.load();
-        let up = services.get(name).ok_or_else(|| {
+        let h = self.supervised(name)?;
+        Ok((h.logs.tail(n), h.logs.dropped()))
+    }
+
+    /// The configured service `name`.
+    fn upstream(&self, name: &str) -> Result<Arc<Upstream>, OpError> {
+        self.services.load().get(name).cloned().ok_or_else(|| {
             OpError::new(
                 ErrorCode::InvalidArgument,
                 format!("no service named {name:?}"),
             )
-        })?;
-        let h = up.process.load_full().ok_or_else(|| {
+        })
+    }
+
+    /// The supervisor of service `name`, which kinfrad must run (`command`).
+    fn supervised(&self, name: &str) -> Result<Arc<crate::supervise::Handle>, OpError> {
+        self.upstream(name)?.process.load_full().ok_or_else(|| {
             OpError::new(
                 ErrorCode::InvalidArgument,
-                format!("{name:?} is not run by kinfrad: it has no captured logs"),
+                format!("{name:?} is not run by kinfrad (it has a url, not a command)"),
             )
-        })?;
-        Ok((h.logs.tail(n), h.logs.dropped()))
+        })
     }
 
     pub fn stop_probes(&self) {
@@ -865,11 +850,7 @@ impl App {
         let pages = self.pages.load_full();
         let view = build_view(&pages, next.clone(), now_ms())
             .map_err(|e| OpError::new(ErrorCode::Internal, e))?;
-        let state = PersistedState {
-            version: crate::state::FORMAT_VERSION,
-            maintenance: next,
-            stopped_services: self.stopped_list(),
-        };
+        let state = persisted(next, self.stopped_list());
         write_state(store, state).await?;
         self.maint.store(Arc::new(view));
         Ok(())
@@ -951,11 +932,7 @@ impl App {
             return;
         };
         m.hits = hits;
-        let state = PersistedState {
-            version: crate::state::FORMAT_VERSION,
-            maintenance: Some(m.clone()),
-            stopped_services: self.stopped_list(),
-        };
+        let state = persisted(Some(m.clone()), self.stopped_list());
         match write_state(&store, state).await {
             Ok(()) => {
                 self.persisted_hits.store(hits, Ordering::Relaxed);
@@ -1087,6 +1064,15 @@ fn build_view(pages: &Pages, record: Option<Maintenance>, now: u64) -> Result<Ma
         page_url,
         html,
     })
+}
+
+/// The state file's contents for `maintenance` and the operator-stopped services.
+fn persisted(maintenance: Option<Maintenance>, stopped_services: Vec<String>) -> PersistedState {
+    PersistedState {
+        version: crate::state::FORMAT_VERSION,
+        maintenance,
+        stopped_services,
+    }
 }
 
 async fn write_state(store: &StateFile, state: PersistedState) -> Result<(), OpError> {
