@@ -328,11 +328,11 @@ impl App {
         });
         for up in &services.list {
             let Some(spec) = up.cfg().process.clone() else {
-                up.process.store(None);
+                up.set_process(None);
                 continue;
             };
             if let Some(s) = sups.get(&up.name) {
-                up.process.store(Some(Arc::new(s.handle.clone())));
+                up.set_process(Some(Arc::new(s.handle.clone())));
                 continue;
             }
             let (tx, rx) = watch::channel(false);
@@ -380,7 +380,7 @@ impl App {
                     app.upstream_changed(&u);
                 }
             });
-            up.process.store(Some(Arc::new(handle.clone())));
+            up.set_process(Some(Arc::new(handle.clone())));
             sups.insert(
                 up.name.clone(),
                 Supervised {

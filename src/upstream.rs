@@ -124,8 +124,11 @@ pub struct Upstream {
     pub maintenance_hits: AtomicU64,
     /// Idle keep-alive connections of the HTTP/1.1 fast path (`h1`), most recent last.
     idle: Mutex<Vec<(tokio::net::TcpStream, Instant)>>,
-    /// The supervisor of a service kinfrad runs (`command`).
+    /// The supervisor of a service kinfrad runs (`command`); attach with `set_process`.
     pub process: arc_swap::ArcSwapOption<crate::supervise::Handle>,
+    /// Derived from `process`: no supervisor, or its process is started (and ready, with
+    /// `ready = "notify"`).
+    proc_up: std::sync::atomic::AtomicBool,
     /// Message and steps an operator or deploy script set (`kinfractl progress`), shown while
     /// the service is not running; cleared when it becomes healthy or its process restarts.
     progress: Mutex<Option<(Option<String>, Vec<Step>)>>,
@@ -167,6 +170,7 @@ impl Upstream {
             maintenance_hits: AtomicU64::new(0),
             idle: Mutex::new(Vec::new()),
             process: arc_swap::ArcSwapOption::empty(),
+            proc_up: std::sync::atomic::AtomicBool::new(true),
             progress: Mutex::new(None),
         })
     }
@@ -231,6 +235,7 @@ impl Upstream {
             lock(&self.idle).clear();
         }
         self.cfg.store(std::sync::Arc::new(cfg));
+        self.refresh_process();
         self.bump();
         Ok(())
     }
@@ -389,27 +394,40 @@ impl Upstream {
     }
 
     /// No supervisor, or its process is started (and, with `ready = "notify"`, said READY=1).
+    /// Read by the request path: an atomic kept by `refresh_process`, never the watch.
     fn process_up(&self) -> bool {
+        self.proc_up.load(Ordering::Acquire)
+    }
+
+    /// Recompute `proc_up` from the supervisor's published status and the config.
+    fn refresh_process(&self) {
         let needs_notify = self
             .cfg
             .load()
             .process
             .as_ref()
             .is_some_and(|p| p.ready == crate::service::Ready::Notify);
-        self.process.load().as_ref().is_none_or(|h| {
+        let up = self.process.load().as_ref().is_none_or(|h| {
             let s = h.status.borrow();
             s.state == crate::supervise::ProcState::Started && (s.ready || !needs_notify)
-        })
+        });
+        self.proc_up.store(up, Ordering::Release);
     }
 
-    /// The supervisor started a process on `port`: traffic follows the port, and health starts
-    /// over (the loading page shows while it comes up).
+    /// Attach (or detach) the supervisor of a service kinfrad runs.
+    pub fn set_process(&self, h: Option<std::sync::Arc<crate::supervise::Handle>>) {
+        self.process.store(h);
+        self.refresh_process();
+    }
+
     /// Set (or, with `None`, clear) the message and steps an operator announced.
     pub fn set_progress(&self, p: Option<(Option<String>, Vec<Step>)>) {
         *lock(&self.progress) = p;
         self.bump();
     }
 
+    /// The supervisor started a process on `port`: traffic follows the port, and health starts
+    /// over (the loading page shows while it comes up).
     pub fn process_started(&self, port: u16) {
         *lock(&self.progress) = None;
         let cur = self.cfg.load_full();
@@ -419,7 +437,6 @@ impl Upstream {
             if let Ok(u) = crate::service::parse_upstream_url(&text) {
                 next.url = u;
                 next.url_text = text;
-                lock(&self.idle).clear();
                 self.cfg.store(std::sync::Arc::new(next));
             }
         }
@@ -435,8 +452,9 @@ impl Upstream {
         self.bump();
     }
 
-    /// Something about the process changed (state, exit): pages re-render.
+    /// Something about the process changed (state, exit, readiness): traffic and pages follow.
     pub fn process_changed(&self) {
+        self.refresh_process();
         self.bump();
     }
 
