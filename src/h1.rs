@@ -262,8 +262,11 @@ impl Deadline {
 
 // ------------------------------------------------------------------------------ connection loop
 
+// Moved once per request; boxing the plan would cost an allocation per request instead.
+#[allow(clippy::large_enum_variant)]
 enum HeadRead {
-    Complete,
+    /// A whole head, parsed once and classified.
+    Complete(Plan),
     Closed,
     TooLarge,
     Bad(httparse::Error),
@@ -271,6 +274,8 @@ enum HeadRead {
 }
 
 async fn read_head(
+    app: &Arc<App>,
+    peer: SocketAddr,
     stream: &mut TcpStream,
     buf: &mut Buf,
     max_head: usize,
@@ -289,7 +294,9 @@ async fn read_head(
             let mut req = httparse::Request::new(&mut []);
             match req.parse_with_uninit_headers(data, &mut headers) {
                 Ok(httparse::Status::Complete(n)) if n > max_head => return HeadRead::TooLarge,
-                Ok(httparse::Status::Complete(_)) => return HeadRead::Complete,
+                Ok(httparse::Status::Complete(n)) => {
+                    return HeadRead::Complete(classify(app, &req, data, n, peer));
+                }
                 Ok(httparse::Status::Partial) if data.len() > max_head => {
                     return HeadRead::TooLarge;
                 }
@@ -331,8 +338,10 @@ pub async fn serve(
             return Outcome::Closed;
         }
         let max_head = app.config().max_header_bytes;
-        match read_head(&mut stream, &mut buf, max_head, stop, &mut timer).await {
-            HeadRead::Complete => {}
+        let plan = match read_head(app, peer, &mut stream, &mut buf, max_head, stop, &mut timer)
+            .await
+        {
+            HeadRead::Complete(plan) => plan,
             HeadRead::Closed => return Outcome::Closed,
             HeadRead::Handoff => return Outcome::Handoff(stream, buf.into_vec()),
             HeadRead::TooLarge => {
@@ -353,8 +362,7 @@ pub async fn serve(
                 let _ = write_response(&mut stream, r, false, true).await;
                 return Outcome::Closed;
             }
-        }
-        let plan = classify(app, buf.filled(), peer);
+        };
         let keep = match plan {
             Plan::Handoff => return Outcome::Handoff(stream, buf.into_vec()),
             Plan::Reject(status, code, msg) => {
@@ -465,19 +473,14 @@ fn parse_len(v: &[u8]) -> Option<u64> {
     std::str::from_utf8(v).ok()?.parse().ok()
 }
 
-fn classify(app: &Arc<App>, data: &[u8], peer: SocketAddr) -> Plan {
-    let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut []);
-    let head_len = match req.parse_with_uninit_headers(data, &mut headers) {
-        Ok(httparse::Status::Complete(n)) => n,
-        _ => {
-            return Plan::Reject(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "malformed request".into(),
-            );
-        }
-    };
+/// Decide what to do with a parsed head (`data[..head_len]`; what follows may be its body).
+fn classify(
+    app: &Arc<App>,
+    req: &httparse::Request<'_, '_>,
+    data: &[u8],
+    head_len: usize,
+    peer: SocketAddr,
+) -> Plan {
     let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
         // HTTP/1.0 (different keep-alive and body rules): hyper.
         return Plan::Handoff;
@@ -599,7 +602,7 @@ fn classify(app: &Arc<App>, data: &[u8], peer: SocketAddr) -> Plan {
         }
     };
     if is_own_path(path) {
-        return local(&req);
+        return local(req);
     }
     let services = app.services();
     let route = services.table.lookup(&host_key, path);
@@ -618,17 +621,17 @@ fn classify(app: &Arc<App>, data: &[u8], peer: SocketAddr) -> Plan {
                     up: route.map(|r| r.target.clone()),
                 };
             }
-            return local(&req);
+            return local(req);
         }
     }
     drop(maint);
     let Some(route) = route else {
-        return local(&req);
+        return local(req);
     };
     let up = route.target.clone();
     let cfg = up.cfg();
     if cfg.url.https {
-        return local(&req);
+        return local(req);
     }
 
     // The upstream request head.
