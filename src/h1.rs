@@ -323,6 +323,13 @@ async fn read_head(
     }
 }
 
+/// Answer a request that cannot be served with an error, and close the connection.
+async fn refuse(stream: &mut TcpStream, status: StatusCode, code: &str, why: &str) -> Outcome {
+    let r = crate::http::error_response(status, code, why);
+    let _ = write_response(stream, r, false, true).await;
+    Outcome::Closed
+}
+
 /// Serve `stream` until it closes, or until a request needs hyper.
 pub async fn serve(
     app: &Arc<App>,
@@ -338,37 +345,31 @@ pub async fn serve(
             return Outcome::Closed;
         }
         let max_head = app.config().max_header_bytes;
-        let plan = match read_head(app, peer, &mut stream, &mut buf, max_head, stop, &mut timer)
-            .await
-        {
-            HeadRead::Complete(plan) => plan,
-            HeadRead::Closed => return Outcome::Closed,
-            HeadRead::Handoff => return Outcome::Handoff(stream, buf.into_vec()),
-            HeadRead::TooLarge => {
-                let r = crate::http::error_response(
-                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                    "header_too_large",
-                    &format!("request head larger than {max_head} bytes or with too many lines"),
-                );
-                let _ = write_response(&mut stream, r, false, true).await;
-                return Outcome::Closed;
-            }
-            HeadRead::Bad(e) => {
-                let r = crate::http::error_response(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    &format!("malformed request: {e}"),
-                );
-                let _ = write_response(&mut stream, r, false, true).await;
-                return Outcome::Closed;
-            }
-        };
+        let plan =
+            match read_head(app, peer, &mut stream, &mut buf, max_head, stop, &mut timer).await {
+                HeadRead::Complete(plan) => plan,
+                HeadRead::Closed => return Outcome::Closed,
+                HeadRead::Handoff => return Outcome::Handoff(stream, buf.into_vec()),
+                HeadRead::TooLarge => {
+                    let why =
+                        format!("request head larger than {max_head} bytes or with too many lines");
+                    return refuse(
+                        &mut stream,
+                        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                        "header_too_large",
+                        &why,
+                    )
+                    .await;
+                }
+                HeadRead::Bad(e) => {
+                    let why = format!("malformed request: {e}");
+                    return refuse(&mut stream, StatusCode::BAD_REQUEST, "bad_request", &why).await;
+                }
+            };
         let keep = match plan {
             Plan::Handoff => return Outcome::Handoff(stream, buf.into_vec()),
             Plan::Reject(status, code, msg) => {
-                let r = crate::http::error_response(status, code, &msg);
-                let _ = write_response(&mut stream, r, false, true).await;
-                return Outcome::Closed;
+                return refuse(&mut stream, status, code, &msg).await;
             }
             Plan::Local {
                 req,

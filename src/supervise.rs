@@ -603,6 +603,28 @@ impl Task {
         }
     }
 
+    /// Publish `Backoff` (with `note`'s changes, in the same update) and wait out the next
+    /// delay of the crash streak. `Some(want_running)` (a Stop meanwhile makes it false),
+    /// `None` on shutdown.
+    async fn back_off(
+        &mut self,
+        streak: &mut u32,
+        note: impl FnOnce(&mut ProcStatus),
+    ) -> Option<bool> {
+        let delay = backoff(*streak);
+        *streak = streak.saturating_add(1);
+        self.publish(|s| {
+            s.state = ProcState::Backoff;
+            s.pid = None;
+            note(s);
+        });
+        match self.wait(Some(delay)).await {
+            None | Some(Woke::Command(Command::Start | Command::Restart)) => Some(true),
+            Some(Woke::Command(Command::Stop)) => Some(false),
+            Some(Woke::Shutdown) => None,
+        }
+    }
+
     async fn run(mut self, start: bool) {
         let mut want_running = start;
         // Consecutive quick crashes, for the back-off.
@@ -655,18 +677,13 @@ impl Task {
                         }
                         continue;
                     }
-                    let delay = backoff(streak);
-                    streak = streak.saturating_add(1);
-                    self.publish(|s| {
-                        s.state = ProcState::Backoff;
-                        s.pid = None;
+                    let noted = |s: &mut ProcStatus| {
                         s.last_exit = Some(info);
                         s.restarts = s.restarts.saturating_add(1);
-                    });
-                    match self.wait(Some(delay)).await {
-                        None | Some(Woke::Command(Command::Start | Command::Restart)) => {}
-                        Some(Woke::Command(Command::Stop)) => want_running = false,
-                        Some(Woke::Shutdown) => return,
+                    };
+                    match self.back_off(&mut streak, noted).await {
+                        Some(w) => want_running = w,
+                        None => return,
                     }
                 }
                 Ended::Stopped => want_running = false,
@@ -677,17 +694,9 @@ impl Task {
                 Ended::Shutdown => return,
                 Ended::FailedToStart(e) => {
                     tracing::error!(service = %self.spec.name, error = %e, "cannot start service");
-                    let delay = backoff(streak);
-                    streak = streak.saturating_add(1);
-                    self.publish(|s| {
-                        s.state = ProcState::Backoff;
-                        s.pid = None;
-                        s.error = Some(e);
-                    });
-                    match self.wait(Some(delay)).await {
-                        None | Some(Woke::Command(Command::Start | Command::Restart)) => {}
-                        Some(Woke::Command(Command::Stop)) => want_running = false,
-                        Some(Woke::Shutdown) => return,
+                    match self.back_off(&mut streak, |s| s.error = Some(e)).await {
+                        Some(w) => want_running = w,
+                        None => return,
                     }
                 }
             }
