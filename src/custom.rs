@@ -38,26 +38,34 @@ impl CustomClient {
     /// Build a client trusting the system's CA store and the PEM certificates in `extra_ca`.
     pub fn new(extra_ca: Option<&std::path::Path>) -> Result<CustomClient, String> {
         let tls = tls_config(extra_ca)?;
-        let count = tls.root_count;
-        let tls = tls.config;
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        http.set_nodelay(true);
-        http.enforce_http(false);
-        let conn = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(8)
-            .build(conn);
         Ok(CustomClient {
-            client,
-            roots: count,
+            client: pooled_client(tls.config, CONNECT_TIMEOUT, Duration::from_secs(30), 8),
+            roots: tls.root_count,
         })
     }
+}
+
+/// A pooled HTTP/1.1 client for http and https URLs over `tls`.
+pub fn pooled_client(
+    tls: rustls::ClientConfig,
+    connect: Duration,
+    idle: Duration,
+    max_idle_per_host: usize,
+) -> Client<HttpsConnector<HttpConnector>, Body> {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(connect));
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    http.set_keepalive(Some(Duration::from_secs(60)));
+    let conn = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(idle)
+        .pool_max_idle_per_host(max_idle_per_host)
+        .build(conn)
 }
 
 /// A TLS client configuration and how many roots it trusts.

@@ -17,7 +17,7 @@ use http_body::{Frame, SizeHint};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 
 use crate::circuit::Admit;
 use crate::routes::Route;
@@ -34,22 +34,15 @@ impl UpstreamClient {
         cfg: &ServiceConfig,
         extra_ca: Option<&std::path::Path>,
     ) -> Result<UpstreamClient, String> {
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(cfg.timeouts.connect));
-        http.set_nodelay(true);
-        http.enforce_http(false);
-        http.set_keepalive(Some(Duration::from_secs(60)));
         let tls = crate::custom::tls_config(extra_ca)?.config;
-        let conn = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(cfg.timeouts.idle)
-            .pool_max_idle_per_host(1024)
-            .build(conn);
-        Ok(UpstreamClient { client })
+        Ok(UpstreamClient {
+            client: crate::custom::pooled_client(
+                tls,
+                cfg.timeouts.connect,
+                cfg.timeouts.idle,
+                1024,
+            ),
+        })
     }
 }
 
