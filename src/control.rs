@@ -96,7 +96,7 @@ pub async fn serve(
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
-            _ = stopped(&mut shutdown) => break,
+            _ = crate::stop::stopped(&mut shutdown) => break,
         }
     }
 }
@@ -356,12 +356,6 @@ fn log_entry(l: &crate::supervise::LogLine) -> crate::protocol::LogEntry {
         stream: text("stream"),
         message: text("message"),
     }
-}
-
-/// Resolves once `rx` turns true (or its sender is gone).
-async fn stopped(rx: &mut watch::Receiver<bool>) {
-    let ok = rx.wait_for(|v| *v).await.is_ok();
-    let _ = ok;
 }
 
 #[cfg(test)]

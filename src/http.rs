@@ -592,7 +592,7 @@ pub async fn serve(
                     }
                 });
             }
-            _ = stopped(&mut shutdown) => break,
+            _ = crate::stop::stopped(&mut shutdown) => break,
         }
     }
     for t in accept_tasks {
@@ -664,10 +664,4 @@ fn conn_builder(max_head: usize) -> hyper_util::server::conn::auto::Builder<Toki
         .max_concurrent_streams(256)
         .keep_alive_interval(Duration::from_secs(60));
     b
-}
-
-/// Resolves once `rx` turns true (or its sender is gone).
-async fn stopped(rx: &mut watch::Receiver<bool>) {
-    let ok = rx.wait_for(|v| *v).await.is_ok();
-    let _ = ok;
 }
