@@ -76,7 +76,6 @@ pub struct Breaker {
     epoch: Instant,
     /// Failures recorded since the circuit last closed (shown in status).
     pub failures_total: u64,
-    pub last_failure: Option<Instant>,
 }
 
 /// What the breaker decided for one request.
@@ -102,12 +101,7 @@ impl Breaker {
             buckets: [Bucket::default(); BUCKETS],
             epoch: now,
             failures_total: 0,
-            last_failure: None,
         }
-    }
-
-    pub fn config(&self) -> &BreakerConfig {
-        &self.cfg
     }
 
     /// Replace the tuning (on reload), keeping the state.
@@ -206,7 +200,6 @@ impl Breaker {
         self.record(now, false);
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
         self.failures_total += 1;
-        self.last_failure = Some(now);
         match self.state {
             CircuitState::HalfOpen => self.open(now),
             CircuitState::Open => {}

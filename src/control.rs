@@ -298,7 +298,8 @@ pub async fn dispatch(app: &Arc<App>, req: Request) -> Response {
         Request::Logs { service, lines } => app
             .service_logs(&service, lines.min(100_000) as usize)
             .map(|(lines, dropped)| {
-                let (lines, omitted) = fit_frame(lines.iter().map(log_entry).collect());
+                let (lines, omitted) =
+                    fit_frame(lines.iter().map(crate::protocol::LogEntry::from).collect());
                 Response::Logs {
                     service,
                     lines,
@@ -345,17 +346,6 @@ fn fit_frame(mut lines: Vec<crate::protocol::LogEntry>) -> (Vec<crate::protocol:
     let omitted = lines.len() - keep;
     lines.drain(..omitted);
     (lines, omitted as u64)
-}
-
-fn log_entry(l: &crate::supervise::LogLine) -> crate::protocol::LogEntry {
-    let v = crate::status::log_json(l);
-    let text = |k: &str| v[k].as_str().unwrap_or_default().to_string();
-    crate::protocol::LogEntry {
-        timestamp: text("timestamp"),
-        level: text("level"),
-        stream: text("stream"),
-        message: text("message"),
-    }
 }
 
 #[cfg(test)]

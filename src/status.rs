@@ -7,23 +7,6 @@ use serde_json::{Map, Value, json};
 use crate::app::App;
 use crate::upstream::Snapshot;
 
-/// One captured log line as the seeds show it: time, level, stream, message.
-pub fn log_json(l: &crate::supervise::LogLine) -> Value {
-    let ms =
-        l.at.duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-    json!({
-        "timestamp": crate::pages::iso(ms),
-        "level": l.level.as_str(),
-        "stream": match l.stream {
-            crate::supervise::Stream::Stdout => "stdout",
-            crate::supervise::Stream::Stderr => "stderr",
-        },
-        "message": l.text,
-    })
-}
-
 fn service_json(s: &Snapshot, routes: Vec<String>, in_maintenance: bool) -> Value {
     json!({
         "service_name": s.display_name,
@@ -48,7 +31,7 @@ fn service_json(s: &Snapshot, routes: Vec<String>, in_maintenance: bool) -> Valu
         "fallback_page": s.fallback_page,
         "restarts": s.restarts,
         "last_exit": s.last_exit,
-        "logs": s.logs.iter().map(log_json).collect::<Vec<_>>(),
+        "logs": s.logs.iter().map(crate::protocol::LogEntry::from).collect::<Vec<_>>(),
     })
 }
 

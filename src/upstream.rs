@@ -4,7 +4,7 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -146,11 +146,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// "5m 32s"-style text.
-pub fn human(d: Duration) -> String {
-    crate::cli::human_secs(d.as_secs())
-}
-
 impl Upstream {
     pub fn new(cfg: ServiceConfig, extra_ca: Option<&std::path::Path>) -> Result<Upstream, String> {
         let client = crate::proxy::UpstreamClient::new(&cfg, extra_ca)?;
@@ -208,11 +203,6 @@ impl Upstream {
         if pool.len() < Self::MAX_IDLE {
             pool.push((conn, Instant::now()));
         }
-    }
-
-    /// Connections currently idle in the pool.
-    pub fn idle_count(&self) -> usize {
-        lock(&self.idle).len()
     }
 
     pub fn cfg(&self) -> arc_swap::Guard<std::sync::Arc<ServiceConfig>> {
@@ -660,6 +650,7 @@ impl Upstream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn up(extra: &str) -> Upstream {
         let raw: crate::service::RawService = toml::from_str(&format!(
