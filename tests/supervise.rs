@@ -40,6 +40,21 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_foreve
     path.display().to_string()
 }
 
+/// A `[[service]]` running a `server_script` on a free port at `/`, probed every 200 ms.
+fn python_service(name: &str, script: &str) -> String {
+    format!(
+        r#"
+[[service]]
+name = "{name}"
+command = ["python3", "{script}", "{{port}}"]
+preferred_port = {}
+routes = ["/"]
+health_check = {{ interval = "200ms" }}
+"#,
+        common::free_port()
+    )
+}
+
 fn start(dir: tempfile::TempDir, config: &str, env: &[(&str, &str)]) -> Daemon {
     let path = dir.path().join("kinfra.toml");
     std::fs::write(&path, config).expect("config");
@@ -392,22 +407,13 @@ fn operator_stop_start_restart_and_errors() {
     let script = server_script(dir.path(), "svc", 0.0);
     let d = start(
         dir,
-        &format!(
-            r#"
-[[service]]
-name = "svc"
-command = ["python3", "{script}", "{{port}}"]
-preferred_port = {}
-routes = ["/"]
-health_check = {{ interval = "200ms" }}
-
+        &(python_service("svc", &script)
+            + r#"
 [[service]]
 name = "ext"
 url = "http://127.0.0.1:1"
 routes = ["ext.test/"]
-"#,
-            common::free_port()
-        ),
+"#),
         &[],
     );
     let s = wait_state(&d, "svc", "running", |s| s["state"] == "running");
@@ -446,17 +452,7 @@ routes = ["ext.test/"]
 fn an_operator_stop_survives_a_restart_of_kinfrad() {
     let dir = tempfile::tempdir().expect("tmp");
     let script = server_script(dir.path(), "kept", 0.0);
-    let config = format!(
-        r#"
-[[service]]
-name = "k"
-command = ["python3", "{script}", "{{port}}"]
-preferred_port = {}
-routes = ["/"]
-health_check = {{ interval = "200ms" }}
-"#,
-        common::free_port()
-    );
+    let config = python_service("k", &script);
     let mut d = start(dir, &config, &[]);
     wait_state(&d, "k", "running", |s| s["state"] == "running");
     d.ctl_ok(&["stop", "k"]);
@@ -632,21 +628,7 @@ health_check = {{ interval = "200ms" }}
 fn kill_9_of_kinfrad_leaves_no_child() {
     let dir = tempfile::tempdir().expect("tmp");
     let script = server_script(dir.path(), "orphan", 0.0);
-    let d = start(
-        dir,
-        &format!(
-            r#"
-[[service]]
-name = "o"
-command = ["python3", "{script}", "{{port}}"]
-preferred_port = {}
-routes = ["/"]
-health_check = {{ interval = "200ms" }}
-"#,
-            common::free_port()
-        ),
-        &[],
-    );
+    let d = start(dir, &python_service("o", &script), &[]);
     let s = wait_state(&d, "o", "running", |s| s["state"] == "running");
     let pid = pid_of(&s);
     let _dir = d.crash();
@@ -865,21 +847,7 @@ fn the_demo_shows_steps_serves_and_recovers_from_a_crash() {
 fn a_second_kinfrad_on_the_same_state_dir_leaves_the_first_ones_children_alone() {
     let dir = tempfile::tempdir().expect("tmp");
     let script = server_script(dir.path(), "first", 0.0);
-    let d = start(
-        dir,
-        &format!(
-            r#"
-[[service]]
-name = "f"
-command = ["python3", "{script}", "{{port}}"]
-preferred_port = {}
-routes = ["/"]
-health_check = {{ interval = "200ms" }}
-"#,
-            common::free_port()
-        ),
-        &[],
-    );
+    let d = start(dir, &python_service("f", &script), &[]);
     let pid = pid_of(&wait_state(&d, "f", "running", |s| s["state"] == "running"));
     let control = d.dir.path().join("second.sock");
     let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_kinfrad"))
