@@ -101,6 +101,8 @@ pub struct App {
     pub http_addrs: Vec<SocketAddr>,
     pub control_path: String,
     changed: watch::Sender<u64>,
+    /// Live-update frames for `/__events__` (built by `events::run`).
+    events: crate::events::Hub,
     client: ArcSwap<crate::custom::CustomClient>,
     services: ArcSwap<Services>,
     /// Stop switches of the running health tasks, by service name.
@@ -221,6 +223,7 @@ impl App {
             http_addrs: p.http_addrs,
             control_path: p.control_path,
             changed,
+            events: crate::events::Hub::default(),
             client: ArcSwap::from_pointee(p.client),
             services: ArcSwap::from_pointee(services),
             probes: Mutex::new(std::collections::HashMap::new()),
@@ -616,6 +619,16 @@ impl App {
 
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
+    }
+
+    /// The dashboard's live-update hub.
+    pub fn events(&self) -> &crate::events::Hub {
+        &self.events
+    }
+
+    /// The log ring of the supervised service `name`.
+    pub fn log_ring(&self, name: &str) -> Result<Arc<crate::supervise::LogRing>, OpError> {
+        Ok(self.supervised(name)?.logs.clone())
     }
 
     /// Subscribe to state changes (the value is a change counter).

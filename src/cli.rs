@@ -348,7 +348,12 @@ fn render_log_line(l: &crate::protocol::LogEntry, json: bool) -> String {
     if json {
         return serde_json::to_string(l).unwrap_or_default();
     }
-    format!("{} {:<5} {}", l.timestamp, l.level, l.message)
+    format!(
+        "{} {:<5} {}",
+        l.timestamp,
+        l.level.to_ascii_uppercase(),
+        l.message
+    )
 }
 
 fn render(resp: &Response, json: bool) -> String {

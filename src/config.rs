@@ -55,6 +55,39 @@ pub struct Config {
     pub page_config: serde_json::Map<String, serde_json::Value>,
     /// Largest request head (request line + headers) accepted from clients.
     pub max_header_bytes: usize,
+    /// Who may read the dashboard (`/kinfra`, `/__events__`, `/__logs__/`, `/api/dashboard/`).
+    pub dashboard_access: DashboardAccess,
+}
+
+/// Who may read the dashboard without an admin session (actions always need the token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DashboardAccess {
+    /// Clients connecting from a loopback address; everyone else logs in (the default).
+    #[default]
+    Loopback,
+    /// Anyone who can reach kinfrad.
+    Public,
+    /// Only with an admin session or token.
+    Login,
+}
+
+impl DashboardAccess {
+    pub fn parse(s: &str) -> Result<DashboardAccess, String> {
+        match s {
+            "loopback" => Ok(DashboardAccess::Loopback),
+            "public" => Ok(DashboardAccess::Public),
+            "login" => Ok(DashboardAccess::Login),
+            o => Err(format!("{o:?} must be one of loopback, public, login")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DashboardAccess::Loopback => "loopback",
+            DashboardAccess::Public => "public",
+            DashboardAccess::Login => "login",
+        }
+    }
 }
 
 /// Command-line flags that override the file.
@@ -98,6 +131,7 @@ struct RawConfig {
     shutdown_grace: Option<String>,
     upstream_ca_file: Option<String>,
     max_header_bytes: Option<toml::Value>,
+    dashboard_access: Option<String>,
     #[serde(default)]
     service: Vec<crate::service::RawService>,
     page_config: Option<toml::Table>,
@@ -337,6 +371,11 @@ fn validate(source: ConfigSource, raw: RawConfig, ov: &Overrides) -> Result<Conf
         }
     };
 
+    let dashboard_access = match raw.dashboard_access.as_deref() {
+        None => DashboardAccess::default(),
+        Some(s) => DashboardAccess::parse(s).map_err(|m| invalid(file, "dashboard_access", m))?,
+    };
+
     let mut services: Vec<crate::service::ServiceConfig> = Vec::new();
     for (i, rs) in raw.service.iter().enumerate() {
         let svc = crate::service::ServiceConfig::from_raw(i, rs)
@@ -419,6 +458,7 @@ fn validate(source: ConfigSource, raw: RawConfig, ov: &Overrides) -> Result<Conf
         services,
         page_config,
         max_header_bytes,
+        dashboard_access,
     })
 }
 
@@ -547,6 +587,19 @@ build_version = "1.2.3"
             .expect_err("reserved")
             .to_string();
         assert!(e.contains("page_config.service_name"), "{e}");
+        assert_eq!(
+            load("dashboard_access = \"public\"")
+                .expect("ok")
+                .dashboard_access,
+            DashboardAccess::Public
+        );
+        let e = load("dashboard_access = \"everyone\"")
+            .expect_err("bad access")
+            .to_string();
+        assert!(
+            e.contains("dashboard_access") && e.contains("loopback"),
+            "{e}"
+        );
         let e = load("max_header_bytes = 10")
             .expect_err("small")
             .to_string();

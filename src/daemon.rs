@@ -245,6 +245,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         stop_rx.clone(),
         grace,
     ));
+    let events_task = tokio::spawn(crate::events::run(app.clone(), stop_rx.clone()));
     let control_task = tokio::spawn(crate::control::serve(
         app.clone(),
         control,
@@ -285,6 +286,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     app.stop_probes();
     let _ = control_task.await;
+    let _ = events_task.await;
     if tokio::time::timeout(grace + Duration::from_secs(1), http_task)
         .await
         .is_err()

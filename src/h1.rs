@@ -1448,7 +1448,22 @@ async fn write_response(
     }
     let limit = Duration::from_secs(60);
     loop {
-        let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+        // A body that is not ready yet (a live event stream) gets what is buffered sent first,
+        // so events reach the client as they happen.
+        let ready = {
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            Pin::new(&mut body).poll_frame(&mut cx)
+        };
+        let frame = match ready {
+            Poll::Ready(f) => f,
+            Poll::Pending => {
+                if !out.is_empty() {
+                    write_timed(stream, &out, limit).await?;
+                    out.clear();
+                }
+                std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+            }
+        };
         match frame {
             None => break,
             Some(Err(e)) => {

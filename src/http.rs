@@ -44,15 +44,40 @@ pub fn router(app: Arc<App>) -> Router {
         )
         // kinfrad's own API namespaces; the rest of /api/ belongs to services that route it.
         .route("/api/maintenance/{*rest}", any(api_not_found))
+        .route("/api/dashboard/routes", get(crate::dashboard::routes))
+        .route(
+            "/api/dashboard/maintenance",
+            get(crate::dashboard::maintenance),
+        )
+        .route("/api/dashboard/session", get(crate::dashboard::session))
+        .route(
+            "/api/dashboard/logs/{service}",
+            get(crate::dashboard::logs_json),
+        )
         .route("/api/dashboard/{*rest}", any(api_not_found))
         .route("/api/kinfra/{*rest}", any(api_not_found))
         .route("/api/{*rest}", any(api_or_route))
         .route("/__status__", get(services_status))
-        .route("/kinfra", any(not_yet))
-        .route("/kinfra/{*rest}", any(not_yet))
-        .route("/__action__/{*rest}", any(not_yet))
-        .route("/__logs__/{*rest}", any(not_yet))
-        .route("/__events__", any(not_yet))
+        .route("/kinfra", get(crate::dashboard::page))
+        .route("/kinfra/", get(crate::dashboard::page))
+        .route(
+            "/kinfra/login",
+            get(crate::dashboard::login_form)
+                .post(crate::dashboard::login)
+                .layer(DefaultBodyLimit::max(MAX_API_BODY)),
+        )
+        .route(
+            "/kinfra/logout",
+            axum::routing::post(crate::dashboard::logout),
+        )
+        .route("/kinfra/{*rest}", any(not_found))
+        .route("/__action__", any(not_found))
+        .route("/__action__/", any(not_found))
+        .route("/__action__/{*rest}", any(crate::dashboard::action))
+        .route("/__logs__", any(not_found))
+        .route("/__logs__/", any(not_found))
+        .route("/__logs__/{*rest}", get(crate::dashboard::logs_page))
+        .route("/__events__", get(crate::dashboard::events))
         .fallback(front)
         .with_state(app)
 }
@@ -65,7 +90,7 @@ pub fn wants_html(h: &HeaderMap) -> bool {
         .any(|v| v.contains("text/html") || v.contains("application/xhtml+xml"))
 }
 
-fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut r = Response::new(Body::from(bytes));
     *r.status_mut() = status;
@@ -126,27 +151,19 @@ struct PostBody {
     target: Option<String>,
 }
 
-fn authorized(app: &App, h: &HeaderMap) -> bool {
-    let Some(v) = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let Some(given) = v.strip_prefix("Bearer ").map(str::trim) else {
-        return false;
-    };
-    crate::token::constant_time_eq(given.as_bytes(), app.token().as_bytes())
-}
-
 async fn post_status(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    if !authorized(&app, &headers) {
-        let mut r = error_response(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "send the admin token as 'Authorization: Bearer TOKEN' (kinfractl token prints it)",
-        );
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"kinfra\""),
-        );
+    if let Err(d) = crate::auth::admin(&app.token(), &headers, now_ms() / 1000) {
+        let (status, code) = match d {
+            crate::auth::Denied::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            crate::auth::Denied::CrossSite => (StatusCode::FORBIDDEN, "forbidden"),
+        };
+        let mut r = error_response(status, code, d.message());
+        if status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"kinfra\""),
+            );
+        }
         return r;
     }
     let body: PostBody = match serde_json::from_slice(&body) {
@@ -186,12 +203,12 @@ async fn post_status(State(app): State<Arc<App>>, headers: HeaderMap, body: Byte
     }
 }
 
-/// kinfrad's own paths that later features fill; they never reach an upstream.
-async fn not_yet() -> Response {
+/// kinfrad's own namespaces (`/kinfra/`, `/__action__/`, `/__logs__/`): never an upstream's.
+async fn not_found() -> Response {
     error_response(
         StatusCode::NOT_FOUND,
         "not_found",
-        "not available in this version of kinfrad",
+        "no such page or endpoint",
     )
 }
 
@@ -206,6 +223,7 @@ async fn services_status(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     axum::extract::Query(q): axum::extract::Query<StatusQuery>,
+    peer: Option<axum::Extension<Peer>>,
 ) -> Response {
     if wants_html(&headers) && q.service.is_none() {
         let mut r = Response::new(Body::from(app.status_page()));
@@ -217,7 +235,15 @@ async fn services_status(
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         return r;
     }
-    match crate::status::services_json(&app, q.service.as_deref()) {
+    // Log lines are for dashboard readers; fallback pages (any visitor) get the rest.
+    let logs = crate::auth::can_read(
+        app.config().dashboard_access,
+        &app.token(),
+        &headers,
+        peer.map(|p| p.0.0),
+        now_ms() / 1000,
+    );
+    match crate::status::services_json(&app, q.service.as_deref(), logs) {
         Ok(v) => json_response(StatusCode::OK, &v),
         Err(e) => error_response(StatusCode::NOT_FOUND, "unknown_service", &e),
     }

@@ -4,6 +4,7 @@
 //! [`daemon::main`] and [`cli::run`]. See ARCHITECTURE.md for the map.
 
 pub mod app;
+pub mod auth;
 pub mod circuit;
 pub mod cli;
 pub mod client;
@@ -11,7 +12,9 @@ pub mod config;
 pub mod control;
 pub mod custom;
 pub mod daemon;
+pub mod dashboard;
 pub mod demo;
+pub mod events;
 pub mod h1;
 pub mod health;
 pub mod http;

@@ -42,6 +42,12 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ("live.html", include_str!("../templates/live.html")),
     ("503.html", include_str!("../templates/503.html")),
     ("status.html", include_str!("../templates/status.html")),
+    (
+        "dashboard.html",
+        include_str!("../templates/dashboard.html"),
+    ),
+    ("logs.html", include_str!("../templates/logs.html")),
+    ("login.html", include_str!("../templates/login.html")),
 ];
 
 /// A partial (`_base.html`, `_theme.css.html`, …), as opposed to a page kinfrad renders.
@@ -160,6 +166,24 @@ fn version() -> &'static str {
     env!("CARGO_PKG_VERSION")
 }
 
+/// JSON that is safe inside `<script type="application/json">` (inserted with `| safe`): no
+/// `<`, `>` or `&` (so no `</script>` or `<!--`), and no U+2028/U+2029.
+pub fn script_json(v: &serde_json::Value) -> String {
+    let s = v.to_string();
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// RFC 3339 UTC for a Unix time in ms.
 pub fn iso(ms: u64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
@@ -217,6 +241,12 @@ impl Pages {
             pages.render_fallback(kind, &snap)?;
         }
         pages.render_status(&[snap])?;
+        let sample =
+            serde_json::json!({"services": {}, "maintenance": {"isActive": false}, "routes": []});
+        pages.render_dashboard(&sample, false, "loopback")?;
+        let lines = serde_json::json!({"service": "x", "lines": [], "cursor": 0, "dropped": 0});
+        pages.render_logs("x", "X", true, &lines)?;
+        pages.render_login("", "/kinfra")?;
         Ok(pages)
     }
 
@@ -320,6 +350,47 @@ impl Pages {
         self.render("status.html", &ctx)
     }
 
+    /// The dashboard (`/kinfra`) with its first data (a `statusUpdate` document).
+    pub fn render_dashboard(
+        &self,
+        initial: &serde_json::Value,
+        logged_in: bool,
+        access: &str,
+    ) -> Result<Bytes, String> {
+        let mut ctx = Context::new();
+        ctx.insert("version", version());
+        ctx.insert("initial_json", &script_json(initial));
+        ctx.insert("logged_in", &logged_in);
+        ctx.insert("access", access);
+        self.render("dashboard.html", &ctx)
+    }
+
+    /// A service's full log (`/__logs__/{service}`).
+    pub fn render_logs(
+        &self,
+        id: &str,
+        name: &str,
+        supervised: bool,
+        initial: &serde_json::Value,
+    ) -> Result<Bytes, String> {
+        let mut ctx = Context::new();
+        ctx.insert("version", version());
+        ctx.insert("service_id", id);
+        ctx.insert("service_name", name);
+        ctx.insert("supervised", &supervised);
+        ctx.insert("initial_json", &script_json(initial));
+        self.render("logs.html", &ctx)
+    }
+
+    /// The login form (`error`: why the last try failed; `next`: a local path).
+    pub fn render_login(&self, error: &str, next: &str) -> Result<Bytes, String> {
+        let mut ctx = Context::new();
+        ctx.insert("version", version());
+        ctx.insert("error", error);
+        ctx.insert("next", next);
+        self.render("login.html", &ctx)
+    }
+
     fn render(&self, name: &str, ctx: &Context) -> Result<Bytes, String> {
         if is_partial(name) {
             return Err(format!("template {name}: a partial, not a page"));
@@ -397,6 +468,19 @@ mod tests {
         assert!(e.contains("not a directory"), "{e}");
     }
 
+    #[test]
+    fn script_json_cannot_end_the_script() {
+        let v = serde_json::json!({"n": "</script><!-- & \u{2028}"});
+        let s = script_json(&v);
+        assert!(
+            !s.contains('<') && !s.contains('>') && !s.contains('&'),
+            "{s}"
+        );
+        assert!(!s.contains('\u{2028}'));
+        let back: serde_json::Value = serde_json::from_str(&s).expect("still JSON");
+        assert_eq!(back, v);
+    }
+
     fn text(b: Bytes) -> String {
         String::from_utf8(b.to_vec()).expect("utf8")
     }
@@ -412,6 +496,9 @@ mod tests {
             "live.html",
             "503.html",
             "status.html",
+            "dashboard.html",
+            "logs.html",
+            "login.html",
         ];
         for n in &names {
             // Pages and partials alike end in .html, so tera escapes what they print.

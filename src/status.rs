@@ -1,4 +1,5 @@
-//! `GET /__status__`: the seeds' status JSON, filled from the upstreams.
+//! `GET /__status__`: the seeds' status JSON, filled from the upstreams; and the dashboard's
+//! route list (`GET /api/dashboard/routes`, seed 002's fields).
 
 use std::time::Instant;
 
@@ -7,7 +8,18 @@ use serde_json::{Map, Value, json};
 use crate::app::App;
 use crate::upstream::Snapshot;
 
-fn service_json(s: &Snapshot, routes: Vec<String>, in_maintenance: bool) -> Value {
+fn service_json(
+    s: &Snapshot,
+    routes: Vec<String>,
+    in_maintenance: bool,
+    supervised: bool,
+    logs: bool,
+) -> Value {
+    let logs: Vec<crate::protocol::LogEntry> = if logs {
+        s.logs.iter().map(crate::protocol::LogEntry::from).collect()
+    } else {
+        Vec::new()
+    };
     json!({
         "service_name": s.display_name,
         "status_message": s.status_message,
@@ -31,12 +43,14 @@ fn service_json(s: &Snapshot, routes: Vec<String>, in_maintenance: bool) -> Valu
         "fallback_page": s.fallback_page,
         "restarts": s.restarts,
         "last_exit": s.last_exit,
-        "logs": s.logs.iter().map(crate::protocol::LogEntry::from).collect::<Vec<_>>(),
+        "supervised": supervised,
+        "logs": logs,
     })
 }
 
-/// The whole document; `Err` when `service` names no configured service.
-pub fn services_json(app: &App, service: Option<&str>) -> Result<Value, String> {
+/// The whole document; `Err` when `service` names no configured service. `logs`: include the
+/// services' last log lines (only for readers of the dashboard).
+pub fn services_json(app: &App, service: Option<&str>, logs: bool) -> Result<Value, String> {
     let now = Instant::now();
     let svc = app.services();
     let maint = app.maint();
@@ -50,7 +64,8 @@ pub fn services_json(app: &App, service: Option<&str>) -> Result<Value, String> 
             .record
             .as_ref()
             .is_some_and(|m| m.target.covers(&up.name));
-        let v = service_json(&snap, routes, in_m);
+        let supervised = up.process.load().is_some();
+        let v = service_json(&snap, routes, in_m, supervised, logs);
         if service == Some(up.name.as_str()) {
             chosen = Some(v.clone());
         }
@@ -92,6 +107,88 @@ pub fn services_json(app: &App, service: Option<&str>) -> Result<Value, String> 
             "maintenance".into(),
             serde_json::to_value(app.status_view()).unwrap_or(Value::Null),
         );
+        if service.is_none() {
+            o.insert("routes".into(), routes_json(app));
+        }
     }
     Ok(top)
+}
+
+/// Every route with its service's state, maintenance and circuit (seed 002's `RouteStatus`).
+/// Drain is not built yet: its fields read zero. `maintenance_hits` counts the hits of the
+/// route's service (all its routes together).
+pub fn routes_json(app: &App) -> Value {
+    let now = Instant::now();
+    let svc = app.services();
+    let maint = app.maint();
+    let rows: Vec<Value> = svc
+        .table
+        .routes()
+        .iter()
+        .map(|r| {
+            let up = &r.target;
+            let snap = up.snapshot(now);
+            let rec = maint.record.as_ref().filter(|m| m.target.covers(&up.name));
+            let domain = match &r.spec.host {
+                crate::routes::HostMatch::Any => "*".to_string(),
+                crate::routes::HostMatch::Exact(h) => h.clone(),
+                crate::routes::HostMatch::Suffix(s) => format!("*{s}"),
+            };
+            json!({
+                "domain": domain,
+                "path": r.spec.prefix,
+                "route": r.spec.to_string(),
+                "backend": snap.url,
+                "service": up.name,
+                "status": if rec.is_some() { "maintenance" } else { snap.state },
+                "in_maintenance": rec.is_some(),
+                "maintenance_page_url": rec.and_then(|m| m.page_url.clone()),
+                "maintenance_hits": snap.maintenance_hits,
+                "draining": false,
+                "drain_progress": 0.0,
+                "drain_remaining": "0s",
+                "drain_rejected": 0,
+                "circuit_state": snap.circuit.as_str(),
+                "circuit_failures": snap.circuit_failures,
+            })
+        })
+        .collect();
+    Value::Array(rows)
+}
+
+/// Seed 002's `GET /api/dashboard/maintenance`: totals, and the routes in maintenance or with
+/// hits. `maintenance` adds the seed-004 view of the maintenance itself.
+pub fn maintenance_json(app: &App) -> Value {
+    let routes = match routes_json(app) {
+        Value::Array(v) => v,
+        _ => Vec::new(),
+    };
+    let in_m = routes
+        .iter()
+        .filter(|r| r["in_maintenance"] == Value::Bool(true))
+        .count();
+    let listed: Vec<Value> = routes
+        .into_iter()
+        .filter(|r| {
+            r["in_maintenance"] == Value::Bool(true) || r["maintenance_hits"].as_u64() > Some(0)
+        })
+        .map(|r| {
+            json!({
+                "domain": r["domain"],
+                "path": r["path"],
+                "service": r["service"],
+                "in_maintenance": r["in_maintenance"],
+                "maintenance_hits": r["maintenance_hits"],
+                "maintenance_page_url": r["maintenance_page_url"],
+            })
+        })
+        .collect();
+    json!({
+        "total_in_maintenance": in_m,
+        "total_draining": 0,
+        "total_maintenance_hits": app.hits(),
+        "total_drain_rejected": 0,
+        "routes": listed,
+        "maintenance": app.status_view(),
+    })
 }

@@ -328,7 +328,8 @@ impl From<&LogLine> for crate::protocol::LogEntry {
                 .unwrap_or(0);
         crate::protocol::LogEntry {
             timestamp: crate::pages::iso(ms),
-            level: l.level.as_str().to_string(),
+            // Seed 001's shape: lower-case levels.
+            level: l.level.as_str().to_ascii_lowercase(),
             stream: match l.stream {
                 Stream::Stdout => "stdout",
                 Stream::Stderr => "stderr",
@@ -383,6 +384,22 @@ impl LogRing {
             .skip(g.0.len().saturating_sub(n))
             .cloned()
             .collect()
+    }
+
+    /// Up to `max` lines after absolute position `cursor` (lines ever pushed before them), oldest
+    /// first; the cursor to ask with next; and how many lines after `cursor` were already gone.
+    /// A cursor beyond the end (another ring) starts over from the oldest line kept.
+    pub fn since(&self, cursor: u64, max: usize) -> (Vec<LogLine>, u64, u64) {
+        let g = self.lock();
+        let first = g.1;
+        let end = first + g.0.len() as u64;
+        let cursor = if cursor > end { first } else { cursor };
+        let start = cursor.max(first);
+        let skipped = start - cursor;
+        let from = (start - first) as usize;
+        let lines: Vec<LogLine> = g.0.iter().skip(from).take(max).cloned().collect();
+        let next = start + lines.len() as u64;
+        (lines, next, skipped)
     }
 
     /// Lines dropped because the ring was full.
@@ -1003,6 +1020,19 @@ mod tests {
         assert_eq!(t, ["2", "3", "4"]);
         assert_eq!(r.dropped(), 2);
         assert_eq!(r.tail(1)[0].text, "4");
+        // Followers: cursor 0 lost two lines; from 3 on, one line at a time; the end waits.
+        let texts = |v: Vec<LogLine>| v.into_iter().map(|l| l.text).collect::<Vec<_>>();
+        let (l, next, skipped) = r.since(0, 10);
+        assert_eq!(
+            (texts(l), next, skipped),
+            (vec!["2".into(), "3".into(), "4".into()], 5, 2)
+        );
+        let (l, next, skipped) = r.since(3, 1);
+        assert_eq!((texts(l), next, skipped), (vec!["3".to_string()], 4, 0));
+        assert_eq!(r.since(5, 10), (Vec::new(), 5, 0));
+        // A cursor from another (longer-lived) ring starts over.
+        let (l, next, _) = r.since(99, 10);
+        assert_eq!((l.len(), next), (3, 5));
     }
 
     #[test]

@@ -173,7 +173,7 @@ health_check = {{ interval = "200ms", grace = "30s" }}
         "{logs}"
     );
     let s = status(&d, "web");
-    assert_eq!(s["logs"][0]["level"], "INFO", "{s}");
+    assert_eq!(s["logs"][0]["level"], "info", "{s}");
     // Forwarded to kinfrad's log (the journal under systemd) with the service's name as a field.
     let log = d.log_text();
     assert!(

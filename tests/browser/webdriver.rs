@@ -1,6 +1,8 @@
 //! A minimal W3C WebDriver client for the browser tests: starts `chromedriver` on a free loopback
 //! port, drives one headless Chromium session over plain HTTP/1.1 (std `TcpStream`), and tears
 //! everything down again (session, chromedriver and every process in its process group).
+// Shared by several test binaries, each using a part of it.
+#![allow(dead_code)]
 
 use std::fs::File;
 use std::io::{Read, Write};

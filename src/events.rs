@@ -1,0 +1,395 @@
+//! Live updates for the dashboard: `GET /__events__`, Server-Sent Events.
+//!
+//! One hub task (`run`) turns state changes into ready-made SSE frames: it wakes on every
+//! `App::publish` and once a second, builds the status document once, and publishes it to a
+//! `watch` only when something an operator can see moved (uptimes and the clock are left out of
+//! that comparison; pages tick them locally). Every subscriber follows the watch: waking costs
+//! it a `Bytes` clone and one write, whatever the number of subscribers, and a slow subscriber
+//! skips to the newest state instead of queueing old ones.
+//!
+//! Events: `statusUpdate` (the `/__status__` document, plus `routes`), `countdownUpdate` (seed
+//! 004: every second while maintenance is on, and once when it ends), `log` (the log stream of
+//! `/__events__?logs=SERVICE`), and `: ping` comments every 15 s so dead peers are noticed.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::app::App;
+use crate::supervise::LogRing;
+
+/// A quiet stream still gets a comment this often.
+pub const KEEPALIVE: Duration = Duration::from_secs(15);
+/// The hub re-checks state (and sends the countdown) this often.
+pub const TICK: Duration = Duration::from_secs(1);
+/// Most log lines in one `log` event.
+pub const LOG_BATCH: usize = 500;
+/// Told to EventSource: wait this long before reconnecting (ms).
+const RETRY_MS: u32 = 2000;
+
+/// What the hub publishes: the newest frames and their sequence numbers.
+#[derive(Debug, Clone, Default)]
+pub struct Feed {
+    pub status_seq: u64,
+    pub status: Bytes,
+    pub countdown_seq: u64,
+    pub countdown: Bytes,
+    /// kinfrad is stopping: every stream ends.
+    pub closing: bool,
+}
+
+/// The hub's output; subscribers follow it.
+#[derive(Debug)]
+pub struct Hub {
+    tx: watch::Sender<Arc<Feed>>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub {
+            tx: watch::channel(Arc::new(Feed::default())).0,
+        }
+    }
+}
+
+impl Hub {
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Feed>> {
+        self.tx.subscribe()
+    }
+
+    /// Live subscribers (status and log streams).
+    pub fn subscribers(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
+    fn close(&self) {
+        self.tx.send_modify(|f| {
+            let mut next = (**f).clone();
+            next.closing = true;
+            *f = Arc::new(next);
+        });
+    }
+}
+
+/// One SSE frame. `data` must be one line (serde_json never writes a newline).
+pub fn frame(event: &str, id: u64, data: &str) -> Bytes {
+    Bytes::from(format!("event: {event}\nid: {id}\ndata: {data}\n\n"))
+}
+
+/// The `statusUpdate` document: `/__status__` with logs and routes.
+pub fn status_value(app: &App) -> Value {
+    crate::status::services_json(app, None, true).unwrap_or(Value::Null)
+}
+
+/// The status without what changes by itself every second.
+fn fingerprint(v: &Value) -> String {
+    let mut v = v.clone();
+    if let Some(o) = v.as_object_mut() {
+        for k in ["timestamp", "uptime"] {
+            o.remove(k);
+        }
+        if let Some(Value::Object(m)) = o.get_mut("maintenance") {
+            for k in ["countdown", "lastBroadcast", "retryAfter"] {
+                m.remove(k);
+            }
+        }
+        if let Some(Value::Object(svcs)) = o.get_mut("services") {
+            for s in svcs.values_mut() {
+                if let Some(s) = s.as_object_mut() {
+                    for k in ["uptime", "uptime_secs", "circuit_opened_secs_ago"] {
+                        s.remove(k);
+                    }
+                }
+            }
+        }
+    }
+    v.to_string()
+}
+
+/// Seed 004's `countdownUpdate`: seconds left (null without an estimate).
+fn countdown_value(app: &App) -> (bool, Value) {
+    let v = app.status_view();
+    (
+        v.is_active,
+        serde_json::json!({
+            "isActive": v.is_active,
+            "countdown": v.countdown,
+            "estimatedCompletion": v.estimated_completion,
+        }),
+    )
+}
+
+/// The hub: runs until `stop`, then ends every stream.
+pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let mut changed = app.subscribe();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last: Option<String> = None;
+    let mut was_active = false;
+    loop {
+        let ticked = tokio::select! {
+            biased;
+            _ = crate::stop::stopped(&mut stop) => break,
+            r = changed.changed() => {
+                if r.is_err() {
+                    break;
+                }
+                false
+            }
+            _ = tick.tick() => true,
+        };
+        let hub = app.events();
+        if hub.subscribers() == 0 {
+            // Nobody listens: build nothing. A new subscriber builds its own first frame.
+            last = None;
+            continue;
+        }
+        let mut feed = (**hub.tx.borrow()).clone();
+        let mut moved = false;
+        let v = status_value(&app);
+        let fp = fingerprint(&v);
+        if last.as_ref() != Some(&fp) {
+            feed.status_seq += 1;
+            feed.status = frame("statusUpdate", feed.status_seq, &v.to_string());
+            last = Some(fp);
+            moved = true;
+        }
+        let (active, cd) = countdown_value(&app);
+        if ticked && (active || was_active) {
+            feed.countdown_seq += 1;
+            feed.countdown = frame("countdownUpdate", feed.countdown_seq, &cd.to_string());
+            moved = true;
+        }
+        if ticked {
+            was_active = active;
+        }
+        if moved {
+            hub.tx.send_replace(Arc::new(feed));
+        }
+    }
+    app.events().close();
+}
+
+// ------------------------------------------------------------------------------ streams
+
+type Step<S> = Pin<Box<dyn Future<Output = Option<(Bytes, S)>> + Send>>;
+
+/// A response body that yields what `step` produces, one state at a time, until it says `None`.
+pub struct Unfold<S> {
+    next: Option<Step<S>>,
+    step: fn(S) -> Step<S>,
+}
+
+impl<S> Unfold<S> {
+    pub fn new(state: S, step: fn(S) -> Step<S>) -> Unfold<S> {
+        Unfold {
+            next: Some(step(state)),
+            step,
+        }
+    }
+}
+
+impl<S> Body for Unfold<S> {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let Some(fut) = self.next.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match fut.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => {
+                self.next = None;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some((bytes, state))) => {
+                let step = self.step;
+                self.next = Some(step(state));
+                Poll::Ready(Some(Ok(Frame::data(bytes))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.next.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
+/// A status subscriber.
+pub struct StatusStream {
+    feed: watch::Receiver<Arc<Feed>>,
+    seen_status: u64,
+    seen_countdown: u64,
+    first: Option<Bytes>,
+}
+
+/// Subscribe to status and countdown events; the first frame is built now.
+pub fn status_stream(app: &App) -> Unfold<StatusStream> {
+    let mut feed = app.events().subscribe();
+    let (seen_status, seen_countdown) = {
+        let f = feed.borrow_and_update();
+        (f.status_seq, f.countdown_seq)
+    };
+    let mut first = BytesMut::new();
+    first.extend_from_slice(format!("retry: {RETRY_MS}\n\n").as_bytes());
+    first.extend_from_slice(&frame(
+        "statusUpdate",
+        seen_status,
+        &status_value(app).to_string(),
+    ));
+    let (active, cd) = countdown_value(app);
+    if active {
+        first.extend_from_slice(&frame("countdownUpdate", seen_countdown, &cd.to_string()));
+    }
+    let s = StatusStream {
+        feed,
+        seen_status,
+        seen_countdown,
+        first: Some(first.freeze()),
+    };
+    Unfold::new(s, |s| Box::pin(next_status(s)))
+}
+
+async fn next_status(mut s: StatusStream) -> Option<(Bytes, StatusStream)> {
+    if let Some(b) = s.first.take() {
+        return Some((b, s));
+    }
+    loop {
+        match tokio::time::timeout(KEEPALIVE, s.feed.changed()).await {
+            Err(_) => return Some((Bytes::from_static(b": ping\n\n"), s)),
+            Ok(Err(_)) => return None,
+            Ok(Ok(())) => {}
+        }
+        let f = s.feed.borrow_and_update().clone();
+        if f.closing {
+            return None;
+        }
+        let mut out = BytesMut::new();
+        if f.status_seq != s.seen_status {
+            s.seen_status = f.status_seq;
+            out.extend_from_slice(&f.status);
+        }
+        if f.countdown_seq != s.seen_countdown {
+            s.seen_countdown = f.countdown_seq;
+            out.extend_from_slice(&f.countdown);
+        }
+        if !out.is_empty() {
+            return Some((out.freeze(), s));
+        }
+    }
+}
+
+/// A log follower of one service.
+pub struct LogStream {
+    ring: Arc<LogRing>,
+    lines: watch::Receiver<u64>,
+    feed: watch::Receiver<Arc<Feed>>,
+    cursor: u64,
+    id: u64,
+    first: bool,
+}
+
+/// Follow `ring` from `since` (a cursor of an earlier event or `GET /api/dashboard/logs/…`;
+/// `None`: every line kept): the first event holds what came after it, then every new line.
+pub fn log_stream(app: &App, ring: Arc<LogRing>, since: Option<u64>) -> Unfold<LogStream> {
+    let mut lines = ring.seq.subscribe();
+    lines.borrow_and_update();
+    let s = LogStream {
+        cursor: since.unwrap_or(0),
+        ring,
+        lines,
+        feed: app.events().subscribe(),
+        id: 0,
+        first: true,
+    };
+    Unfold::new(s, |s| Box::pin(next_log(s)))
+}
+
+/// The `log` event's data (also the JSON of `GET /api/dashboard/logs/{service}`).
+pub fn log_json(lines: &[crate::supervise::LogLine], cursor: u64, skipped: u64) -> Value {
+    serde_json::json!({
+        "lines": lines.iter().map(crate::protocol::LogEntry::from).collect::<Vec<_>>(),
+        "cursor": cursor,
+        "skipped": skipped,
+    })
+}
+
+async fn next_log(mut s: LogStream) -> Option<(Bytes, LogStream)> {
+    let mut head = Vec::new();
+    if s.first {
+        s.first = false;
+        head.extend_from_slice(format!("retry: {RETRY_MS}\n\n").as_bytes());
+    }
+    loop {
+        let (lines, next, skipped) = s.ring.since(s.cursor, LOG_BATCH);
+        if !lines.is_empty() || skipped > 0 || !head.is_empty() {
+            s.cursor = next;
+            s.id += 1;
+            let data = log_json(&lines, next, skipped).to_string();
+            head.extend_from_slice(&frame("log", s.id, &data));
+            return Some((Bytes::from(head), s));
+        }
+        tokio::select! {
+            r = s.lines.changed() => {
+                if r.is_err() {
+                    return None;
+                }
+                // Let a burst of lines gather into one event.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                s.lines.borrow_and_update();
+            }
+            r = s.feed.changed() => {
+                if r.is_err() || s.feed.borrow_and_update().closing {
+                    return None;
+                }
+            }
+            _ = tokio::time::sleep(KEEPALIVE) => {
+                return Some((Bytes::from_static(b": ping\n\n"), s));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_ignores_what_ticks_by_itself() {
+        let a = serde_json::json!({
+            "timestamp": "t1", "uptime": "1s", "state": "running",
+            "maintenance": {"isActive": true, "countdown": 10, "message": "m"},
+            "services": {"api": {"uptime": "1s", "uptime_secs": 1, "state": "running"}},
+        });
+        let mut b = a.clone();
+        b["timestamp"] = "t2".into();
+        b["maintenance"]["countdown"] = 9.into();
+        b["services"]["api"]["uptime_secs"] = 2.into();
+        assert_eq!(fingerprint(&a), fingerprint(&b));
+        b["services"]["api"]["state"] = "crashed".into();
+        assert_ne!(fingerprint(&a), fingerprint(&b));
+    }
+
+    #[test]
+    fn frames_are_sse() {
+        assert_eq!(
+            &frame("statusUpdate", 3, "{\"a\":1}")[..],
+            b"event: statusUpdate\nid: 3\ndata: {\"a\":1}\n\n"
+        );
+    }
+}
