@@ -236,6 +236,9 @@ pub struct StatusStream {
     seen_status: u64,
     seen_countdown: u64,
     first: Option<Bytes>,
+    /// The next keep-alive: every `KEEPALIVE`, re-armed only when it fires (events don't
+    /// touch the timer wheel).
+    ping: Pin<Box<tokio::time::Sleep>>,
 }
 
 /// Subscribe to status and countdown events; the first frame is built now.
@@ -261,6 +264,7 @@ pub fn status_stream(app: &App) -> Unfold<StatusStream> {
         seen_status,
         seen_countdown,
         first: Some(first.freeze()),
+        ping: Box::pin(tokio::time::sleep(KEEPALIVE)),
     };
     Unfold::new(s, |s| Box::pin(next_status(s)))
 }
@@ -270,10 +274,16 @@ async fn next_status(mut s: StatusStream) -> Option<(Bytes, StatusStream)> {
         return Some((b, s));
     }
     loop {
-        match tokio::time::timeout(KEEPALIVE, s.feed.changed()).await {
-            Err(_) => return Some((Bytes::from_static(b": ping\n\n"), s)),
-            Ok(Err(_)) => return None,
-            Ok(Ok(())) => {}
+        tokio::select! {
+            r = s.feed.changed() => {
+                if r.is_err() {
+                    return None;
+                }
+            }
+            _ = &mut s.ping => {
+                s.ping.as_mut().reset(tokio::time::Instant::now() + KEEPALIVE);
+                return Some((Bytes::from_static(b": ping\n\n"), s));
+            }
         }
         let f = s.feed.borrow_and_update().clone();
         if f.closing {

@@ -378,6 +378,8 @@ pub async fn serve(
                 head_only,
             } => {
                 buf.consume(head_len);
+                // A local response may be a long-lived event stream: hold no buffer meanwhile.
+                buf.release();
                 let resp = match router.clone().oneshot(req).await {
                     Ok(r) => r,
                     Err(never) => match never {},
@@ -1410,6 +1412,39 @@ fn response_head(
     out
 }
 
+/// Write all of `parts` in as few system calls as the kernel allows, within `limit`.
+async fn write_vectored_timed(
+    stream: &mut TcpStream,
+    parts: &[&[u8]],
+    limit: Duration,
+) -> io::Result<()> {
+    let mut slices: Vec<io::IoSlice<'_>> = parts.iter().map(|p| io::IoSlice::new(p)).collect();
+    let mut rest: &mut [io::IoSlice<'_>] = &mut slices;
+    // Usually the socket takes it all at once: no timer then (as in `write_timed`).
+    match stream.try_write_vectored(rest) {
+        Ok(n) => io::IoSlice::advance_slices(&mut rest, n),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        Err(e) => return Err(e),
+    }
+    if rest.is_empty() {
+        return Ok(());
+    }
+    let all = async {
+        while !rest.is_empty() {
+            let n = stream.write_vectored(rest).await?;
+            if n == 0 {
+                return Err(io::Error::from(io::ErrorKind::WriteZero));
+            }
+            io::IoSlice::advance_slices(&mut rest, n);
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(limit, all).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "client too slow")),
+    }
+}
+
 /// Head and body of a response whose body is already in memory (kinfrad's own pages).
 fn serialize_full(resp: http::Response<Body>) -> Vec<u8> {
     let (parts, mut body) = resp.into_parts();
@@ -1459,9 +1494,20 @@ async fn write_response(
             Poll::Pending => {
                 if !out.is_empty() {
                     write_timed(stream, &out, limit).await?;
-                    out.clear();
+                    out = Vec::new();
                 }
-                std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+                let f = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+                // A streamed chunk (an event): written as it is, framing around it, no copy.
+                if chunked
+                    && let Some(Ok(frame)) = &f
+                    && let Some(data) = frame.data_ref()
+                    && !data.is_empty()
+                {
+                    let size = format!("{:x}\r\n", data.len());
+                    write_vectored_timed(stream, &[size.as_bytes(), data, b"\r\n"], limit).await?;
+                    continue;
+                }
+                f
             }
         };
         match frame {
