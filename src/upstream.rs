@@ -611,7 +611,12 @@ impl Upstream {
             display_name: cfg.display_name.clone(),
             url: cfg.url_text.clone(),
             state,
-            health,
+            // A probe's last verdict says nothing once the process is gone.
+            health: match proc.as_ref().map(|p| p.state) {
+                None | Some(crate::supervise::ProcState::Started) => health,
+                Some(crate::supervise::ProcState::Starting) => Health::Starting,
+                Some(_) => Health::Unhealthy,
+            },
             status_message,
             error_detail,
             port: cfg.url.port.to_string(),

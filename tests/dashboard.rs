@@ -76,6 +76,10 @@ fn actions_need_the_token_and_answer_in_the_seed_shape() {
     assert_eq!(r.json()["success"], true);
     let s = common::wait_service(&d, "web", "stopped");
     assert_eq!(s["pid"], "");
+    assert_eq!(
+        s["health_status"], "Unhealthy",
+        "a stopped process is no longer healthy"
+    );
     let r = post(&d, "/__action__/start/web", &auth, "");
     assert_eq!(r.json()["success"], true);
     common::wait_service(&d, "web", "running");
