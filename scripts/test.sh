@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the test suite needs (Debian packages), then run every check and test:
 # rustfmt, clippy (warnings are errors), unit tests and the end-to-end tests in tests/ (the proxy
-# tests twice: with kinfrad's HTTP/1.1 fast path and, KINFRA_TEST_FAST_PATH=0, without it).
+# tests twice: with kinfrad's HTTP/1.1 fast path and, KINFRA_TEST_FAST_PATH=0, without it; the
+# proxy, supervisor and dashboard tests once more with kinfrad on one current-thread runtime).
 #
 #   scripts/test.sh            # everything
 #   scripts/test.sh daemon     # only tests/daemon.rs (any cargo test filter works after --test)
@@ -37,3 +38,6 @@ cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked
 # The proxy tests again with kinfrad's HTTP/1.1 fast path off: everything served by hyper.
 KINFRA_TEST_FAST_PATH=0 cargo test --locked --test proxy
+# kinfrad with TOKIO_WORKER_THREADS=1 runs a current-thread runtime: tasks interleave in another
+# order, which has shown races the multi-thread runtime hid.
+TOKIO_WORKER_THREADS=1 cargo test --locked --test proxy --test supervise --test dashboard

@@ -969,8 +969,8 @@ impl App {
     pub async fn reload(self: &Arc<Self>) -> Result<String, OpError> {
         self.notifier.reloading();
         let result = self.try_reload().await;
-        self.sync_probes();
         self.sync_supervisors();
+        self.sync_probes();
         match &result {
             Ok(src) => {
                 lock_problems(&self.problems).reload = None;

@@ -59,11 +59,15 @@ pub fn main(args: DaemonArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&boot, anyhow!(e)),
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("kinfrad")
-        .build()
-    {
+    // One worker asked for (TOKIO_WORKER_THREADS=1, e.g. a small VM or a pinned benchmark):
+    // a current-thread runtime does the same work without the work-stealing machinery.
+    let one = std::env::var("TOKIO_WORKER_THREADS").is_ok_and(|v| v.trim() == "1");
+    let mut builder = if one {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let rt = match builder.enable_all().thread_name("kinfrad").build() {
         Ok(rt) => rt,
         Err(e) => return fail(&boot, anyhow!("cannot start the runtime: {e}")),
     };
@@ -237,8 +241,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut sighup = signal(SignalKind::hangup())?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    app.sync_probes();
+    // Supervisors first: a service's probe must find its process attached.
     app.sync_supervisors();
+    app.sync_probes();
     let http_task = tokio::spawn(crate::http::serve(
         app.clone(),
         http,

@@ -76,10 +76,23 @@ pub async fn run(
     changed: impl Fn(&Arc<Upstream>) + Send + 'static,
 ) {
     loop {
+        // A supervised service is probed only while its process runs (its port is known then).
+        if !up.probe_wanted() {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = crate::stop::stopped(&mut stop) => return,
+            }
+            continue;
+        }
+        let starts = up.starts();
         let outcome = tokio::select! {
             o = probe(&up) => o,
             _ = crate::stop::stopped(&mut stop) => return,
         };
+        if up.starts() != starts {
+            // A new process started meanwhile: this probe saw its predecessor (or its port).
+            continue;
+        }
         let before = up.health();
         if up.on_probe(outcome) {
             let after = up.health();

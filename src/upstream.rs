@@ -122,6 +122,8 @@ pub struct Upstream {
     pub requests: AtomicU64,
     pub failures: AtomicU64,
     pub maintenance_hits: AtomicU64,
+    /// Processes started by the supervisor (see `starts`).
+    starts: AtomicU64,
     /// Idle keep-alive connections of the HTTP/1.1 fast path (`h1`), most recent last.
     idle: Mutex<Vec<(tokio::net::TcpStream, Instant)>>,
     /// The supervisor of a service kinfrad runs (`command`); attach with `set_process`.
@@ -163,6 +165,7 @@ impl Upstream {
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             maintenance_hits: AtomicU64::new(0),
+            starts: AtomicU64::new(0),
             idle: Mutex::new(Vec::new()),
             process: arc_swap::ArcSwapOption::empty(),
             proc_up: std::sync::atomic::AtomicBool::new(true),
@@ -416,9 +419,24 @@ impl Upstream {
         self.bump();
     }
 
+    /// How many processes the supervisor has started: a probe that began under another count
+    /// probed a process (or port) that is gone, and its verdict is void.
+    pub fn starts(&self) -> u64 {
+        self.starts.load(Ordering::Acquire)
+    }
+
+    /// Worth probing: a `url` service, or a supervised one whose process is started.
+    pub fn probe_wanted(&self) -> bool {
+        self.process
+            .load()
+            .as_ref()
+            .is_none_or(|h| h.status.borrow().state == crate::supervise::ProcState::Started)
+    }
+
     /// The supervisor started a process on `port`: traffic follows the port, and health starts
     /// over (the loading page shows while it comes up).
     pub fn process_started(&self, port: u16) {
+        self.starts.fetch_add(1, Ordering::AcqRel);
         *lock(&self.progress) = None;
         let cur = self.cfg.load_full();
         if cur.url.port != port {
