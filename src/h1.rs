@@ -77,6 +77,32 @@ fn take_buf(len: usize) -> Vec<u8> {
     pooled.unwrap_or_else(|| vec![0; len])
 }
 
+thread_local! {
+    /// Scratch vectors for the heads kinfrad writes (upstream request, client response head),
+    /// so a proxied request allocates none in the steady state.
+    static SCRATCH: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An empty vector with room for `cap` bytes, reused when one is at hand.
+fn scratch(cap: usize) -> Vec<u8> {
+    let mut v = SCRATCH.with(|p| p.borrow_mut().pop()).unwrap_or_default();
+    v.reserve(cap);
+    v
+}
+
+/// Give a scratch vector back (small ones only: a large body never stays around).
+fn give_scratch(mut v: Vec<u8>) {
+    if v.capacity() <= 16 * 1024 {
+        v.clear();
+        SCRATCH.with(|p| {
+            let mut p = p.borrow_mut();
+            if p.len() < POOL_HEADS {
+                p.push(v);
+            }
+        });
+    }
+}
+
 /// Buffers kept per worker thread: enough for bursts of new requests, small enough that a
 /// burst of thousands of connections leaves little behind.
 const POOL_HEADS: usize = 32;
@@ -237,7 +263,15 @@ impl Deadline {
         limit: Duration,
         fut: F,
     ) -> Option<F::Output> {
-        let due = tokio::time::Instant::now() + limit;
+        self.until(tokio::time::Instant::now() + limit, fut).await
+    }
+
+    /// `fut`'s output, or `None` once `due` has passed (no clock read unless the timer fires).
+    async fn until<F: std::future::Future>(
+        &mut self,
+        due: tokio::time::Instant,
+        fut: F,
+    ) -> Option<F::Output> {
         if self.armed > due {
             self.sleep.as_mut().reset(due);
             self.armed = due;
@@ -273,9 +307,16 @@ enum HeadRead {
     Handoff,
 }
 
+/// The client of a connection: its address, and the address as `X-Forwarded-For` text
+/// (formatted once per connection, not per request).
+struct Client {
+    addr: SocketAddr,
+    ip: String,
+}
+
 async fn read_head(
     app: &Arc<App>,
-    peer: SocketAddr,
+    peer: &Client,
     stream: &mut TcpStream,
     buf: &mut Buf,
     max_head: usize,
@@ -340,32 +381,45 @@ pub async fn serve(
 ) -> Outcome {
     let mut buf = Buf::new();
     let mut timer = Deadline::new();
+    let client = Client {
+        addr: peer,
+        ip: peer.ip().to_string(),
+    };
     loop {
         if *stop.borrow() {
             return Outcome::Closed;
         }
         let max_head = app.config().max_header_bytes;
-        let plan =
-            match read_head(app, peer, &mut stream, &mut buf, max_head, stop, &mut timer).await {
-                HeadRead::Complete(plan) => plan,
-                HeadRead::Closed => return Outcome::Closed,
-                HeadRead::Handoff => return Outcome::Handoff(stream, buf.into_vec()),
-                HeadRead::TooLarge => {
-                    let why =
-                        format!("request head larger than {max_head} bytes or with too many lines");
-                    return refuse(
-                        &mut stream,
-                        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                        "header_too_large",
-                        &why,
-                    )
-                    .await;
-                }
-                HeadRead::Bad(e) => {
-                    let why = format!("malformed request: {e}");
-                    return refuse(&mut stream, StatusCode::BAD_REQUEST, "bad_request", &why).await;
-                }
-            };
+        let plan = match read_head(
+            app,
+            &client,
+            &mut stream,
+            &mut buf,
+            max_head,
+            stop,
+            &mut timer,
+        )
+        .await
+        {
+            HeadRead::Complete(plan) => plan,
+            HeadRead::Closed => return Outcome::Closed,
+            HeadRead::Handoff => return Outcome::Handoff(stream, buf.into_vec()),
+            HeadRead::TooLarge => {
+                let why =
+                    format!("request head larger than {max_head} bytes or with too many lines");
+                return refuse(
+                    &mut stream,
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "header_too_large",
+                    &why,
+                )
+                .await;
+            }
+            HeadRead::Bad(e) => {
+                let why = format!("malformed request: {e}");
+                return refuse(&mut stream, StatusCode::BAD_REQUEST, "bad_request", &why).await;
+            }
+        };
         let keep = match plan {
             Plan::Handoff => return Outcome::Handoff(stream, buf.into_vec()),
             Plan::Reject(status, code, msg) => {
@@ -443,6 +497,27 @@ enum Plan {
     },
 }
 
+/// The route key of the common Host value, without allocating: a lower-case name or IPv4
+/// address (letters, digits, '-', '.', '_') with an optional numeric port. Anything else
+/// (upper case, IPv6, odd characters) is for `http::parse_host`.
+fn plain_host(h: &str) -> Option<&str> {
+    let (name, port) = match h.rsplit_once(':') {
+        Some((n, p)) => (n, Some(p)),
+        None => (h, None),
+    };
+    let name_ok = !name.is_empty()
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'_')
+        });
+    let port_ok = port.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 5
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u16>().is_ok()
+    });
+    (name_ok && port_ok).then_some(name)
+}
+
 /// Paths the router owns (a superset is fine: the router decides).
 fn is_own_path(path: &str) -> bool {
     path == "/health"
@@ -482,8 +557,9 @@ fn classify(
     req: &httparse::Request<'_, '_>,
     data: &[u8],
     head_len: usize,
-    peer: SocketAddr,
+    client: &Client,
 ) -> Plan {
+    let peer = client.addr;
     let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
         // HTTP/1.0 (different keep-alive and body rules): hyper.
         return Plan::Handoff;
@@ -574,11 +650,14 @@ fn classify(
             );
         }
     };
-    let host_key = match host_text {
-        None => String::new(),
-        Some(h) => match crate::http::parse_host(h) {
-            Ok(k) => k,
-            Err(e) => return Plan::Reject(StatusCode::BAD_REQUEST, "bad_request", e),
+    let host_key: std::borrow::Cow<'_, str> = match host_text {
+        None => "".into(),
+        Some(h) => match plain_host(h) {
+            Some(k) => k.into(),
+            None => match crate::http::parse_host(h) {
+                Ok(k) => k.into(),
+                Err(e) => return Plan::Reject(StatusCode::BAD_REQUEST, "bad_request", e),
+            },
         },
     };
     let body_len = len.unwrap_or(0);
@@ -639,7 +718,7 @@ fn classify(
 
     // The upstream request head.
     let trusted = peer.ip().is_loopback();
-    let mut out = Vec::with_capacity(data.len() + 256);
+    let mut out = scratch(data.len() + 256);
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
     out.extend_from_slice(cfg.url.base_path.as_bytes());
@@ -691,7 +770,7 @@ fn classify(
         out.extend_from_slice(v);
         out.extend_from_slice(b", ");
     }
-    out.extend_from_slice(peer.ip().to_string().as_bytes());
+    out.extend_from_slice(client.ip.as_bytes());
     out.extend_from_slice(b"\r\n");
     if !keep_xfp {
         out.extend_from_slice(b"x-forwarded-proto: http\r\n");
@@ -803,9 +882,10 @@ async fn read_response_head(
     head_only: bool,
     reused: bool,
     deadline: Duration,
+    sent_at: Instant,
     timer: &mut Deadline,
 ) -> Result<Got, ForwardError> {
-    let started = Instant::now();
+    let due = tokio::time::Instant::from_std(sent_at) + deadline;
     let mut seen_any = false;
     loop {
         if rbuf.len() > 0 {
@@ -844,8 +924,7 @@ async fn read_response_head(
                 }
             }
         }
-        let left = deadline.saturating_sub(started.elapsed());
-        match timer.within(left, fill(upc, rbuf, 4096)).await {
+        match timer.until(due, fill(upc, rbuf, 4096)).await {
             None => return Err(ForwardError::Timeout(deadline)),
             Some(Ok(0)) if reused && !seen_any => return Ok(Got::Stale),
             Some(Err(e)) if reused && !seen_any && is_reset(&e) => return Ok(Got::Stale),
@@ -917,9 +996,15 @@ fn rewrite_response(
     } else {
         Framing::UntilClose
     };
-    let mut out = Vec::with_capacity(head_len + 64);
+    let mut out = scratch(head_len + 64);
     out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.to_string().as_bytes());
+    // httparse accepts only three-digit codes.
+    let code = status.min(999);
+    out.extend_from_slice(&[
+        b'0' + (code / 100) as u8,
+        b'0' + (code / 10 % 10) as u8,
+        b'0' + (code % 10) as u8,
+    ]);
     out.push(b' ');
     out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -966,8 +1051,9 @@ async fn proxy(
 ) -> io::Result<bool> {
     let up = p.up.clone();
     buf.consume(p.head_len);
+    let start = Instant::now();
     let admit = if p.gate {
-        match up.admit(Instant::now()) {
+        match up.admit(start) {
             Some(a) => a,
             None => return fail(app, client, &p, ForwardError::NotAdmitted).await,
         }
@@ -988,7 +1074,7 @@ async fn proxy(
     let mut attempt = 0;
     let (mut upc, head, mut rbuf) = loop {
         attempt += 1;
-        let (mut upc, reused) = match up.take_idle() {
+        let (mut upc, reused) = match up.take_idle(start) {
             Some(c) if attempt == 1 => (c, true),
             _ => match connect(&up).await {
                 Ok(c) => (c, false),
@@ -1015,6 +1101,7 @@ async fn proxy(
             p.head_only,
             reused,
             header_timeout,
+            start,
             timer,
         )
         .await
@@ -1055,7 +1142,8 @@ async fn proxy(
     } else {
         None
     };
-    up.on_response(Instant::now(), head.status >= 500);
+    let answered = Instant::now();
+    up.on_response(answered, head.status >= 500);
 
     let close = p.close || head.framing == Framing::UntilClose;
     let mut out = head.out;
@@ -1094,7 +1182,7 @@ async fn proxy(
     }
     drop(rbuf);
     write_timed(client, &out, idle).await?;
-    drop(out);
+    give_scratch(out);
     if !done {
         match head.framing {
             Framing::Length(_) => relay_fixed(&mut upc, client, remaining, idle).await?,
@@ -1103,8 +1191,11 @@ async fn proxy(
             Framing::None => {}
         }
     }
+    give_scratch(p.head);
     if head.reusable && !extra {
-        up.put_idle(upc);
+        // Idle since about when its response was complete (a long body: later; that only
+        // shortens its stay in the pool).
+        up.put_idle(upc, if done { answered } else { Instant::now() });
     } else {
         let _ = upc.shutdown().await;
     }
@@ -1687,6 +1778,33 @@ mod tests {
         assert!(!is_hop("x-forwarded-for"));
         assert!(named_in(&[b"keep-alive, X-Secret"], "x-secret"));
         assert!(!named_in(&[b"keep-alive"], "x-secret"));
+    }
+
+    #[test]
+    fn plain_hosts_agree_with_the_full_parser() {
+        for h in [
+            "example.com",
+            "example.com:8080",
+            "127.0.0.1:9100",
+            "a_b-c.d",
+            "localhost:65535",
+        ] {
+            let full = crate::http::parse_host(h).expect("valid");
+            assert_eq!(plain_host(h), Some(full.as_str()), "{h}");
+        }
+        // Left to the full parser (which lower-cases, or refuses).
+        for h in [
+            "Example.com",
+            "[::1]:80",
+            "host:",
+            "host:99999",
+            "a@b",
+            "",
+            ":80",
+            "a b",
+        ] {
+            assert_eq!(plain_host(h), None, "{h}");
+        }
     }
 
     #[test]

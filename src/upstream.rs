@@ -177,11 +177,11 @@ impl Upstream {
     pub const MAX_IDLE: usize = 512;
 
     /// An idle pooled connection that is still open and younger than the idle timeout.
-    pub fn take_idle(&self) -> Option<tokio::net::TcpStream> {
+    pub fn take_idle(&self, now: Instant) -> Option<tokio::net::TcpStream> {
         let idle = self.cfg.load().timeouts.idle;
         let mut pool = lock(&self.idle);
         while let Some((conn, since)) = pool.pop() {
-            if since.elapsed() >= idle {
+            if now.saturating_duration_since(since) >= idle {
                 continue;
             }
             // Closed by the upstream (EOF) or holding unexpected bytes: not reusable. This is
@@ -195,16 +195,19 @@ impl Upstream {
         None
     }
 
-    /// Return a connection whose last response was read completely.
-    pub fn put_idle(&self, conn: tokio::net::TcpStream) {
+    /// Return a connection whose last response was read completely (`now`: about when).
+    pub fn put_idle(&self, conn: tokio::net::TcpStream, now: Instant) {
         let idle = self.cfg.load().timeouts.idle;
         let mut pool = lock(&self.idle);
         // The oldest sit at the front: drop expired ones as others come back.
-        while pool.first().is_some_and(|(_, t)| t.elapsed() >= idle) {
+        while pool
+            .first()
+            .is_some_and(|(_, t)| now.saturating_duration_since(*t) >= idle)
+        {
             pool.remove(0);
         }
         if pool.len() < Self::MAX_IDLE {
-            pool.push((conn, Instant::now()));
+            pool.push((conn, now));
         }
     }
 
