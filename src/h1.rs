@@ -320,7 +320,7 @@ async fn read_head(
     stream: &mut TcpStream,
     buf: &mut Buf,
     max_head: usize,
-    stop: &mut watch::Receiver<bool>,
+    stopping: &mut Pin<&mut impl std::future::Future<Output = ()>>,
     timer: &mut Deadline,
 ) -> HeadRead {
     let mut started: Option<Instant> = None;
@@ -359,7 +359,7 @@ async fn read_head(
                 Some(Ok(0)) | Some(Err(_)) | None => return HeadRead::Closed,
                 Some(Ok(_)) => {}
             },
-            _ = crate::stop::stopped(stop), if idle => return HeadRead::Closed,
+            _ = stopping.as_mut(), if idle => return HeadRead::Closed,
         }
     }
 }
@@ -385,6 +385,11 @@ pub async fn serve(
         addr: peer,
         ip: peer.ip().to_string(),
     };
+    // One wait for the stop signal per connection, polled between requests: registered once,
+    // not once per request.
+    let mut stop_rx = stop.clone();
+    let stopping = crate::stop::stopped(&mut stop_rx);
+    let mut stopping = std::pin::pin!(stopping);
     loop {
         if *stop.borrow() {
             return Outcome::Closed;
@@ -396,7 +401,7 @@ pub async fn serve(
             &mut stream,
             &mut buf,
             max_head,
-            stop,
+            &mut stopping,
             &mut timer,
         )
         .await

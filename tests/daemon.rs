@@ -1098,3 +1098,34 @@ fn control_socket_checks_peer_credentials() {
     );
     assert!(d.log_text().contains("control connection refused"));
 }
+
+#[test]
+fn idle_keep_alive_connections_close_on_sigterm() {
+    let mut d = Daemon::start();
+    // Keep-alive connections that carried a request and now sit idle (120 s keep-alive).
+    let mut conns: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(d.addr).expect("connect");
+            let req = format!("GET /health HTTP/1.1\r\nHost: {}\r\n\r\n", d.addr);
+            c.write_all(req.as_bytes()).expect("send");
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = c.read(&mut buf).expect("read");
+                assert!(n > 0, "closed before answering");
+                got.extend_from_slice(&buf[..n]);
+            }
+            c
+        })
+        .collect();
+    d.signal(Signal::SIGTERM);
+    // Well before the keep-alive timeout and the 10 s grace: the idle connections are closed.
+    let st = d.wait_exit(Duration::from_secs(8));
+    assert!(st.success(), "{st}");
+    for c in &mut conns {
+        c.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let mut rest = Vec::new();
+        let _ = c.read_to_end(&mut rest);
+    }
+}
