@@ -298,3 +298,34 @@ fn the_page_says_when_kinfrad_is_gone() {
     );
     b.screenshot("dashboard-offline.png");
 }
+
+#[test]
+fn a_login_in_one_tab_reaches_the_others() {
+    let Some(b) = Browser::launch(1280, 900) else {
+        return;
+    };
+    let d = dashboard_daemon("", "Web", "INFO hi");
+    let dash = format!("http://{}/kinfra", d.addr);
+    b.goto(&dash);
+    wait_card(&b, "web", "running", T);
+    let first = b.tab();
+    assert!(
+        b.js("return !!document.getElementById('login');") == true,
+        "no Log in link"
+    );
+    // Log in in a second tab; the first learns of it (BroadcastChannel) and shows the session.
+    let second = b.new_tab();
+    login_in_browser(&b, &d, "/kinfra");
+    b.switch_to(&first);
+    b.wait_js(
+        T,
+        "the first tab to show the login",
+        "return !!document.getElementById('logout') && !document.getElementById('login');",
+    );
+    // Stop from the second tab: the first shows it live.
+    b.switch_to(&second);
+    wait_card(&b, "web", "running", T);
+    b.js("document.querySelector('#card-web [data-action=stop]').click(); return 1;");
+    b.switch_to(&first);
+    wait_card(&b, "web", "stopped", T);
+}

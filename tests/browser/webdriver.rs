@@ -188,6 +188,27 @@ impl Browser {
         self.call(method, &format!("/session/{}/{what}", self.sid()), body)
     }
 
+    /// The current tab's handle.
+    pub fn tab(&self) -> String {
+        let v = self.cmd("GET", "window", None).expect("window handle");
+        v.as_str().expect("handle string").to_string()
+    }
+
+    /// Open a new tab (same browser profile, so same cookies) and switch to it; its handle.
+    pub fn new_tab(&self) -> String {
+        let v = self
+            .cmd("POST", "window/new", Some(json!({ "type": "tab" })))
+            .expect("new tab");
+        let h = v["handle"].as_str().expect("handle").to_string();
+        self.switch_to(&h);
+        h
+    }
+
+    pub fn switch_to(&self, handle: &str) {
+        self.cmd("POST", "window", Some(json!({ "handle": handle })))
+            .unwrap_or_else(|e| panic!("switch to tab {handle}: {e}"));
+    }
+
     /// Navigate and wait for the load event.
     pub fn goto(&self, url: &str) {
         self.cmd("POST", "url", Some(json!({ "url": url })))
