@@ -329,3 +329,36 @@ fn a_login_in_one_tab_reaches_the_others() {
     b.switch_to(&first);
     wait_card(&b, "web", "stopped", T);
 }
+
+#[test]
+fn without_event_streams_the_page_polls_and_stays_live() {
+    let Some(b) = Browser::launch(1280, 900) else {
+        return;
+    };
+    let d = dashboard_daemon("", "Web", "INFO hi");
+    // A proxy in between that won't pass event streams, as some do: block /__events__.
+    b.cdp("Network.enable", json!({}));
+    b.cdp(
+        "Network.setBlockedURLs",
+        json!({ "urls": ["*/__events__*"] }),
+    );
+    b.goto(&format!("http://{}/kinfra", d.addr));
+    wait_card(&b, "web", "running", T);
+    b.wait_js(
+        T,
+        "the page to fall back to polling",
+        "return window.kinfraDashboard.source === 'poll' && /polling/i.test(document.getElementById('conn').textContent);",
+    );
+    let pid: i32 = service(&d, "web")["pid"]
+        .as_str()
+        .and_then(|p| p.parse().ok())
+        .expect("web's pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
+    // Polls every 2 s: red within one poll or two.
+    wait_card(&b, "web", "crashed", Duration::from_secs(6));
+    b.screenshot("dashboard-polling.png");
+}

@@ -188,6 +188,16 @@ impl Browser {
         self.call(method, &format!("/session/{}/{what}", self.sid()), body)
     }
 
+    /// A Chrome DevTools Protocol command through ChromeDriver (`goog/cdp/execute`).
+    pub fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.cmd(
+            "POST",
+            "goog/cdp/execute",
+            Some(json!({ "cmd": cmd, "params": params })),
+        )
+        .unwrap_or_else(|e| panic!("CDP {cmd}: {e}"))
+    }
+
     /// The current tab's handle.
     pub fn tab(&self) -> String {
         let v = self.cmd("GET", "window", None).expect("window handle");
