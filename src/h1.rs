@@ -895,9 +895,16 @@ async fn read_response_head(
     loop {
         if rbuf.len() > 0 {
             seen_any = true;
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut resp = httparse::Response::new(&mut headers);
-            match resp.parse(rbuf.filled()) {
+            // Uninitialised header slots: no 4 KB memset per response.
+            let mut headers =
+                [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+            let mut resp = httparse::Response::new(&mut []);
+            let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+                &mut resp,
+                rbuf.filled(),
+                &mut headers,
+            );
+            match parsed {
                 Ok(httparse::Status::Complete(n)) if n > MAX_RESPONSE_HEAD => {
                     return Err(ForwardError::Failed(
                         "upstream response head too large".into(),
