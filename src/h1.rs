@@ -64,16 +64,18 @@ pub enum Outcome {
 // ------------------------------------------------------------------------------------ buffers
 
 thread_local! {
-    /// Head buffers of finished requests, reused so an idle connection holds none.
-    static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    /// Head and body buffers of finished requests, reused so an idle connection holds none
+    /// and a busy one allocates (and zeroes) none.
+    static HEADS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static BODIES: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
 fn take_buf(len: usize) -> Vec<u8> {
-    let pooled = POOL.with(|p| {
-        let mut p = p.borrow_mut();
-        let i = p.iter().rposition(|b| b.len() == len)?;
-        Some(p.swap_remove(i))
-    });
+    let pooled = match len {
+        HEAD_CHUNK => HEADS.with(|p| p.borrow_mut().pop()),
+        BODY_CHUNK => BODIES.with(|p| p.borrow_mut().pop()),
+        _ => None,
+    };
     pooled.unwrap_or_else(|| vec![0; len])
 }
 
@@ -96,27 +98,30 @@ fn give_scratch(mut v: Vec<u8>) {
         v.clear();
         SCRATCH.with(|p| {
             let mut p = p.borrow_mut();
-            if p.len() < POOL_HEADS {
+            if p.len() < POOL_SCRATCH {
                 p.push(v);
             }
         });
     }
 }
 
-/// Buffers kept per worker thread: enough for bursts of new requests, small enough that a
-/// burst of thousands of connections leaves little behind.
-const POOL_HEADS: usize = 32;
+/// Scratch vectors kept per worker thread (each at most 16 KiB).
+const POOL_SCRATCH: usize = 64;
+
+/// Buffers kept per worker thread: enough for a few hundred requests in flight (1 MiB of
+/// heads), small enough that a burst of thousands of connections leaves little behind.
+const POOL_HEADS: usize = 256;
 const POOL_BODIES: usize = 8;
 
 fn give_buf(v: Vec<u8>) {
-    let cap = match v.len() {
-        HEAD_CHUNK => POOL_HEADS,
-        BODY_CHUNK => POOL_BODIES,
+    let (pool, cap) = match v.len() {
+        HEAD_CHUNK => (&HEADS, POOL_HEADS),
+        BODY_CHUNK => (&BODIES, POOL_BODIES),
         _ => return,
     };
-    POOL.with(|p| {
+    pool.with(|p| {
         let mut p = p.borrow_mut();
-        if p.iter().filter(|b| b.len() == v.len()).count() < cap {
+        if p.len() < cap {
             p.push(v);
         }
     });
