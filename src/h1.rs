@@ -444,7 +444,7 @@ pub async fn serve(
                 buf.consume(head_len);
                 // A local response may be a long-lived event stream: hold no buffer meanwhile.
                 buf.release();
-                let resp = match router.clone().oneshot(req).await {
+                let resp = match router.clone().oneshot(*req).await {
                     Ok(r) => r,
                     Err(never) => match never {},
                 };
@@ -494,7 +494,8 @@ enum Plan {
     Handoff,
     Reject(StatusCode, &'static str, String),
     Local {
-        req: http::Request<Body>,
+        /// Boxed: the plan moves with every request, and a proxied one should not carry this.
+        req: Box<http::Request<Body>>,
         head_len: usize,
         close: bool,
         head_only: bool,
@@ -540,9 +541,11 @@ fn is_own_path(path: &str) -> bool {
 
 /// Hop-by-hop header names (RFC 9110 §7.6.1), never forwarded in either direction.
 fn is_hop(name: &str) -> bool {
-    crate::proxy::HOP
-        .iter()
-        .any(|h| h.eq_ignore_ascii_case(name))
+    // Most header names have a length no hop-by-hop name has: no comparison at all.
+    matches!(name.len(), 2 | 7 | 10 | 16..=19)
+        && crate::proxy::HOP
+            .iter()
+            .any(|h| h.len() == name.len() && h.eq_ignore_ascii_case(name))
 }
 
 /// Is `name` listed in one of the `Connection` header values?
@@ -685,7 +688,7 @@ fn classify(
         }
         match local_request(req, peer) {
             Ok(r) => Plan::Local {
-                req: r,
+                req: Box::new(r),
                 head_len,
                 close,
                 head_only,
@@ -1792,6 +1795,10 @@ mod tests {
     #[test]
     fn hop_by_hop_and_connection_named() {
         assert!(is_hop("Connection") && is_hop("TE") && is_hop("transfer-encoding"));
+        for h in crate::proxy::HOP {
+            assert!(is_hop(h) && is_hop(&h.to_ascii_uppercase()), "{h}");
+        }
+        assert!(!is_hop("user-agent") && !is_hop("accept"));
         assert!(!is_hop("x-forwarded-for"));
         assert!(named_in(&[b"keep-alive, X-Secret"], "x-secret"));
         assert!(!named_in(&[b"keep-alive"], "x-secret"));
