@@ -751,7 +751,10 @@ fn classify(
     let mut keep_xfh = false;
     for h in req.headers.iter() {
         let n = h.name;
-        if n.eq_ignore_ascii_case("host") || is_hop(n) || named_in(&connection, n) {
+        if n.eq_ignore_ascii_case("host")
+            || is_hop(n)
+            || (!connection.is_empty() && named_in(&connection, n))
+        {
             continue;
         }
         if n.eq_ignore_ascii_case("x-forwarded-for") {
@@ -1030,7 +1033,7 @@ fn rewrite_response(
     out.extend_from_slice(b"\r\n");
     for h in resp.headers.iter() {
         let n = h.name;
-        if is_hop(n) || named_in(&connection, n) {
+        if is_hop(n) || (!connection.is_empty() && named_in(&connection, n)) {
             continue;
         }
         if n.eq_ignore_ascii_case("content-length") && (te || status == 204) {
@@ -1162,7 +1165,8 @@ async fn proxy(
     } else {
         None
     };
-    let answered = Instant::now();
+    // The breaker's clock needs no precision finer than a request: `start` saves a clock read.
+    let answered = start;
     up.on_response(answered, head.status >= 500);
 
     let close = p.close || head.framing == Framing::UntilClose;
