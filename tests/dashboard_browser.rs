@@ -54,6 +54,34 @@ fn assert_no_overflow(b: &Browser, what: &str) {
     assert!(sw <= iw, "{what}: page is {sw}px wide in a {iw}px viewport");
 }
 
+/// Load `/kinfra` and wait until the `web` card says running.
+fn open_dashboard(b: &Browser, d: &Daemon) {
+    b.goto(&format!("http://{}/kinfra", d.addr));
+    wait_card(b, "web", "running", T);
+}
+
+/// Click a service card's action button.
+fn click(b: &Browser, id: &str, action: &str) {
+    b.try_js(
+        "document.querySelector('#card-' + arguments[0] + ' [data-action=' + arguments[1] + ']').click(); return 1;",
+        json!([id, action]),
+    )
+    .unwrap_or_else(|e| panic!("click {action} on {id}: {e}"));
+}
+
+/// `kill -9` the process kinfrad runs for service `name`.
+fn kill9(d: &Daemon, name: &str) {
+    let pid: i32 = service(d, name)["pid"]
+        .as_str()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{name} has no pid"));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
+}
+
 fn login_in_browser(b: &Browser, d: &Daemon, next: &str) {
     b.goto(&format!("http://{}/kinfra/login?next={next}", d.addr));
     b.js(&format!(
@@ -72,8 +100,7 @@ fn a_killed_service_turns_red_live_and_restart_after_login_brings_it_back() {
         return;
     };
     let d = dashboard_daemon("", "Web shop", "INFO hello from the shop");
-    b.goto(&format!("http://{}/kinfra", d.addr));
-    wait_card(&b, "web", "running", T);
+    open_dashboard(&b, &d);
     assert!(
         card_state(&b, "ext").is_some(),
         "no card for the url-only service"
@@ -94,16 +121,8 @@ fn a_killed_service_turns_red_live_and_restart_after_login_brings_it_back() {
 
     // kill -9 the service's process: its card turns red within 3 s, with no reload.
     b.js("window.__marker = 1; return 1;");
-    let pid: i32 = service(&d, "web")["pid"]
-        .as_str()
-        .and_then(|p| p.parse().ok())
-        .expect("web's pid");
     let t0 = Instant::now();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill");
+    kill9(&d, "web");
     wait_card(&b, "web", "crashed", PUSHED);
     eprintln!("kill -9 → red card in {:?}", t0.elapsed());
     assert!(
@@ -120,7 +139,7 @@ fn a_killed_service_turns_red_live_and_restart_after_login_brings_it_back() {
     b.screenshot("dashboard-crashed.png");
 
     // Restart needs a login: without one the page says so and nothing happens.
-    b.js("document.querySelector('#card-web [data-action=restart]').click(); return 1;");
+    click(&b, "web", "restart");
     b.wait_js(
         T,
         "a 'log in' notice",
@@ -131,16 +150,16 @@ fn a_killed_service_turns_red_live_and_restart_after_login_brings_it_back() {
 
     login_in_browser(&b, &d, "/kinfra");
     wait_card(&b, "web", "crashed", T);
-    b.js("document.querySelector('#card-web [data-action=restart]').click(); return 1;");
+    click(&b, "web", "restart");
     wait_card(&b, "web", "running", T);
     assert!(card_class(&b, "web").split(' ').any(|c| c == "ok"));
     wait_service(&d, "web", "running");
     b.screenshot("dashboard-restarted.png");
 
     // Stop and Start from the page, too.
-    b.js("document.querySelector('#card-web [data-action=stop]').click(); return 1;");
+    click(&b, "web", "stop");
     wait_card(&b, "web", "stopped", T);
-    b.js("document.querySelector('#card-web [data-action=start]').click(); return 1;");
+    click(&b, "web", "start");
     wait_card(&b, "web", "running", T);
 }
 
@@ -150,8 +169,7 @@ fn maintenance_countdown_ticks_and_routes_show() {
         return;
     };
     let d = dashboard_daemon("", "Web", "INFO hi");
-    b.goto(&format!("http://{}/kinfra", d.addr));
-    wait_card(&b, "web", "running", T);
+    open_dashboard(&b, &d);
     let routes = b.text("routes").unwrap_or_default();
     assert!(
         routes.contains("/ext/") && routes.contains("web"),
@@ -249,8 +267,7 @@ fn hostile_names_and_lines_show_as_text_and_the_page_fits_a_phone() {
     let name = "<img src=x onerror=\"window.__xss=1\">Shop";
     let line = "ERROR <script>window.__xss=2</script><b>bold?</b>";
     let d = dashboard_daemon("", name, line);
-    b.goto(&format!("http://{}/kinfra", d.addr));
-    wait_card(&b, "web", "running", T);
+    open_dashboard(&b, &d);
     let card = b.js("return document.getElementById('card-web').textContent;");
     let card = card.as_str().unwrap_or_default();
     assert!(card.contains(name), "the name is not shown as text: {card}");
@@ -282,8 +299,7 @@ fn the_page_says_when_kinfrad_is_gone() {
         return;
     };
     let mut d = dashboard_daemon("", "Web", "INFO hi");
-    b.goto(&format!("http://{}/kinfra", d.addr));
-    wait_card(&b, "web", "running", T);
+    open_dashboard(&b, &d);
     b.wait_js(
         T,
         "the live event stream",
@@ -325,7 +341,7 @@ fn a_login_in_one_tab_reaches_the_others() {
     // Stop from the second tab: the first shows it live.
     b.switch_to(&second);
     wait_card(&b, "web", "running", T);
-    b.js("document.querySelector('#card-web [data-action=stop]').click(); return 1;");
+    click(&b, "web", "stop");
     b.switch_to(&first);
     wait_card(&b, "web", "stopped", T);
 }
@@ -342,22 +358,13 @@ fn without_event_streams_the_page_polls_and_stays_live() {
         "Network.setBlockedURLs",
         json!({ "urls": ["*/__events__*"] }),
     );
-    b.goto(&format!("http://{}/kinfra", d.addr));
-    wait_card(&b, "web", "running", T);
+    open_dashboard(&b, &d);
     b.wait_js(
         T,
         "the page to fall back to polling",
         "return window.kinfraDashboard.source === 'poll' && /polling/i.test(document.getElementById('conn').textContent);",
     );
-    let pid: i32 = service(&d, "web")["pid"]
-        .as_str()
-        .and_then(|p| p.parse().ok())
-        .expect("web's pid");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill");
+    kill9(&d, "web");
     // Polls every 2 s: red within one poll or two.
     wait_card(&b, "web", "crashed", Duration::from_secs(6));
     b.screenshot("dashboard-polling.png");
