@@ -369,3 +369,54 @@ fn without_event_streams_the_page_polls_and_stays_live() {
     wait_card(&b, "web", "crashed", Duration::from_secs(6));
     b.screenshot("dashboard-polling.png");
 }
+
+#[test]
+fn maintenance_is_entered_and_left_from_the_page() {
+    let Some(b) = Browser::launch(1280, 900) else {
+        return;
+    };
+    let d = dashboard_daemon("", "Web", "INFO hi");
+    login_in_browser(&b, &d, "/kinfra");
+    wait_card(&b, "web", "running", T);
+    // A refused value shows kinfrad's error on the page.
+    b.js(
+        "document.getElementById('maint-in-message').value = 'Upgrading'; \
+          document.getElementById('maint-in-url').value = 'ftp://nowhere'; \
+          document.getElementById('maint-enter').click(); return 1;",
+    );
+    b.wait_js(
+        T,
+        "the refusal to show",
+        "var e = document.getElementById('maint-error'); return !e.hidden && e.textContent.length > 0;",
+    );
+    assert_eq!(
+        d.ctl_ok(&["--json", "status"])
+            .contains("\"is_active\":true"),
+        false
+    );
+    b.js("document.getElementById('maint-in-url').value = ''; \
+          document.getElementById('maint-in-countdown').value = '300'; \
+          document.getElementById('maint-enter').click(); return 1;");
+    b.wait_js(
+        T,
+        "the page to show maintenance on",
+        "return /Upgrading/.test(document.getElementById('maint').textContent) \
+           && !document.getElementById('maint-exit').disabled;",
+    );
+    let v = common::get(d.addr, "/api/maintenance/status").json();
+    assert_eq!(v["isActive"], true);
+    assert_eq!(v["message"], "Upgrading");
+    let cd = v["countdown"].as_u64().unwrap_or(0);
+    assert!((290..=300).contains(&cd), "countdown {cd}");
+    // Visitors now get the maintenance page.
+    assert_eq!(common::get_html(d.addr, "/").status, 503);
+    b.js("document.getElementById('maint-exit').click(); return 1;");
+    eventually(T, "maintenance to end", || {
+        (common::get(d.addr, "/api/maintenance/status").json()["isActive"] == false).then_some(())
+    });
+    b.wait_js(
+        T,
+        "the page to show maintenance off",
+        "return document.getElementById('maint-exit').disabled;",
+    );
+}
