@@ -390,9 +390,9 @@ fn maintenance_is_entered_and_left_from_the_page() {
         "var e = document.getElementById('maint-error'); return !e.hidden && e.textContent.length > 0;",
     );
     assert_eq!(
-        d.ctl_ok(&["--json", "status"])
-            .contains("\"is_active\":true"),
-        false
+        common::get(d.addr, "/api/maintenance/status").json()["isActive"],
+        false,
+        "a refused request entered maintenance"
     );
     b.js("document.getElementById('maint-in-url').value = ''; \
           document.getElementById('maint-in-countdown').value = '300'; \
