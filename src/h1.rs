@@ -359,7 +359,10 @@ async fn read_head(
             None => KEEPALIVE_IDLE,
             Some(t) => crate::http::HEADER_READ_TIMEOUT.saturating_sub(t.elapsed()),
         };
+        // Biased, the read first: a request already there is taken without polling the stop
+        // wait (or drawing a random branch order).
         tokio::select! {
+            biased;
             r = timer.within(wait, fill_head(stream, buf)) => match r {
                 Some(Ok(0)) | Some(Err(_)) | None => return HeadRead::Closed,
                 Some(Ok(_)) => {}
