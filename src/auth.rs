@@ -117,6 +117,21 @@ pub enum Denied {
 }
 
 impl Denied {
+    /// 401 without credentials, 403 for a cross-site request.
+    pub fn status(self) -> http::StatusCode {
+        match self {
+            Denied::Unauthenticated => http::StatusCode::UNAUTHORIZED,
+            Denied::CrossSite => http::StatusCode::FORBIDDEN,
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Denied::Unauthenticated => "unauthorized",
+            Denied::CrossSite => "forbidden",
+        }
+    }
+
     pub fn message(self) -> &'static str {
         match self {
             Denied::Unauthenticated => {

@@ -21,7 +21,7 @@ use crate::app::{App, now_ms};
 use crate::auth::{self, Denied};
 use crate::http::{Peer, error_response, json_response, wants_html};
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     now_ms() / 1000
 }
 
@@ -63,8 +63,8 @@ fn render_failed(what: &str, e: &str) -> Response {
     )
 }
 
-/// May this request read the dashboard?
-fn readable(app: &App, req_headers: &HeaderMap, peer: Option<Peer>) -> bool {
+/// May this request read the dashboard (and the log lines in `/__status__`)?
+pub(crate) fn readable(app: &App, req_headers: &HeaderMap, peer: Option<Peer>) -> bool {
     auth::can_read(
         app.config().dashboard_access,
         &app.token(),
@@ -83,12 +83,13 @@ fn not_readable(h: &HeaderMap, next: &str) -> Response {
     unauthorized(Denied::Unauthenticated)
 }
 
-fn unauthorized(d: Denied) -> Response {
-    let (status, code) = match d {
-        Denied::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthorized"),
-        Denied::CrossSite => (StatusCode::FORBIDDEN, "forbidden"),
-    };
-    let mut r = error_response(status, code, d.message());
+/// 401 (with `WWW-Authenticate`) or 403, in kinfrad's error shape.
+pub(crate) fn unauthorized(d: Denied) -> Response {
+    challenge(error_response(d.status(), d.code(), d.message()), d)
+}
+
+/// Ask for the token on a 401.
+fn challenge(mut r: Response, d: Denied) -> Response {
     if d == Denied::Unauthenticated {
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -237,35 +238,40 @@ pub async fn events(
     }
 }
 
-/// Why a service has no log to show.
-struct NoLog(StatusCode, &'static str, String);
+/// Why a request about a service kinfrad runs can't be served: status, code, message.
+struct Refusal(StatusCode, &'static str, String);
 
-impl NoLog {
+impl Refusal {
     fn response(self) -> Response {
         error_response(self.0, self.1, &self.2)
     }
 }
 
-/// The log ring of `name` (404 unknown, 409 not run by kinfrad).
-fn ring(app: &App, name: &str) -> Result<Arc<crate::supervise::LogRing>, NoLog> {
+/// The service `name`, which kinfrad must run (404 unknown, 409 it has a url).
+fn supervised(app: &App, name: &str) -> Result<(), Refusal> {
     let Some(up) = app.services().get(name).cloned() else {
-        return Err(NoLog(
+        return Err(Refusal(
             StatusCode::NOT_FOUND,
             "unknown_service",
             format!("no service named {name:?}"),
         ));
     };
     if up.process.load().is_none() {
-        return Err(NoLog(
+        return Err(Refusal(
             StatusCode::CONFLICT,
             "not_supervised",
-            format!(
-                "{name:?} is not run by kinfrad (it has a url, not a command): no captured logs"
-            ),
+            format!("{name:?} is not run by kinfrad (it has a url, not a command)"),
         ));
     }
+    Ok(())
+}
+
+/// The log ring of `name` (404 unknown, 409 not run by kinfrad).
+fn ring(app: &App, name: &str) -> Result<Arc<crate::supervise::LogRing>, Refusal> {
+    supervised(app, name)
+        .map_err(|Refusal(s, c, m)| Refusal(s, c, format!("{m}: no captured logs")))?;
     app.log_ring(name)
-        .map_err(|e| NoLog(StatusCode::CONFLICT, "not_supervised", e.message))
+        .map_err(|e| Refusal(StatusCode::CONFLICT, "not_supervised", e.message))
 }
 
 #[derive(Debug, Deserialize)]
@@ -379,14 +385,7 @@ pub async fn action(
         return r;
     }
     if let Err(d) = auth::admin(&app.token(), &headers, now_secs()) {
-        let mut r = unauthorized(d);
-        if let Some(o) = r.headers().get(header::WWW_AUTHENTICATE).cloned() {
-            r = fail(r.status(), "unauthorized", d.message());
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, o);
-        } else {
-            r = fail(r.status(), "forbidden", d.message());
-        }
-        return r;
+        return challenge(fail(d.status(), d.code(), d.message()), d);
     }
     let cmd = match verb.as_str() {
         "restart" => crate::supervise::Command::Restart,
@@ -400,19 +399,8 @@ pub async fn action(
             );
         }
     };
-    let Some(up) = app.services().get(&name).cloned() else {
-        return fail(
-            StatusCode::NOT_FOUND,
-            "unknown_service",
-            &format!("no service named {name:?}"),
-        );
-    };
-    if up.process.load().is_none() {
-        return fail(
-            StatusCode::CONFLICT,
-            "not_supervised",
-            &format!("{name:?} is not run by kinfrad (it has a url, not a command)"),
-        );
+    if let Err(Refusal(status, code, message)) = supervised(&app, &name) {
+        return fail(status, code, &message);
     }
     match app.service_command(&name, cmd).await {
         Ok(()) => {

@@ -152,19 +152,8 @@ struct PostBody {
 }
 
 async fn post_status(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(d) = crate::auth::admin(&app.token(), &headers, now_ms() / 1000) {
-        let (status, code) = match d {
-            crate::auth::Denied::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            crate::auth::Denied::CrossSite => (StatusCode::FORBIDDEN, "forbidden"),
-        };
-        let mut r = error_response(status, code, d.message());
-        if status == StatusCode::UNAUTHORIZED {
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"kinfra\""),
-            );
-        }
-        return r;
+    if let Err(d) = crate::auth::admin(&app.token(), &headers, crate::dashboard::now_secs()) {
+        return crate::dashboard::unauthorized(d);
     }
     let body: PostBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
@@ -236,13 +225,7 @@ async fn services_status(
         return r;
     }
     // Log lines are for dashboard readers; fallback pages (any visitor) get the rest.
-    let logs = crate::auth::can_read(
-        app.config().dashboard_access,
-        &app.token(),
-        &headers,
-        peer.map(|p| p.0.0),
-        now_ms() / 1000,
-    );
+    let logs = crate::dashboard::readable(&app, &headers, peer.map(|p| p.0));
     match crate::status::services_json(&app, q.service.as_deref(), logs) {
         Ok(v) => json_response(StatusCode::OK, &v),
         Err(e) => error_response(StatusCode::NOT_FOUND, "unknown_service", &e),
