@@ -26,13 +26,9 @@ pub(crate) fn now_secs() -> u64 {
 }
 
 fn html(status: StatusCode, body: Bytes) -> Response {
-    let mut r = Response::new(Body::from(body));
+    let mut r = crate::http::html_response(body);
     *r.status_mut() = status;
     let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     // The dashboard is never framed (clickjacking of its buttons).
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));

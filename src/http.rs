@@ -103,6 +103,16 @@ pub(crate) fn json_response(status: StatusCode, body: &impl serde::Serialize) ->
     r
 }
 
+/// A page kinfrad renders itself: `text/html; charset=utf-8`, status 200.
+pub(crate) fn html_response(body: impl Into<Body>) -> Response {
+    let mut r = Response::new(body.into());
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r
+}
+
 pub(crate) fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
     json_response(
         status,
@@ -215,11 +225,7 @@ async fn services_status(
     peer: Option<axum::Extension<Peer>>,
 ) -> Response {
     if wants_html(&headers) && q.service.is_none() {
-        let mut r = Response::new(Body::from(app.status_page()));
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        );
+        let mut r = html_response(app.status_page());
         r.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         return r;
@@ -365,12 +371,8 @@ fn unrouted(app: &App, req: &Request, services: &crate::app::Services) -> Respon
         } else {
             app.status_page()
         };
-        let mut r = Response::new(Body::from(body));
+        let mut r = html_response(body);
         *r.status_mut() = status;
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        );
         r.headers_mut()
             .insert(header::VARY, HeaderValue::from_static("Accept"));
         r
@@ -396,11 +398,7 @@ pub(crate) fn fallback_response(
     let refresh = up.cfg().fallback.refresh_interval;
     let mut r = if browser {
         let page = app.fallback_page(up);
-        let mut r = Response::new(Body::from(page.html.clone()));
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        );
+        let mut r = html_response(page.html.clone());
         r.headers_mut()
             .insert("x-kinfra-fallback", HeaderValue::from_static(page.kind));
         r
@@ -467,12 +465,7 @@ pub(crate) fn maintenance_response(
     retry: u64,
 ) -> Response {
     let mut r = if browser {
-        let mut r = Response::new(Body::from(html));
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        );
-        r
+        html_response(html)
     } else {
         json_response(
             StatusCode::SERVICE_UNAVAILABLE,
