@@ -142,8 +142,9 @@ fn a_killed_service_turns_red_live_and_restart_after_login_brings_it_back() {
     click(&b, "web", "restart");
     b.wait_js(
         T,
-        "a 'log in' notice",
-        "return /log in/i.test(document.body.textContent);",
+        "a 'log in first' notice",
+        "var t = document.getElementById('toast'); \
+         return !t.hidden && /log in first/i.test(t.textContent);",
     );
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(card_state(&b, "web").as_deref(), Some("crashed"));
