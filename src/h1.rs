@@ -1169,8 +1169,7 @@ async fn proxy(
         None
     };
     // The breaker's clock needs no precision finer than a request: `start` saves a clock read.
-    let answered = start;
-    up.on_response(answered, head.status >= 500);
+    up.on_response(start, head.status >= 500);
 
     let close = p.close || head.framing == Framing::UntilClose;
     let mut out = head.out;
@@ -1220,9 +1219,9 @@ async fn proxy(
     }
     give_scratch(p.head);
     if head.reusable && !extra {
-        // Idle since about when its response was complete (a long body: later; that only
-        // shortens its stay in the pool).
-        up.put_idle(upc, if done { answered } else { Instant::now() });
+        // Idle since about when this request began (after a long body: now), close enough for
+        // an idle timeout of seconds.
+        up.put_idle(upc, if done { start } else { Instant::now() });
     } else {
         let _ = upc.shutdown().await;
     }
