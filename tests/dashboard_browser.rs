@@ -228,7 +228,7 @@ fn log_page_tails_live_and_searches() {
     b.wait_js(
         T,
         "the first line",
-        "return /first line from the app/.test(document.body.textContent);",
+        "return /first line from the app/.test(document.getElementById('log').textContent);",
     );
     b.wait_js(
         T,
@@ -241,7 +241,7 @@ fn log_page_tails_live_and_searches() {
     b.wait_js(
         T,
         "new lines to arrive live",
-        "return /tail-check-4/.test(document.body.textContent);",
+        "return /tail-check-4/.test(document.getElementById('log').textContent);",
     );
     b.js(
         "var s = document.getElementById('search'); s.value = 'tail-check-3'; \
@@ -284,7 +284,7 @@ fn hostile_names_and_lines_show_as_text_and_the_page_fits_a_phone() {
     b.wait_js(
         T,
         "the log line",
-        "return /bold\\?/.test(document.body.textContent);",
+        "return /bold\\?/.test(document.getElementById('log').textContent);",
     );
     assert_eq!(
         b.js("return document.querySelectorAll('#log b, #log script').length;"),
