@@ -405,7 +405,7 @@ fn validate(source: ConfigSource, raw: RawConfig, ov: &Overrides) -> Result<Conf
             .map_err(|(key, m)| invalid(file, &format!("--demo: {key}"), m))?;
         if let Some(other) = services
             .iter()
-            .find(|o| o.name == svc.name || o.routes.contains(&svc.routes[0]))
+            .find(|o| o.name == svc.name || svc.routes.iter().any(|r| o.routes.contains(r)))
         {
             return Err(invalid(
                 file,
