@@ -11,14 +11,15 @@
 //! 004: every second while maintenance is on, and once when it ends), `log` (the log stream of
 //! `/__events__?logs=SERVICE`), and `: ping` comments every 15 s so dead peers are noticed.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http_body::{Body, Frame, SizeHint};
+use futures_util::StreamExt;
+use http_body::{Body, Frame};
 use serde_json::Value;
 use tokio::sync::watch;
 
@@ -179,55 +180,20 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
 
 // ------------------------------------------------------------------------------ streams
 
-type Step<S> = Pin<Box<dyn Future<Output = Option<(Bytes, S)>> + Send>>;
-
-/// A response body that yields what `step` produces, one state at a time, until it says `None`.
-pub struct Unfold<S> {
-    next: Option<Step<S>>,
-    step: fn(S) -> Step<S>,
-}
-
-impl<S> Unfold<S> {
-    pub fn new(state: S, step: fn(S) -> Step<S>) -> Unfold<S> {
-        Unfold {
-            next: Some(step(state)),
-            step,
-        }
-    }
-}
-
-impl<S> Body for Unfold<S> {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let Some(fut) = self.next.as_mut() else {
-            return Poll::Ready(None);
-        };
-        match fut.as_mut().poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(None) => {
-                self.next = None;
-                Poll::Ready(None)
-            }
-            Poll::Ready(Some((bytes, state))) => {
-                let step = self.step;
-                self.next = Some(step(state));
-                Poll::Ready(Some(Ok(Frame::data(bytes))))
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.next.is_none()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
-    }
+/// An event stream as a response body: `next` makes each chunk from the stream's state until it
+/// says `None` (`futures`' `unfold`, each chunk one data frame).
+fn body<S, F, Fut>(
+    state: S,
+    next: F,
+) -> impl Body<Data = Bytes, Error = Infallible> + Send + 'static
+where
+    S: Send + 'static,
+    F: FnMut(S) -> Fut + Send + 'static,
+    Fut: Future<Output = Option<(Bytes, S)>> + Send + 'static,
+{
+    http_body_util::StreamBody::new(
+        futures_util::stream::unfold(state, next).map(|b| Ok::<_, Infallible>(Frame::data(b))),
+    )
 }
 
 /// A status subscriber.
@@ -242,7 +208,7 @@ pub struct StatusStream {
 }
 
 /// Subscribe to status and countdown events; the first frame is built now.
-pub fn status_stream(app: &App) -> Unfold<StatusStream> {
+pub fn status_stream(app: &App) -> impl Body<Data = Bytes, Error = Infallible> + Send + 'static {
     let mut feed = app.events().subscribe();
     let (seen_status, seen_countdown) = {
         let f = feed.borrow_and_update();
@@ -266,7 +232,7 @@ pub fn status_stream(app: &App) -> Unfold<StatusStream> {
         first: Some(first.freeze()),
         ping: Box::pin(tokio::time::sleep(KEEPALIVE)),
     };
-    Unfold::new(s, |s| Box::pin(next_status(s)))
+    body(s, next_status)
 }
 
 async fn next_status(mut s: StatusStream) -> Option<(Bytes, StatusStream)> {
@@ -316,7 +282,11 @@ pub struct LogStream {
 
 /// Follow `ring` from `since` (a cursor of an earlier event or `GET /api/dashboard/logs/…`;
 /// `None`: every line kept): the first event holds what came after it, then every new line.
-pub fn log_stream(app: &App, ring: Arc<LogRing>, since: Option<u64>) -> Unfold<LogStream> {
+pub fn log_stream(
+    app: &App,
+    ring: Arc<LogRing>,
+    since: Option<u64>,
+) -> impl Body<Data = Bytes, Error = Infallible> + Send + 'static {
     let mut lines = ring.seq.subscribe();
     lines.borrow_and_update();
     let s = LogStream {
@@ -327,7 +297,7 @@ pub fn log_stream(app: &App, ring: Arc<LogRing>, since: Option<u64>) -> Unfold<L
         id: 0,
         first: true,
     };
-    Unfold::new(s, |s| Box::pin(next_log(s)))
+    body(s, next_log)
 }
 
 /// The `log` event's data (also the JSON of `GET /api/dashboard/logs/{service}`).
