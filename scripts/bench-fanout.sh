@@ -51,6 +51,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HERE=$ROOT/scripts/bench
+# shellcheck source=scripts/bench/lib.sh
+. "$HERE/lib.sh"
 COUNTS=${FANOUT_COUNTS:-"1000 10000"}
 ROUNDS=${FANOUT_ROUNDS:-5}
 INTERVAL_MS=${FANOUT_INTERVAL_MS:-1000}
@@ -77,12 +79,6 @@ die() {
 PIDS=()
 SPIN_PIDS=()
 TMP=""
-spin_stop() {
-    local pid
-    for pid in "${SPIN_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    for pid in "${SPIN_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    SPIN_PIDS=()
-}
 stop_pid() { # PID: TERM, wait up to 5 s, then KILL
     local pid=$1 i
     kill -TERM "$pid" 2>/dev/null || true
@@ -258,25 +254,10 @@ for kind in kinfrad floor; do
 done
 
 # ---------------------------------------------------------------- quiet machine
-gt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a > b) }'; }
-waited=0
-while :; do
-    read -r foreign _ < <(python3 "$HERE/runwrk.py" "$RAW/quiet-check.txt" "$RAW/spin.pids" -- sleep 2) || true
-    if ! gt "${foreign:-0}" "$MAX_FOREIGN" || [ "$waited" -ge "$WAIT_QUIET" ]; then break; fi
-    log "machine busy (other processes use ${foreign}% of a CPU: $(sed -n 's/.*top=//p' "$RAW/quiet-check.txt")); waiting"
-    sleep 3
-    waited=$((waited + 5))
-done
-if gt "${foreign:-0}" "$MAX_FOREIGN"; then
-    log "warning: still busy; measuring anyway (busy runs are retried, then flagged)"
-fi
+wait_quiet "$RAW/spin.pids"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 if [ "$SPIN" != 0 ] && [ -n "$SPIN" ]; then
-    for cpu in $(printf '%s\n' "$SCPU" "$CCPU" | sort -u); do
-        chrt -i 0 taskset -c "$cpu" python3 -c 'while True: pass' &
-        SPIN_PIDS+=($!)
-    done
-    printf '%s\n' "${SPIN_PIDS[@]}" >"$RAW/spin.pids"
+    spin_on
 fi
 
 # ---------------------------------------------------------------- measure

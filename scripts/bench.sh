@@ -45,6 +45,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HERE=$ROOT/scripts/bench
+# shellcheck source=scripts/bench/lib.sh
+. "$HERE/lib.sh"
 SECS=${BENCH_SECS:-10}
 REPS=${BENCH_REPS:-3}
 CONNS=${BENCH_CONNS:-"1 64"}
@@ -73,12 +75,6 @@ PIDS=()
 SPIN_PIDS=()
 TMP=""
 POLICY_CREATED=""
-spin_stop() {
-    local pid
-    for pid in "${SPIN_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    for pid in "${SPIN_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    SPIN_PIDS=()
-}
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
@@ -461,26 +457,10 @@ for pid in "${PIDS[@]}"; do
     echo "$pid"
     pgrep -P "$pid" || true
 done >"$RAW/ours.pids"
-gt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a > b) }'; }
-waited=0
-while :; do
-    read -r foreign _ < <(python3 "$HERE/runwrk.py" "$RAW/quiet-check.txt" "$RAW/ours.pids" -- sleep 2) || true
-    if ! gt "${foreign:-0}" "$MAX_FOREIGN" || [ "$waited" -ge "$WAIT_QUIET" ]; then break; fi
-    log "machine busy (other processes use ${foreign}% of a CPU: $(sed -n 's/.*top=//p' "$RAW/quiet-check.txt")); waiting"
-    sleep 3
-    waited=$((waited + 5))
-done
-if gt "${foreign:-0}" "$MAX_FOREIGN"; then
-    log "warning: still busy; measuring anyway (busy runs are retried, then flagged)"
-fi
+wait_quiet "$RAW/ours.pids"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-spin_start() { # a SCHED_IDLE busy loop per CPU used: yields to any real work at once
-    local cpu
-    for cpu in $(printf '%s\n' "$SCPU" "$CCPU" | sort -u); do
-        chrt -i 0 taskset -c "$cpu" python3 -c 'while True: pass' &
-        SPIN_PIDS+=($!)
-    done
-    printf '%s\n' "${SPIN_PIDS[@]}" >"$RAW/spin.pids"
+spin_start() { # the spin loops count as ours, not as foreign CPU
+    spin_on
     cat "$RAW/ours-servers.pids" "$RAW/spin.pids" >"$RAW/ours.pids"
 }
 spins() { [ "$SPIN" != none ] && [[ " $SPIN " == *" $1 "* ]]; }
