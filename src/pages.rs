@@ -28,6 +28,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "_fallback.js.html",
         include_str!("../templates/_fallback.js.html"),
     ),
+    (
+        "_logs.css.html",
+        include_str!("../templates/_logs.css.html"),
+    ),
     ("_base.html", include_str!("../templates/_base.html")),
     (
         "_fallback.html",
