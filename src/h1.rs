@@ -215,13 +215,18 @@ async fn fill(stream: &mut TcpStream, buf: &mut Buf, min: usize) -> io::Result<u
 /// Write all of `bytes`, failing if the peer stops reading for `limit`. The common case (the
 /// socket takes everything at once) needs no timer.
 /// `fill` for a request head. While nothing is buffered (an idle keep-alive connection) it
-/// waits with a small array in the task instead of a pooled buffer: most heads fit it.
-async fn fill_head(stream: &mut TcpStream, buf: &mut Buf) -> io::Result<usize> {
+/// waits with `first`, a small array in the caller's frame, instead of a pooled buffer: most
+/// heads fit it. (The caller's: an array in this future would be copied each time the future
+/// moves into a select.)
+async fn fill_head(
+    stream: &mut TcpStream,
+    buf: &mut Buf,
+    first: &mut [u8; 512],
+) -> io::Result<usize> {
     if buf.len() > 0 {
         return fill(stream, buf, 1024).await;
     }
-    let mut first = [0u8; 512];
-    let n = stream.read(&mut first).await?;
+    let n = stream.read(first).await?;
     if n > 0 {
         buf.spare(n)[..n].copy_from_slice(&first[..n]);
         buf.end += n;
@@ -329,6 +334,7 @@ async fn read_head(
     timer: &mut Deadline,
 ) -> HeadRead {
     let mut started: Option<Instant> = None;
+    let mut first = [0u8; 512];
     loop {
         if buf.len() > 0 {
             let data = buf.filled();
@@ -363,7 +369,7 @@ async fn read_head(
         // wait (or drawing a random branch order).
         tokio::select! {
             biased;
-            r = timer.within(wait, fill_head(stream, buf)) => match r {
+            r = timer.within(wait, fill_head(stream, buf, &mut first)) => match r {
                 Some(Ok(0)) | Some(Err(_)) | None => return HeadRead::Closed,
                 Some(Ok(_)) => {}
             },
@@ -491,6 +497,10 @@ struct ProxyPlan {
     browser: bool,
     gate: bool,
     close: bool,
+    /// The service's limits, read with the route (one config load per request).
+    max_body: u64,
+    header_timeout: Duration,
+    idle: Duration,
 }
 
 enum Plan {
@@ -514,22 +524,28 @@ enum Plan {
 /// The route key of the common Host value, without allocating: a lower-case name or IPv4
 /// address (letters, digits, '-', '.', '_') with an optional numeric port. Anything else
 /// (upper case, IPv6, odd characters) is for `http::parse_host`.
-fn plain_host(h: &str) -> Option<&str> {
-    let (name, port) = match h.rsplit_once(':') {
-        Some((n, p)) => (n, Some(p)),
-        None => (h, None),
-    };
-    let name_ok = !name.is_empty()
-        && name.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'_')
-        });
-    let port_ok = port.is_none_or(|p| {
-        !p.is_empty()
-            && p.len() <= 5
-            && p.bytes().all(|b| b.is_ascii_digit())
-            && p.parse::<u16>().is_ok()
-    });
-    (name_ok && port_ok).then_some(name)
+fn plain_host(h: &[u8]) -> Option<&str> {
+    let name_len = h
+        .iter()
+        .position(|b| !matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_'))
+        .unwrap_or(h.len());
+    if name_len == 0 {
+        return None;
+    }
+    if let Some(rest) = h.get(name_len..).filter(|r| !r.is_empty()) {
+        let port = rest.strip_prefix(b":")?;
+        if port.is_empty() || port.len() > 5 {
+            return None;
+        }
+        let value = port.iter().try_fold(0u32, |v, &b| {
+            b.is_ascii_digit().then(|| v * 10 + u32::from(b - b'0'))
+        })?;
+        if value > u32::from(u16::MAX) {
+            return None;
+        }
+    }
+    // ASCII by construction.
+    std::str::from_utf8(&h[..name_len]).ok()
 }
 
 /// Paths the router owns (a superset is fine: the router decides).
@@ -542,29 +558,130 @@ fn is_own_path(path: &str) -> bool {
         || path.starts_with("/api/kinfra")
 }
 
-/// Hop-by-hop header names (RFC 9110 §7.6.1), never forwarded in either direction.
-fn is_hop(name: &str) -> bool {
-    // Most header names have a length no hop-by-hop name has: no comparison at all.
-    matches!(name.len(), 2 | 7 | 10 | 16..=19)
-        && crate::proxy::HOP
-            .iter()
-            .any(|h| h.len() == name.len() && h.eq_ignore_ascii_case(name))
+/// The header names the fast path acts on, told apart by length first: most names match no
+/// length here and cost one comparison.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Hdr {
+    Other,
+    Host,
+    Date,
+    Accept,
+    Expect,
+    ContentLength,
+    XForwardedFor,
+    XForwardedHost,
+    XForwardedProto,
+    Connection,
+    TransferEncoding,
+    Upgrade,
+    /// The other hop-by-hop names (RFC 9110 §7.6.1): keep-alive, te, trailer, proxy-*.
+    Hop,
 }
 
-/// Is `name` listed in one of the `Connection` header values?
-fn named_in(connection: &[&[u8]], name: &str) -> bool {
-    connection.iter().any(|v| {
-        v.split(|b| *b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
-    })
+impl Hdr {
+    fn of(name: &str) -> Hdr {
+        let Some(&c) = name.as_bytes().first() else {
+            return Hdr::Other;
+        };
+        // Length and first letter pick the one name worth comparing.
+        let (kind, want) = match (name.len(), c | 0x20) {
+            (2, b't') => (Hdr::Hop, "te"),
+            (4, b'h') => (Hdr::Host, "host"),
+            (4, b'd') => (Hdr::Date, "date"),
+            (6, b'a') => (Hdr::Accept, "accept"),
+            (6, b'e') => (Hdr::Expect, "expect"),
+            (7, b'u') => (Hdr::Upgrade, "upgrade"),
+            (7, b't') => (Hdr::Hop, "trailer"),
+            (10, b'c') => (Hdr::Connection, "connection"),
+            (10, b'k') => (Hdr::Hop, "keep-alive"),
+            (14, b'c') => (Hdr::ContentLength, "content-length"),
+            (15, b'x') => (Hdr::XForwardedFor, "x-forwarded-for"),
+            (16, b'x') => (Hdr::XForwardedHost, "x-forwarded-host"),
+            (16, b'p') => (Hdr::Hop, "proxy-connection"),
+            (17, b't') => (Hdr::TransferEncoding, "transfer-encoding"),
+            (17, b'x') => (Hdr::XForwardedProto, "x-forwarded-proto"),
+            (18, b'p') => (Hdr::Hop, "proxy-authenticate"),
+            (19, b'p') => (Hdr::Hop, "proxy-authorization"),
+            _ => return Hdr::Other,
+        };
+        // `want` is lower case; OR-ing 0x20 lower-cases a letter and changes no other token
+        // character into a letter or '-' (header names are tokens, checked by the parser).
+        let differ = name
+            .bytes()
+            .zip(want.bytes())
+            .fold(0u8, |acc, (a, b)| acc | ((a | 0x20) ^ b));
+        if differ == 0 { kind } else { Hdr::Other }
+    }
+
+    /// Hop-by-hop: never forwarded in either direction.
+    fn hop(self) -> bool {
+        matches!(
+            self,
+            Hdr::Hop | Hdr::Connection | Hdr::TransferEncoding | Hdr::Upgrade
+        )
+    }
+}
+
+/// Hop-by-hop header names (RFC 9110 §7.6.1), never forwarded in either direction.
+fn is_hop(name: &str) -> bool {
+    Hdr::of(name).hop()
+}
+
+/// The tokens of a message's `Connection` headers: `close` and `upgrade` noted, and every
+/// token other than `keep-alive` (a hop-by-hop name anyway) kept as a header name to drop.
+/// Most messages say only `keep-alive` or `close`, so the per-header check is usually empty.
+#[derive(Default)]
+struct ConnTokens<'a> {
+    close: bool,
+    upgrade: bool,
+    named: Vec<&'a [u8]>,
+}
+
+impl<'a> ConnTokens<'a> {
+    fn add(&mut self, value: &'a [u8]) {
+        // The usual values, as most clients and servers spell them.
+        match value {
+            b"keep-alive" | b"Keep-Alive" => return,
+            b"close" => {
+                self.close = true;
+                self.named.push(value);
+                return;
+            }
+            _ => {}
+        }
+        for t in value.split(|b| *b == b',') {
+            let t = t.trim_ascii();
+            if t.eq_ignore_ascii_case(b"keep-alive") || t.is_empty() {
+                continue;
+            }
+            if t.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            } else if t.eq_ignore_ascii_case(b"upgrade") {
+                self.upgrade = true;
+            }
+            self.named.push(t);
+        }
+    }
+
+    /// Is `name` listed (so hop-by-hop for this message)?
+    fn names(&self, name: &str) -> bool {
+        !self.named.is_empty()
+            && self
+                .named
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+    }
 }
 
 fn parse_len(v: &[u8]) -> Option<u64> {
     let v = v.trim_ascii();
-    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+    if v.is_empty() || v.len() > 19 {
         return None;
     }
-    std::str::from_utf8(v).ok()?.parse().ok()
+    // At most 19 digits: no overflow.
+    v.iter().try_fold(0u64, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+    })
 }
 
 /// Decide what to do with a parsed head (`data[..head_len]`; what follows may be its body).
@@ -597,49 +714,48 @@ fn classify(
     let mut host: Option<&[u8]> = None;
     let mut hosts = 0;
     let mut len: Option<u64> = None;
-    let mut close = false;
     let mut browser = false;
-    let mut connection: Vec<&[u8]> = Vec::new();
-    for h in req.headers.iter() {
-        let n = h.name;
-        if n.eq_ignore_ascii_case("host") {
-            hosts += 1;
-            host = Some(h.value);
-        } else if n.eq_ignore_ascii_case("content-length") {
-            let Some(v) = parse_len(h.value) else {
-                return Plan::Reject(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    "invalid Content-Length".into(),
-                );
-            };
-            if len.is_some_and(|l| l != v) {
-                return Plan::Reject(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    "conflicting Content-Length headers".into(),
-                );
+    let mut connection = ConnTokens::default();
+    // Each header's kind, for the second pass that writes the upstream head.
+    let mut kinds = [Hdr::Other; MAX_HEADERS];
+    for (h, k) in req.headers.iter().zip(kinds.iter_mut()) {
+        *k = Hdr::of(h.name);
+        match *k {
+            Hdr::Host => {
+                hosts += 1;
+                host = Some(h.value);
             }
-            len = Some(v);
-        } else if n.eq_ignore_ascii_case("transfer-encoding")
-            || n.eq_ignore_ascii_case("upgrade")
-            || n.eq_ignore_ascii_case("expect")
-        {
-            return Plan::Handoff;
-        } else if n.eq_ignore_ascii_case("connection") {
-            connection.push(h.value);
-            if named_in(&[h.value], "close") {
-                close = true;
+            Hdr::ContentLength => {
+                let Some(v) = parse_len(h.value) else {
+                    return Plan::Reject(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        "invalid Content-Length".into(),
+                    );
+                };
+                if len.is_some_and(|l| l != v) {
+                    return Plan::Reject(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        "conflicting Content-Length headers".into(),
+                    );
+                }
+                len = Some(v);
             }
-            if named_in(&[h.value], "upgrade") {
-                return Plan::Handoff;
+            Hdr::TransferEncoding | Hdr::Upgrade | Hdr::Expect => return Plan::Handoff,
+            Hdr::Connection => connection.add(h.value),
+            Hdr::Accept => {
+                let v = h.value;
+                browser |= memchr::memmem::find(v, b"text/html").is_some()
+                    || memchr::memmem::find(v, b"application/xhtml+xml").is_some();
             }
-        } else if n.eq_ignore_ascii_case("accept") {
-            let v = h.value;
-            browser |= v.windows(9).any(|w| w == b"text/html")
-                || v.windows(21).any(|w| w == b"application/xhtml+xml");
+            _ => {}
         }
     }
+    if connection.upgrade {
+        return Plan::Handoff;
+    }
+    let close = connection.close;
     if hosts > 1 {
         return Plan::Reject(
             StatusCode::BAD_REQUEST,
@@ -655,25 +771,23 @@ fn classify(
             "an HTTP/1.1 request needs a Host header".into(),
         );
     }
-    let host_text = match host.map(std::str::from_utf8) {
-        None => None,
-        Some(Ok(h)) => Some(h),
-        Some(Err(_)) => {
-            return Plan::Reject(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "Host header is not text".into(),
-            );
-        }
-    };
-    let host_key: std::borrow::Cow<'_, str> = match host_text {
+    let host_key: std::borrow::Cow<'_, str> = match host {
         None => "".into(),
         Some(h) => match plain_host(h) {
             Some(k) => k.into(),
-            None => match crate::http::parse_host(h) {
-                Ok(k) => k.into(),
-                Err(e) => return Plan::Reject(StatusCode::BAD_REQUEST, "bad_request", e),
-            },
+            None => {
+                let Ok(text) = std::str::from_utf8(h) else {
+                    return Plan::Reject(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        "Host header is not text".into(),
+                    );
+                };
+                match crate::http::parse_host(text) {
+                    Ok(k) => k.into(),
+                    Err(e) => return Plan::Reject(StatusCode::BAD_REQUEST, "bad_request", e),
+                }
+            }
         },
     };
     let body_len = len.unwrap_or(0);
@@ -752,32 +866,24 @@ fn classify(
     let mut xff: Vec<&[u8]> = Vec::new();
     let mut keep_xfp = false;
     let mut keep_xfh = false;
-    for h in req.headers.iter() {
+    for (h, &kind) in req.headers.iter().zip(kinds.iter()) {
         let n = h.name;
-        if n.eq_ignore_ascii_case("host")
-            || is_hop(n)
-            || (!connection.is_empty() && named_in(&connection, n))
-        {
+        if kind == Hdr::Host || kind.hop() || connection.names(n) {
             continue;
         }
-        if n.eq_ignore_ascii_case("x-forwarded-for") {
-            if trusted {
-                xff.push(h.value);
-            }
-            continue;
-        }
-        if n.eq_ignore_ascii_case("x-forwarded-proto") {
-            if !trusted {
+        match kind {
+            Hdr::XForwardedFor => {
+                if trusted {
+                    xff.push(h.value);
+                }
                 continue;
             }
-            keep_xfp = true;
-        } else if n.eq_ignore_ascii_case("x-forwarded-host") {
-            if !trusted {
-                continue;
-            }
-            keep_xfh = true;
-        } else if n.eq_ignore_ascii_case("content-length") {
-            continue;
+            Hdr::XForwardedProto if !trusted => continue,
+            Hdr::XForwardedProto => keep_xfp = true,
+            Hdr::XForwardedHost if !trusted => continue,
+            Hdr::XForwardedHost => keep_xfh = true,
+            Hdr::ContentLength => continue,
+            _ => {}
         }
         out.extend_from_slice(n.as_bytes());
         out.extend_from_slice(b": ");
@@ -817,6 +923,9 @@ fn classify(
         retryable: body_len == 0 && matches!(method, "GET" | "HEAD" | "OPTIONS"),
         browser,
         close,
+        max_body: cfg.max_request_body,
+        header_timeout: cfg.timeouts.header,
+        idle: cfg.timeouts.idle,
     })
 }
 
@@ -983,33 +1092,38 @@ fn rewrite_response(
     let mut len: Option<u64> = None;
     let mut chunked = false;
     let mut te = false;
-    let mut close = resp.version != Some(1);
-    let mut connection: Vec<&[u8]> = Vec::new();
-    for h in resp.headers.iter() {
-        if h.name.eq_ignore_ascii_case("content-length") {
-            let v = parse_len(h.value)
-                .ok_or_else(|| ForwardError::Failed("invalid upstream Content-Length".into()))?;
-            if len.is_some_and(|l| l != v) {
-                return Err(ForwardError::Failed(
-                    "conflicting upstream Content-Length".into(),
-                ));
+    let mut dated = false;
+    let mut connection = ConnTokens::default();
+    let mut kinds = [Hdr::Other; MAX_HEADERS];
+    for (h, k) in resp.headers.iter().zip(kinds.iter_mut()) {
+        *k = Hdr::of(h.name);
+        match *k {
+            Hdr::ContentLength => {
+                let v = parse_len(h.value).ok_or_else(|| {
+                    ForwardError::Failed("invalid upstream Content-Length".into())
+                })?;
+                if len.is_some_and(|l| l != v) {
+                    return Err(ForwardError::Failed(
+                        "conflicting upstream Content-Length".into(),
+                    ));
+                }
+                len = Some(v);
             }
-            len = Some(v);
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            te = true;
-            // Chunked must be the final coding; only the last header line counts.
-            chunked = h
-                .value
-                .rsplit(|b| *b == b',')
-                .next()
-                .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if h.name.eq_ignore_ascii_case("connection") {
-            connection.push(h.value);
-            if named_in(&[h.value], "close") {
-                close = true;
+            Hdr::TransferEncoding => {
+                te = true;
+                // Chunked must be the final coding; only the last header line counts.
+                chunked = h
+                    .value
+                    .rsplit(|b| *b == b',')
+                    .next()
+                    .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
             }
+            Hdr::Connection => connection.add(h.value),
+            Hdr::Date => dated = true,
+            _ => {}
         }
     }
+    let close = resp.version != Some(1) || connection.close;
     let bodiless = head_only || status == 204 || status == 304;
     let framing = if bodiless {
         Framing::None
@@ -1034,12 +1148,12 @@ fn rewrite_response(
     out.push(b' ');
     out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    for h in resp.headers.iter() {
+    for (h, &kind) in resp.headers.iter().zip(kinds.iter()) {
         let n = h.name;
-        if is_hop(n) || (!connection.is_empty() && named_in(&connection, n)) {
+        if kind.hop() || connection.names(n) {
             continue;
         }
-        if n.eq_ignore_ascii_case("content-length") && (te || status == 204) {
+        if kind == Hdr::ContentLength && (te || status == 204) {
             continue;
         }
         out.extend_from_slice(n.as_bytes());
@@ -1051,11 +1165,7 @@ fn rewrite_response(
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
     // RFC 9110 §6.6.1: a response forwarded without a Date gets one.
-    if !resp
-        .headers
-        .iter()
-        .any(|h| h.name.eq_ignore_ascii_case("date"))
-    {
+    if !dated {
         date_line(&mut out);
     }
     Ok(RespHead {
@@ -1086,10 +1196,7 @@ async fn proxy(
     } else {
         Admit::Yes
     };
-    let (limit, header_timeout, idle) = {
-        let c = up.cfg();
-        (c.max_request_body, c.timeouts.header, c.timeouts.idle)
-    };
+    let (limit, header_timeout, idle) = (p.max_body, p.header_timeout, p.idle);
     if p.body_len > limit {
         if admit == Admit::Trial {
             up.on_abandoned();
@@ -1100,7 +1207,7 @@ async fn proxy(
     let mut attempt = 0;
     let (mut upc, head, mut rbuf) = loop {
         attempt += 1;
-        let (mut upc, reused) = match up.take_idle(start) {
+        let (mut upc, reused) = match up.take_idle(start, idle) {
             Some(c) if attempt == 1 => (c, true),
             _ => match connect(&up).await {
                 Ok(c) => (c, false),
@@ -1221,7 +1328,7 @@ async fn proxy(
     if head.reusable && !extra {
         // Idle since about when this request began (after a long body: now), close enough for
         // an idle timeout of seconds.
-        up.put_idle(upc, if done { start } else { Instant::now() });
+        up.put_idle(upc, if done { start } else { Instant::now() }, idle);
     } else {
         let _ = upc.shutdown().await;
     }
@@ -1786,6 +1893,10 @@ mod tests {
     fn content_length_values() {
         assert_eq!(parse_len(b"12"), Some(12));
         assert_eq!(parse_len(b" 7 "), Some(7));
+        assert_eq!(
+            parse_len(b"9999999999999999999"),
+            Some(9_999_999_999_999_999_999)
+        );
         for bad in [
             &b""[..],
             b"-1",
@@ -1806,8 +1917,21 @@ mod tests {
         }
         assert!(!is_hop("user-agent") && !is_hop("accept"));
         assert!(!is_hop("x-forwarded-for"));
-        assert!(named_in(&[b"keep-alive, X-Secret"], "x-secret"));
-        assert!(!named_in(&[b"keep-alive"], "x-secret"));
+        let mut c = ConnTokens::default();
+        c.add(b"keep-alive, X-Secret");
+        assert!(c.names("x-secret") && !c.close && !c.upgrade);
+        let mut c = ConnTokens::default();
+        c.add(b"keep-alive");
+        assert!(!c.names("x-secret") && c.named.is_empty());
+        c.add(b" Close ,Upgrade");
+        assert!(c.close && c.upgrade && c.names("close"));
+        for h in crate::proxy::HOP {
+            assert!(Hdr::of(h).hop(), "{h}");
+        }
+        assert_eq!(Hdr::of("Content-Length"), Hdr::ContentLength);
+        assert_eq!(Hdr::of("X-FORWARDED-PROTO"), Hdr::XForwardedProto);
+        assert_eq!(Hdr::of("content-lengtH"), Hdr::ContentLength);
+        assert_eq!(Hdr::of("content-lengths"), Hdr::Other);
     }
 
     #[test]
@@ -1820,7 +1944,7 @@ mod tests {
             "localhost:65535",
         ] {
             let full = crate::http::parse_host(h).expect("valid");
-            assert_eq!(plain_host(h), Some(full.as_str()), "{h}");
+            assert_eq!(plain_host(h.as_bytes()), Some(full.as_str()), "{h}");
         }
         // Left to the full parser (which lower-cases, or refuses).
         for h in [
@@ -1832,8 +1956,11 @@ mod tests {
             "",
             ":80",
             "a b",
+            "host:80:80",
+            "host:8a",
+            "hö",
         ] {
-            assert_eq!(plain_host(h), None, "{h}");
+            assert_eq!(plain_host(h.as_bytes()), None, "{h}");
         }
     }
 

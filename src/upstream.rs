@@ -4,7 +4,7 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -177,8 +177,9 @@ impl Upstream {
     pub const MAX_IDLE: usize = 512;
 
     /// An idle pooled connection that is still open and younger than the idle timeout.
-    pub fn take_idle(&self, now: Instant) -> Option<tokio::net::TcpStream> {
-        let idle = self.cfg.load().timeouts.idle;
+    /// A pooled connection idle for less than `idle` (the service's idle timeout, which the
+    /// caller already holds).
+    pub fn take_idle(&self, now: Instant, idle: Duration) -> Option<tokio::net::TcpStream> {
         let mut pool = lock(&self.idle);
         while let Some((conn, since)) = pool.pop() {
             if now.saturating_duration_since(since) >= idle {
@@ -196,8 +197,7 @@ impl Upstream {
     }
 
     /// Return a connection whose last response was read completely (`now`: about when).
-    pub fn put_idle(&self, conn: tokio::net::TcpStream, now: Instant) {
-        let idle = self.cfg.load().timeouts.idle;
+    pub fn put_idle(&self, conn: tokio::net::TcpStream, now: Instant, idle: Duration) {
         let mut pool = lock(&self.idle);
         // The oldest sit at the front: drop expired ones as others come back.
         while pool
@@ -676,7 +676,6 @@ impl Upstream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn up(extra: &str) -> Upstream {
         let raw: crate::service::RawService = toml::from_str(&format!(
