@@ -797,7 +797,7 @@ fn classify(
         return Plan::Handoff;
     }
     let head_only = method == "HEAD";
-    let path = target.split('?').next().unwrap_or(target);
+    let path = target.find('?').map_or(target, |q| &target[..q]);
 
     let local = |req: &httparse::Request<'_, '_>| -> Plan {
         if body_len > 0 {
