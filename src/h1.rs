@@ -404,11 +404,17 @@ pub async fn serve(
     let mut stop_rx = stop.clone();
     let stopping = crate::stop::stopped(&mut stop_rx);
     let mut stopping = std::pin::pin!(stopping);
+    // As in nginx, a reload's new head limit applies to connections accepted after it.
+    let max_head = app.config().max_header_bytes;
+    if *stop.borrow() {
+        return Outcome::Closed;
+    }
     loop {
-        if *stop.borrow() {
+        // The stop signal only ever changes to true: a change seen here is the stop (checked
+        // without the watch's lock, once per request).
+        if stop.has_changed().unwrap_or(true) && *stop.borrow() {
             return Outcome::Closed;
         }
-        let max_head = app.config().max_header_bytes;
         let plan = match read_head(
             app,
             &client,
