@@ -32,6 +32,10 @@
 #     vCPU never halts and request latency is not dominated by the hypervisor's wake-up time
 #     (hundreds of µs on this VM, varying run to run). Default "1" (the 1-connection runs);
 #     "" or "none" for none; e.g. "1 64" for all.
+#   BENCH_SESSIONS (same): "same" starts every server in this script's session, so the kernel's
+#     autogroup scheduling treats them as one group; "own" starts each with setsid in a session
+#     of its own, as systemd starts services. Which one changes how often the backend preempts
+#     the proxy on the shared CPU, and so the proxy ratios (see README, Performance).
 #   BENCH_NO_BUILD=1: use the existing target/release binaries instead of `cargo build`
 #   KINFRAD / KINFRACTL: explicit binaries (implies no build)
 # Output: Markdown table on stdout and in target/bench/results.md; raw wrk outputs, response
@@ -57,6 +61,8 @@ MAX_STEAL=${BENCH_MAX_STEAL:-30}
 RETRIES=${BENCH_RETRIES:-2}
 WAIT_QUIET=${BENCH_WAIT_QUIET:-30}
 SPIN=${BENCH_SPIN-1}
+SESSIONS=${BENCH_SESSIONS:-same}
+case $SESSIONS in same | own) ;; *) echo "BENCH_SESSIONS must be same or own" >&2; exit 1 ;; esac
 SCPU=${BENCH_SERVER_CPU:-0}
 CCPU=${BENCH_CLIENT_CPU:-1}
 OUT=$ROOT/target/bench
@@ -190,6 +196,8 @@ declare -A NA=()
 start_bg() { # NAME CMD...: start a server in the background, pinned by the caller's CMD
     local name=$1
     shift
+    # setsid execs the server itself here (a background job leads no process group).
+    if [ "$SESSIONS" = own ]; then set -- setsid "$@"; fi
     "$@" >"$RAW/logs/$name.log" 2>&1 &
     PIDS+=($!)
     eval "PID_${name//-/_}=$!"
@@ -516,6 +524,11 @@ fi
     echo "$REPS reps x ${SECS}s per row and connection level, rows interleaved; every request sends"
     echo "\`Accept: text/html\` (kinfrad answers JSON to non-browsers). nginx proxies with upstream keepalive 64;"
     echo "HAProxy with default connection reuse. Maintenance rows serve the same $BODY_SIZE-byte file."
+    if [ "$SESSIONS" = own ]; then
+        echo "Every server ran in a session of its own (BENCH_SESSIONS=own: setsid, as systemd starts services)."
+    else
+        echo "Every server ran in the script's session (BENCH_SESSIONS=same: one scheduler autogroup)."
+    fi
     if [ "$SPIN" != none ] && [ -n "$SPIN" ]; then
         echo "Runs at $SPIN connection level(s) had a SCHED_IDLE busy loop on each CPU (BENCH_SPIN) so vCPUs never halt:"
         echo "without it, 1-connection latency is mostly the VM's wake-up time, not the server's work."

@@ -679,6 +679,58 @@ impl<'a> ConnTokens<'a> {
     }
 }
 
+/// Copies kept header lines from the raw head they were parsed from: neighbouring lines go out
+/// in one copy (the CRLF between them verified), instead of four small copies per line.
+struct Lines<'a> {
+    raw: &'a [u8],
+    /// The span of raw lines not yet copied (without the last line's CRLF).
+    run: Option<(usize, usize)>,
+}
+
+impl<'a> Lines<'a> {
+    fn new(raw: &'a [u8]) -> Lines<'a> {
+        Lines { raw, run: None }
+    }
+
+    /// Where `h`'s line (name to end of value) sits in `raw`, if it does.
+    fn span(&self, h: &httparse::Header<'_>) -> Option<(usize, usize)> {
+        let base = self.raw.as_ptr() as usize;
+        let start = (h.name.as_ptr() as usize).checked_sub(base)?;
+        let end = (h.value.as_ptr() as usize)
+            .checked_sub(base)?
+            .checked_add(h.value.len())?;
+        (!h.value.is_empty() && start < end && end <= self.raw.len()).then_some((start, end))
+    }
+
+    /// Forward `h` (after those kept before it).
+    fn keep(&mut self, out: &mut Vec<u8>, h: &httparse::Header<'_>) {
+        let Some((start, end)) = self.span(h) else {
+            self.flush(out);
+            out.extend_from_slice(h.name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(h.value);
+            out.extend_from_slice(b"\r\n");
+            return;
+        };
+        if let Some((from, to)) = self.run {
+            if start == to + 2 && self.raw.get(to..start) == Some(&b"\r\n"[..]) {
+                self.run = Some((from, end));
+                return;
+            }
+            self.flush(out);
+        }
+        self.run = Some((start, end));
+    }
+
+    /// Copy what is kept so far; before anything else is written to `out`.
+    fn flush(&mut self, out: &mut Vec<u8>) {
+        if let Some((from, to)) = self.run.take() {
+            out.extend_from_slice(&self.raw[from..to]);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
 fn parse_len(v: &[u8]) -> Option<u64> {
     let v = v.trim_ascii();
     if v.is_empty() || v.len() > 19 {
@@ -872,6 +924,7 @@ fn classify(
     let mut xff: Vec<&[u8]> = Vec::new();
     let mut keep_xfp = false;
     let mut keep_xfh = false;
+    let mut lines = Lines::new(&data[..head_len]);
     for (h, &kind) in req.headers.iter().zip(kinds.iter()) {
         let n = h.name;
         if kind == Hdr::Host || kind.hop() || connection.names(n) {
@@ -891,11 +944,9 @@ fn classify(
             Hdr::ContentLength => continue,
             _ => {}
         }
-        out.extend_from_slice(n.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(h.value);
-        out.extend_from_slice(b"\r\n");
+        lines.keep(&mut out, h);
     }
+    lines.flush(&mut out);
     out.extend_from_slice(b"x-forwarded-for: ");
     for v in &xff {
         out.extend_from_slice(v);
@@ -1050,7 +1101,7 @@ async fn read_response_head(
                             "upstream switched protocols unasked".into(),
                         ));
                     }
-                    return rewrite_response(&resp, n, head_only).map(Got::Head);
+                    return rewrite_response(&resp, rbuf.filled(), n, head_only).map(Got::Head);
                 }
                 Ok(httparse::Status::Partial) if rbuf.len() > MAX_RESPONSE_HEAD => {
                     return Err(ForwardError::Failed(
@@ -1091,6 +1142,7 @@ fn is_reset(e: &io::Error) -> bool {
 
 fn rewrite_response(
     resp: &httparse::Response<'_, '_>,
+    raw: &[u8],
     head_len: usize,
     head_only: bool,
 ) -> Result<RespHead, ForwardError> {
@@ -1154,6 +1206,7 @@ fn rewrite_response(
     out.push(b' ');
     out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
+    let mut lines = Lines::new(&raw[..head_len.min(raw.len())]);
     for (h, &kind) in resp.headers.iter().zip(kinds.iter()) {
         let n = h.name;
         if kind.hop() || connection.names(n) {
@@ -1162,11 +1215,9 @@ fn rewrite_response(
         if kind == Hdr::ContentLength && (te || status == 204) {
             continue;
         }
-        out.extend_from_slice(n.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(h.value);
-        out.extend_from_slice(b"\r\n");
+        lines.keep(&mut out, h);
     }
+    lines.flush(&mut out);
     if framing == Framing::Chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
@@ -1992,7 +2043,7 @@ mod tests {
         let mut headers = [httparse::EMPTY_HEADER; 16];
         let mut r = httparse::Response::new(&mut headers);
         match r.parse(raw) {
-            Ok(httparse::Status::Complete(n)) => rewrite_response(&r, n, false),
+            Ok(httparse::Status::Complete(n)) => rewrite_response(&r, raw, n, false),
             other => panic!("{other:?}"),
         }
     }
@@ -2031,5 +2082,18 @@ mod tests {
         assert!(!h.reusable, "an HTTP/1.0 upstream connection closes");
         let h = rewrite(b"HTTP/1.1 200 OK\r\n\r\n").expect("ok");
         assert_eq!(h.framing, Framing::UntilClose);
+    }
+
+    #[test]
+    fn kept_lines_are_copied_exactly_and_always_end_in_crlf() {
+        // Neighbours go out in one piece; a dropped line, a bare LF, an empty value and odd
+        // whitespace each end a piece, and every line leaves with CRLF.
+        let raw = b"HTTP/1.1 200 OK\r\nA: 1\r\nB:2\r\nConnection: close\r\nC:  3\nD: 4\r\nE:\r\nF: 6\r\nDate: x\r\nContent-Length: 0\r\n\r\n";
+        let h = rewrite(raw).expect("ok");
+        assert_eq!(
+            String::from_utf8(h.out).expect("utf8"),
+            "HTTP/1.1 200 OK\r\nA: 1\r\nB:2\r\nC:  3\r\nD: 4\r\nE: \r\nF: 6\r\nDate: x\r\nContent-Length: 0\r\n"
+        );
+        assert!(!h.reusable, "Connection: close");
     }
 }
