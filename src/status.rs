@@ -13,13 +13,8 @@ fn service_json(
     routes: Vec<String>,
     in_maintenance: bool,
     supervised: bool,
-    logs: bool,
+    logs: Vec<crate::protocol::LogEntry>,
 ) -> Value {
-    let logs: Vec<crate::protocol::LogEntry> = if logs {
-        s.logs.iter().map(crate::protocol::LogEntry::from).collect()
-    } else {
-        Vec::new()
-    };
     json!({
         "service_name": s.display_name,
         "status_message": s.status_message,
@@ -64,8 +59,13 @@ pub fn services_json(app: &App, service: Option<&str>, logs: bool) -> Result<Val
             .record
             .as_ref()
             .is_some_and(|m| m.target.covers(&up.name));
-        let supervised = up.process.load().is_some();
-        let v = service_json(&snap, routes, in_m, supervised, logs);
+        let process = up.process.load();
+        // Log lines only for dashboard readers: nobody else pays for the ring's lock.
+        let lines = match process.as_ref() {
+            Some(h) if logs => h.logs.tail(10).iter().map(Into::into).collect(),
+            _ => Vec::new(),
+        };
+        let v = service_json(&snap, routes, in_m, process.is_some(), lines);
         if service == Some(up.name.as_str()) {
             chosen = Some(v.clone());
         }

@@ -100,11 +100,10 @@ pub struct Snapshot {
     pub maintenance_hits: u64,
     pub fallback_page: &'static str,
     pub refresh_interval: u32,
-    /// Supervised services only: pid ("" when none), restarts, the last log lines.
+    /// Supervised services only: pid ("" when none), restarts.
     pub pid: String,
     pub restarts: u32,
     pub last_exit: String,
-    pub logs: Vec<crate::supervise::LogLine>,
 }
 
 /// Live state of one `[[service]]` (`url`, or `command` with its supervisor).
@@ -663,12 +662,6 @@ impl Upstream {
                 .unwrap_or_default(),
             restarts: proc.as_ref().map(|p| p.restarts).unwrap_or(0),
             last_exit,
-            logs: self
-                .process
-                .load()
-                .as_ref()
-                .map(|h| h.logs.tail(10))
-                .unwrap_or_default(),
         }
     }
 }
