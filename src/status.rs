@@ -1,11 +1,12 @@
 //! `GET /__status__`: the seeds' status JSON, filled from the upstreams; and the dashboard's
 //! route list (`GET /api/dashboard/routes`, seed 002's fields).
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 
-use crate::app::App;
+use crate::app::{App, MaintView, Services};
 use crate::upstream::Snapshot;
 
 fn service_json(
@@ -51,6 +52,8 @@ pub fn services_json(app: &App, service: Option<&str>, logs: bool) -> Result<Val
     let maint = app.maint();
     let mut services = Map::new();
     let mut chosen: Option<Value> = None;
+    // One snapshot per upstream, shared with the route rows below.
+    let mut snaps = HashMap::new();
     for up in &svc.list {
         let snap = up.snapshot(now);
         let cfg = up.cfg();
@@ -70,6 +73,7 @@ pub fn services_json(app: &App, service: Option<&str>, logs: bool) -> Result<Val
             chosen = Some(v.clone());
         }
         services.insert(up.name.clone(), v);
+        snaps.insert(up.name.as_str(), snap);
     }
     let timestamp = crate::pages::iso(crate::app::now_ms());
     let mut top = match (service, chosen) {
@@ -108,7 +112,7 @@ pub fn services_json(app: &App, service: Option<&str>, logs: bool) -> Result<Val
             serde_json::to_value(app.status_view()).unwrap_or(Value::Null),
         );
         if service.is_none() {
-            o.insert("routes".into(), routes_json(app));
+            o.insert("routes".into(), route_rows(&svc, &maint, &snaps));
         }
     }
     Ok(top)
@@ -120,21 +124,30 @@ pub fn services_json(app: &App, service: Option<&str>, logs: bool) -> Result<Val
 pub fn routes_json(app: &App) -> Value {
     let now = Instant::now();
     let svc = app.services();
-    let maint = app.maint();
+    let snaps = svc
+        .list
+        .iter()
+        .map(|up| (up.name.as_str(), up.snapshot(now)))
+        .collect();
+    route_rows(&svc, &app.maint(), &snaps)
+}
+
+fn route_rows(svc: &Services, maint: &MaintView, snaps: &HashMap<&str, Snapshot>) -> Value {
     let rows: Vec<Value> = svc
         .table
         .routes()
         .iter()
-        .map(|r| {
+        .filter_map(|r| {
             let up = &r.target;
-            let snap = up.snapshot(now);
+            // Every routed upstream is in the list the snapshots were taken from.
+            let snap = snaps.get(up.name.as_str())?;
             let rec = maint.record.as_ref().filter(|m| m.target.covers(&up.name));
             let domain = match &r.spec.host {
                 crate::routes::HostMatch::Any => "*".to_string(),
                 crate::routes::HostMatch::Exact(h) => h.clone(),
                 crate::routes::HostMatch::Suffix(s) => format!("*{s}"),
             };
-            json!({
+            Some(json!({
                 "domain": domain,
                 "path": r.spec.prefix,
                 "route": r.spec.to_string(),
@@ -150,7 +163,7 @@ pub fn routes_json(app: &App) -> Value {
                 "drain_rejected": 0,
                 "circuit_state": snap.circuit.as_str(),
                 "circuit_failures": snap.circuit_failures,
-            })
+            }))
         })
         .collect();
     Value::Array(rows)
