@@ -546,7 +546,7 @@ impl App {
 
     /// The supervisor of service `name`, which kinfrad must run (`command`).
     fn supervised(&self, name: &str) -> Result<Arc<crate::supervise::Handle>, OpError> {
-        self.upstream(name)?.process.load_full().ok_or_else(|| {
+        self.upstream(name)?.process().clone().ok_or_else(|| {
             OpError::new(
                 ErrorCode::InvalidArgument,
                 format!("{name:?} is not run by kinfrad (it has a url, not a command)"),

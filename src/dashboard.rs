@@ -252,7 +252,7 @@ fn supervised(app: &App, name: &str) -> Result<(), Refusal> {
             format!("no service named {name:?}"),
         ));
     };
-    if up.process.load().is_none() {
+    if up.process().is_none() {
         return Err(Refusal(
             StatusCode::CONFLICT,
             "not_supervised",

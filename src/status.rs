@@ -62,7 +62,7 @@ pub fn services_json(app: &App, service: Option<&str>, logs: bool) -> Result<Val
             .record
             .as_ref()
             .is_some_and(|m| m.target.covers(&up.name));
-        let process = up.process.load();
+        let process = up.process();
         // Log lines only for dashboard readers: nobody else pays for the ring's lock.
         let lines = match process.as_ref() {
             Some(h) if logs => h.logs.tail(10).iter().map(Into::into).collect(),

@@ -126,10 +126,12 @@ pub struct Upstream {
     /// Idle keep-alive connections of the HTTP/1.1 fast path (`h1`), most recent last.
     idle: Mutex<Vec<(tokio::net::TcpStream, Instant)>>,
     /// The supervisor of a service kinfrad runs (`command`); attach with `set_process`.
-    pub process: arc_swap::ArcSwapOption<crate::supervise::Handle>,
+    process: arc_swap::ArcSwapOption<crate::supervise::Handle>,
     /// Derived from `process`: no supervisor, or its process is started (and ready, with
     /// `ready = "notify"`).
     proc_up: std::sync::atomic::AtomicBool,
+    /// Serialises `refresh_process` (never taken on the request path).
+    refreshing: Mutex<()>,
     /// Message and steps an operator or deploy script set (`kinfractl progress`), shown while
     /// the service is not running; cleared when it becomes healthy or its process restarts.
     progress: Mutex<Option<(Option<String>, Vec<Step>)>>,
@@ -168,6 +170,7 @@ impl Upstream {
             idle: Mutex::new(Vec::new()),
             process: arc_swap::ArcSwapOption::empty(),
             proc_up: std::sync::atomic::AtomicBool::new(true),
+            refreshing: Mutex::new(()),
             progress: Mutex::new(None),
         })
     }
@@ -379,7 +382,11 @@ impl Upstream {
         lock(&self.breaker).on_abandoned();
     }
 
-    /// The state name used in `/__status__` and on pages.
+    /// The supervisor of a service kinfrad runs (none for a `url` service).
+    pub fn process(&self) -> arc_swap::Guard<Option<std::sync::Arc<crate::supervise::Handle>>> {
+        self.process.load()
+    }
+
     /// The supervisor's state, for a service kinfrad runs.
     pub fn process_status(&self) -> Option<crate::supervise::ProcStatus> {
         self.process
@@ -394,8 +401,11 @@ impl Upstream {
         self.proc_up.load(Ordering::Acquire)
     }
 
-    /// Recompute `proc_up` from the supervisor's published status and the config.
+    /// Recompute `proc_up` from the supervisor's published status and the config. The status
+    /// watcher and a reload may both call this: one at a time, so the last store is computed
+    /// from the newest handle, config and status (never an older read stored late).
     fn refresh_process(&self) {
+        let _one = lock(&self.refreshing);
         let needs_notify = self
             .cfg
             .load()
