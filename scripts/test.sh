@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests drive for real: systemd's tools (systemd-socket-activate,
-# systemd-analyze, a throwaway `systemd --user`), util-linux (setpriv), Chromium + ChromeDriver.
+# systemd-analyze, a throwaway `systemd --user`), util-linux (setpriv), Chromium + ChromeDriver,
+# and python3 (the small services the supervisor and dashboard tests run).
 need=()
 command -v systemd-socket-activate >/dev/null || need+=(systemd)
 command -v systemd-analyze >/dev/null || need+=(systemd)
@@ -18,6 +19,7 @@ command -v setpriv >/dev/null || need+=(util-linux)
 command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
 command -v openssl >/dev/null || need+=(openssl)
+command -v python3 >/dev/null || need+=(python3)
 if ((${#need[@]})); then
     sudo=""
     if [[ $(id -u) -ne 0 ]]; then
