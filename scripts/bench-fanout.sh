@@ -265,7 +265,13 @@ RC=0
 measure() { # N KIND
     local n=$1 kind=$2 final=$RAW/run-$1-$2.txt try f foreign steal score best="" bests="" why
     if [ "$kind" = kinfrad ] && [ -n "$KIN_NA" ]; then
-        json_line kinfrad "$n" na "$KIN_NA" >"$final"
+        # Only a kinfrad without /__events__ (a 404) is "not applicable"; any other failed check
+        # is a failure of the run (the report exits 3).
+        if [[ $KIN_NA == *"/__events__ answered 404"* ]]; then
+            json_line kinfrad "$n" na "$KIN_NA" >"$final"
+        else
+            json_line kinfrad "$n" error "$KIN_NA" >"$final"
+        fi
         return
     fi
     for try in $(seq 1 $((RETRIES + 1))); do
