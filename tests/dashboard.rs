@@ -279,9 +279,11 @@ fn events_push_state_changes_countdown_and_log_lines() {
     let next = logs.wait(T, "log", n, |v| {
         v["lines"].to_string().contains("marker-path-4711")
     });
-    assert!(next["cursor"].as_u64() > first["cursor"].as_u64());
+    let since = first["cursor"]
+        .as_u64()
+        .expect("a cursor in the first log event");
+    assert!(next["cursor"].as_u64().expect("a cursor") > since);
     // The polling fallback reads the same ring from a cursor.
-    let since = first["cursor"].as_u64().unwrap_or(0);
     let r = get(d.addr, &format!("/api/dashboard/logs/web?since={since}"));
     assert!(r.json()["lines"].to_string().contains("marker-path-4711"));
     let r = get(d.addr, "/__events__?logs=ext");
@@ -428,6 +430,10 @@ fn default_access_is_loopback_and_pages_escape_hostile_text() {
     let name = "<script>alert(1)</script>";
     let line = "ERROR <img src=x onerror=alert(2)> & </script><!--";
     let d = common::dashboard_daemon("", name, line);
+    assert_eq!(
+        get(d.addr, "/api/dashboard/session").json()["access"],
+        "loopback"
+    );
     let r = get_html(d.addr, "/kinfra");
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-frame-options"), Some("DENY"));

@@ -864,10 +864,22 @@ fn a_second_kinfrad_on_the_same_state_dir_leaves_the_first_ones_children_alone()
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("second kinfrad");
-    eventually(T, "the second kinfrad to be up", || {
-        control.exists().then_some(())
-    });
-    std::thread::sleep(Duration::from_millis(500));
+    // Its control socket answers only once its supervisors (and the leftover reaping that
+    // comes first) have run.
+    eventually(
+        T,
+        "the second kinfrad to answer on its control socket",
+        || {
+            std::process::Command::new(common::KINFRACTL)
+                .arg("--socket")
+                .arg(&control)
+                .arg("status")
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|_| ())
+        },
+    );
     let _ = second.kill();
     let _ = second.wait();
     assert!(
