@@ -46,16 +46,19 @@ pub struct Feed {
     pub closing: bool,
 }
 
-/// The hub's output; subscribers follow it.
+/// The hub's output; status streams follow it. Log followers watch only `closing`, so they do
+/// not count as subscribers the hub builds status documents for.
 #[derive(Debug)]
 pub struct Hub {
     tx: watch::Sender<Arc<Feed>>,
+    closing: watch::Sender<bool>,
 }
 
 impl Default for Hub {
     fn default() -> Self {
         Hub {
             tx: watch::channel(Arc::new(Feed::default())).0,
+            closing: watch::channel(false).0,
         }
     }
 }
@@ -65,12 +68,13 @@ impl Hub {
         self.tx.subscribe()
     }
 
-    /// Live subscribers (status and log streams).
-    pub fn subscribers(&self) -> usize {
+    /// Live status streams.
+    fn subscribers(&self) -> usize {
         self.tx.receiver_count()
     }
 
     fn close(&self) {
+        self.closing.send_replace(true);
         self.tx.send_modify(|f| {
             let mut next = (**f).clone();
             next.closing = true;
@@ -274,7 +278,9 @@ async fn next_status(mut s: StatusStream) -> Option<(Bytes, StatusStream)> {
 pub struct LogStream {
     ring: Arc<LogRing>,
     lines: watch::Receiver<u64>,
-    feed: watch::Receiver<Arc<Feed>>,
+    closing: watch::Receiver<bool>,
+    /// The keep-alive comment's timer: re-armed when it fires, not on every wake.
+    ping: Pin<Box<tokio::time::Sleep>>,
     cursor: u64,
     id: u64,
     first: bool,
@@ -293,7 +299,8 @@ pub fn log_stream(
         cursor: since.unwrap_or(0),
         ring,
         lines,
-        feed: app.events().subscribe(),
+        closing: app.events().closing.subscribe(),
+        ping: Box::pin(tokio::time::sleep(KEEPALIVE)),
         id: 0,
         first: true,
     };
@@ -310,6 +317,9 @@ pub fn log_json(lines: &[crate::supervise::LogLine], cursor: u64, skipped: u64) 
 }
 
 async fn next_log(mut s: LogStream) -> Option<(Bytes, LogStream)> {
+    if *s.closing.borrow() {
+        return None;
+    }
     let mut head = Vec::new();
     if s.first {
         s.first = false;
@@ -333,12 +343,13 @@ async fn next_log(mut s: LogStream) -> Option<(Bytes, LogStream)> {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 s.lines.borrow_and_update();
             }
-            r = s.feed.changed() => {
-                if r.is_err() || s.feed.borrow_and_update().closing {
+            r = s.closing.changed() => {
+                if r.is_err() || *s.closing.borrow_and_update() {
                     return None;
                 }
             }
-            _ = tokio::time::sleep(KEEPALIVE) => {
+            () = &mut s.ping => {
+                s.ping.as_mut().reset(tokio::time::Instant::now() + KEEPALIVE);
                 return Some((Bytes::from_static(b": ping\n\n"), s));
             }
         }
