@@ -626,11 +626,6 @@ impl App {
         &self.events
     }
 
-    /// The log ring of the supervised service `name`.
-    pub fn log_ring(&self, name: &str) -> Result<Arc<crate::supervise::LogRing>, OpError> {
-        Ok(self.supervised(name)?.logs.clone())
-    }
-
     /// Subscribe to state changes (the value is a change counter).
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()

@@ -243,8 +243,8 @@ impl Refusal {
     }
 }
 
-/// The service `name`, which kinfrad must run (404 unknown, 409 it has a url).
-fn supervised(app: &App, name: &str) -> Result<(), Refusal> {
+/// The supervisor of service `name`, which kinfrad must run (404 unknown, 409 it has a url).
+fn supervised(app: &App, name: &str) -> Result<Arc<crate::supervise::Handle>, Refusal> {
     let Some(up) = app.services().get(name).cloned() else {
         return Err(Refusal(
             StatusCode::NOT_FOUND,
@@ -252,22 +252,20 @@ fn supervised(app: &App, name: &str) -> Result<(), Refusal> {
             format!("no service named {name:?}"),
         ));
     };
-    if up.process().is_none() {
-        return Err(Refusal(
+    up.process().clone().ok_or_else(|| {
+        Refusal(
             StatusCode::CONFLICT,
             "not_supervised",
             format!("{name:?} is not run by kinfrad (it has a url, not a command)"),
-        ));
-    }
-    Ok(())
+        )
+    })
 }
 
 /// The log ring of `name` (404 unknown, 409 not run by kinfrad).
 fn ring(app: &App, name: &str) -> Result<Arc<crate::supervise::LogRing>, Refusal> {
     supervised(app, name)
-        .map_err(|Refusal(s, c, m)| Refusal(s, c, format!("{m}: no captured logs")))?;
-    app.log_ring(name)
-        .map_err(|e| Refusal(StatusCode::CONFLICT, "not_supervised", e.message))
+        .map(|h| h.logs.clone())
+        .map_err(|Refusal(s, c, m)| Refusal(s, c, format!("{m}: no captured logs")))
 }
 
 #[derive(Debug, Deserialize)]
@@ -323,14 +321,14 @@ pub async fn logs_page(
         );
     };
     let display = up.cfg().display_name.clone();
-    let (supervised, initial) = match app.log_ring(&name) {
-        Ok(ring) => {
+    let (supervised, initial) = match up.process().as_ref().map(|h| h.logs.clone()) {
+        Some(ring) => {
             let (lines, next, _) = ring.since(0, usize::MAX);
             let mut v = crate::events::log_json(&lines, next, 0);
             v["dropped"] = ring.dropped().into();
             (true, v)
         }
-        Err(_) => (
+        None => (
             false,
             serde_json::json!({"lines": [], "cursor": 0, "dropped": 0}),
         ),
