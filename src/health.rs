@@ -69,6 +69,20 @@ pub async fn probe(up: &Upstream) -> ProbeOutcome {
     }
 }
 
+/// Resolves once `status` says the process is started, or (its supervisor gone, or none)
+/// after a short pause.
+async fn started(status: Option<watch::Receiver<crate::supervise::ProcStatus>>) {
+    if let Some(mut rx) = status
+        && rx
+            .wait_for(|s| s.state == crate::supervise::ProcState::Started)
+            .await
+            .is_ok()
+    {
+        return;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
 /// Probe `up` until `stop` turns true; `changed` is called after every visible change.
 pub async fn run(
     up: Arc<Upstream>,
@@ -78,8 +92,11 @@ pub async fn run(
     loop {
         // A supervised service is probed only while its process runs (its port is known then).
         if !up.probe_wanted() {
+            // Wait for the supervisor to publish a started process; if it goes away (a reload
+            // replaced or removed it), look again shortly.
+            let status = up.process().as_ref().map(|h| h.status.clone());
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = started(status) => {}
                 _ = crate::stop::stopped(&mut stop) => return,
             }
             continue;
