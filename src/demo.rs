@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 
 /// The `[[service]]` kinfrad adds for `--demo`.
 pub fn service_toml(exe: &str) -> String {
+    // A TOML string (Rust's `{:?}` escapes differently, e.g. control characters).
+    let exe = toml::Value::String(exe.to_string());
     format!(
         r#"name = "demo"
 display_name = "Demo service"
-command = [{exe:?}, "--demo-service"]
+command = [{exe}, "--demo-service"]
 preferred_port = 9180
 routes = ["/"]
 ready = "notify"
@@ -25,12 +27,11 @@ health_check = {{ interval = "300ms", grace = "30s" }}
     )
 }
 
-fn notify(msg: &str) {
-    if let Some(path) = std::env::var_os("NOTIFY_SOCKET")
-        && let Ok(s) = std::os::unix::net::UnixDatagram::unbound()
-    {
-        let _ = s.send_to(msg.as_bytes(), path);
-    }
+/// Tell kinfrad (the service's NOTIFY_SOCKET) `lines`; best effort, as the demo has no one to
+/// report a failure to.
+fn notify(lines: &[&str]) {
+    let lines: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    let _ = crate::notify::Notifier::from_env().send(&lines);
 }
 
 /// Run the demo service; returns the process exit code.
@@ -49,7 +50,7 @@ pub fn run() -> u8 {
         ("Warming caches", 1.0),
     ] {
         println!("INFO {step}…");
-        notify(&format!("STATUS={step}"));
+        notify(&[&format!("STATUS={step}")]);
         std::thread::sleep(Duration::from_secs_f64(secs));
     }
     let listener = match TcpListener::bind(("127.0.0.1", port)) {
@@ -60,7 +61,7 @@ pub fn run() -> u8 {
         }
     };
     println!("INFO listening on 127.0.0.1:{port}");
-    notify("READY=1\nSTATUS=Serving requests");
+    notify(&["READY=1", "STATUS=Serving requests"]);
     for conn in listener.incoming() {
         let Ok(mut conn) = conn else { continue };
         let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
@@ -113,4 +114,19 @@ pub fn run() -> u8 {
         }
     }
     0
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_demo_service_names_any_executable_path() {
+        for exe in [
+            "/usr/bin/kinfrad",
+            "/opt/a \"b\"\\c/kinfrad",
+            "/tmp/x\u{1}y/kinfrad",
+        ] {
+            let v: toml::Value = toml::from_str(&super::service_toml(exe)).expect("valid TOML");
+            assert_eq!(v["command"][0].as_str(), Some(exe));
+        }
+    }
 }

@@ -38,16 +38,7 @@ impl Boot {
     /// # Safety
     /// Calls `std::env::remove_var`: must run before any other thread exists.
     pub unsafe fn capture() -> Boot {
-        let target = std::env::var_os("NOTIFY_SOCKET").and_then(|v| {
-            let s = v.to_string_lossy().to_string();
-            if let Some(name) = s.strip_prefix('@') {
-                Some(Target::Abstract(name.as_bytes().to_vec()))
-            } else if s.starts_with('/') {
-                Some(Target::Path(PathBuf::from(s)))
-            } else {
-                None
-            }
-        });
+        let notifier = Notifier::from_env();
         let pid_ok = match std::env::var("WATCHDOG_PID") {
             Ok(p) => p.trim().parse::<u32>().ok() == Some(std::process::id()),
             Err(_) => true,
@@ -63,7 +54,7 @@ impl Boot {
             std::env::remove_var("WATCHDOG_PID");
         }
         Boot {
-            notifier: Notifier { target },
+            notifier,
             watchdog_interval: usec.map(|u| Duration::from_micros(u / 2)),
             watchdog_usec: usec,
         }
@@ -74,6 +65,22 @@ impl Notifier {
     /// A notifier that sends nothing.
     pub fn disabled() -> Notifier {
         Notifier::default()
+    }
+
+    /// The notifier NOTIFY_SOCKET names (a path, or `@name` in the abstract namespace), left in
+    /// the environment; disabled without it.
+    pub fn from_env() -> Notifier {
+        let target = std::env::var_os("NOTIFY_SOCKET").and_then(|v| {
+            let s = v.to_string_lossy().to_string();
+            if let Some(name) = s.strip_prefix('@') {
+                Some(Target::Abstract(name.as_bytes().to_vec()))
+            } else if s.starts_with('/') {
+                Some(Target::Path(PathBuf::from(s)))
+            } else {
+                None
+            }
+        });
+        Notifier { target }
     }
 
     /// A notifier for an explicit socket path (tests, in-process daemons).
