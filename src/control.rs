@@ -298,8 +298,7 @@ pub async fn dispatch(app: &Arc<App>, req: Request) -> Response {
         Request::Logs { service, lines } => app
             .service_logs(&service, lines.min(100_000) as usize)
             .map(|(lines, dropped)| {
-                let (lines, omitted) =
-                    fit_frame(lines.iter().map(crate::protocol::LogEntry::from).collect());
+                let (lines, omitted) = fit_frame(&lines);
                 Response::Logs {
                     service,
                     lines,
@@ -328,24 +327,25 @@ async fn service_action(
 }
 
 /// The newest lines that fit one frame (with room for the envelope), and how many older ones
-/// were left out.
-fn fit_frame(mut lines: Vec<crate::protocol::LogEntry>) -> (Vec<crate::protocol::LogEntry>, u64) {
+/// were left out. Lines are converted newest first, and only as many as fit.
+fn fit_frame(lines: &[crate::supervise::LogLine]) -> (Vec<crate::protocol::LogEntry>, u64) {
     let budget = crate::protocol::MAX_FRAME - 1024;
-    let mut used = 0;
-    let mut keep = 0;
+    let mut used = 0usize;
+    let mut kept = Vec::new();
     for l in lines.iter().rev() {
-        let n = serde_json::to_vec(l)
+        let e = crate::protocol::LogEntry::from(l);
+        let n = serde_json::to_vec(&e)
             .map(|v| v.len() + 1)
             .unwrap_or(usize::MAX);
-        if used + n > budget {
+        used = used.saturating_add(n);
+        if used > budget {
             break;
         }
-        used += n;
-        keep += 1;
+        kept.push(e);
     }
-    let omitted = lines.len() - keep;
-    lines.drain(..omitted);
-    (lines, omitted as u64)
+    kept.reverse();
+    let omitted = (lines.len() - kept.len()) as u64;
+    (kept, omitted)
 }
 
 #[cfg(test)]
