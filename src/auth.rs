@@ -198,12 +198,13 @@ pub fn can_read(
     }
 }
 
-/// A `next=` target for after login: a local path only (never `//host` or a URL).
+/// A `next=` target for after login: a local path only (never `//host` or a URL), in
+/// printable ASCII so it can always go back out as a `Location` header.
 pub fn local_next(next: &str) -> &str {
     let ok = next.starts_with('/')
         && !next.starts_with("//")
         && !next.contains('\\')
-        && !next.chars().any(|c| c.is_control());
+        && next.bytes().all(|b| b.is_ascii_graphic());
     if ok { next } else { "/kinfra" }
 }
 
@@ -350,6 +351,8 @@ mod tests {
             "/\\evil",
             "kinfra",
             "",
+            "/caf\u{e9}",
+            "/a b",
         ] {
             assert_eq!(local_next(bad), "/kinfra", "{bad}");
         }
