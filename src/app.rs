@@ -205,7 +205,7 @@ impl App {
         }
         Ok(App {
             started: Instant::now(),
-            instance: id.iter().map(|b| format!("{b:02x}")).collect(),
+            instance: crate::token::hex(&id),
             config: ArcSwap::from_pointee(p.config),
             overrides: p.overrides,
             pages: ArcSwap::from_pointee(p.pages),

@@ -25,15 +25,11 @@ fn key(token: &str) -> hmac::Key {
     hmac::Key::new(hmac::HMAC_SHA256, token.as_bytes())
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 /// A session value valid until `now_secs + SESSION_SECS`.
 pub fn mint(token: &str, now_secs: u64) -> String {
     let exp = now_secs + SESSION_SECS;
     let tag = hmac::sign(&key(token), format!("kinfra-session-v1.{exp}").as_bytes());
-    format!("v1.{exp}.{}", hex(tag.as_ref()))
+    format!("v1.{exp}.{}", crate::token::hex(tag.as_ref()))
 }
 
 /// Is `value` a session minted with `token` that has not expired?

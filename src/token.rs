@@ -37,10 +37,15 @@ pub fn load_or_create(path: &Path, generate: bool) -> io::Result<String> {
     }
 }
 
+/// Lower-case hex of `b` (tokens, session MACs, the instance id).
+pub(crate) fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 fn create(path: &Path) -> io::Result<String> {
     let mut raw = [0u8; 32];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut raw)?;
-    let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let token = hex(&raw);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
