@@ -21,6 +21,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ),
     ("_poll.js.html", include_str!("../templates/_poll.js.html")),
     (
+        "_states.js.html",
+        include_str!("../templates/_states.js.html"),
+    ),
+    (
         "_uptime.js.html",
         include_str!("../templates/_uptime.js.html"),
     ),
