@@ -6,7 +6,8 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Daemon, eventually, get, get_html};
+// `status` and `start` as this file has always called them.
+use common::{Daemon, eventually, get, get_html, service as status, start_config as start};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(15);
@@ -53,17 +54,6 @@ health_check = {{ interval = "200ms" }}
 "#,
         common::free_port()
     )
-}
-
-fn start(dir: tempfile::TempDir, config: &str, env: &[(&str, &str)]) -> Daemon {
-    let path = dir.path().join("kinfra.toml");
-    std::fs::write(&path, config).expect("config");
-    let p = path.display().to_string();
-    Daemon::start_with(dir, &["--config", &p], env)
-}
-
-fn status(d: &Daemon, name: &str) -> Value {
-    get(d.addr, &format!("/__status__?service={name}")).json()
 }
 
 fn wait_state(d: &Daemon, name: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {

@@ -490,12 +490,17 @@ routes = ["/ext/"]
         port = free_port(),
         dead = free_port(),
     );
+    let d = start_config(dir, &config, &[]);
+    wait_service(&d, "web", "running");
+    d
+}
+
+/// kinfrad on `config` (written to `dir/kinfra.toml`), with `env` added.
+pub fn start_config(dir: tempfile::TempDir, config: &str, env: &[(&str, &str)]) -> Daemon {
     let path = dir.path().join("kinfra.toml");
     std::fs::write(&path, config).expect("config");
     let p = path.display().to_string();
-    let d = Daemon::start_with(dir, &["--config", &p], &[]);
-    wait_service(&d, "web", "running");
-    d
+    Daemon::start_with(dir, &["--config", &p], env)
 }
 
 /// `/__status__?service=NAME`.
