@@ -59,12 +59,6 @@ INTERVAL_MS=${FANOUT_INTERVAL_MS:-1000}
 BATCH=${FANOUT_BATCH:-256}
 SETTLE_MS=${FANOUT_SETTLE_MS:-1000}
 SPIN=${FANOUT_SPIN:-1}
-SCPU=${BENCH_SERVER_CPU:-0}
-CCPU=${BENCH_CLIENT_CPU:-1}
-MAX_FOREIGN=${BENCH_MAX_FOREIGN:-5}
-MAX_STEAL=${BENCH_MAX_STEAL:-30}
-RETRIES=${BENCH_RETRIES:-2}
-WAIT_QUIET=${BENCH_WAIT_QUIET:-30}
 OUT=$ROOT/target/bench
 RAW=$OUT/fanout-raw
 START_TIME=$(date +%s)
@@ -106,12 +100,7 @@ trap 'exit 143' TERM
 for t in taskset python3 chrt; do
     command -v "$t" >/dev/null 2>&1 || die "$t is missing (apt-get install util-linux python3)"
 done
-ncpu=$(nproc)
-if [ "$ncpu" -lt 2 ]; then
-    log "warning: only $ncpu CPU; server and client share it, ratios will be rougher"
-    SCPU=0
-    CCPU=0
-fi
+check_cpus
 max_n=0
 for n in $COUNTS; do
     [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "FANOUT_COUNTS: '$n' is not a positive number"

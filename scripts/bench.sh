@@ -56,15 +56,9 @@ REPS=${BENCH_REPS:-3}
 CONNS=${BENCH_CONNS:-"1 64"}
 WARMUP=${BENCH_WARMUP:-2}
 RSS_N=${BENCH_RSS_CONNS:-2000}
-MAX_FOREIGN=${BENCH_MAX_FOREIGN:-5}
-MAX_STEAL=${BENCH_MAX_STEAL:-30}
-RETRIES=${BENCH_RETRIES:-2}
-WAIT_QUIET=${BENCH_WAIT_QUIET:-30}
 SPIN=${BENCH_SPIN-1}
 SESSIONS=${BENCH_SESSIONS:-same}
 case $SESSIONS in same | own) ;; *) echo "BENCH_SESSIONS must be same or own" >&2; exit 1 ;; esac
-SCPU=${BENCH_SERVER_CPU:-0}
-CCPU=${BENCH_CLIENT_CPU:-1}
 OUT=$ROOT/target/bench
 RAW=$OUT/raw
 BODY_SIZE=8192
@@ -139,12 +133,7 @@ export PATH=$PATH:/usr/sbin:/sbin
 NGINX=$(command -v nginx)
 HAPROXY=$(command -v haproxy)
 
-ncpu=$(nproc)
-if [ "$ncpu" -lt 2 ]; then
-    log "warning: only $ncpu CPU; server and client share it, ratios will be rougher"
-    SCPU=0
-    CCPU=0
-fi
+check_cpus
 
 # Room for the RSS test's connections (servers inherit this limit).
 hard=$(ulimit -Hn)

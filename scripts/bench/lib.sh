@@ -1,6 +1,23 @@
-# Shared by scripts/bench.sh and scripts/bench-fanout.sh (sourced). Expects: log, HERE (this
-# directory), RAW (raw output dir), SCPU/CCPU (server/client CPUs), MAX_FOREIGN (%), WAIT_QUIET (s)
-# and an array SPIN_PIDS.
+# Shared by scripts/bench.sh and scripts/bench-fanout.sh (sourced). Sets the settings both take
+# from the environment (below). Its functions expect: log, HERE (this directory), RAW (raw output
+# dir) and an array SPIN_PIDS.
+
+SCPU=${BENCH_SERVER_CPU:-0}
+CCPU=${BENCH_CLIENT_CPU:-1}
+MAX_FOREIGN=${BENCH_MAX_FOREIGN:-5}
+MAX_STEAL=${BENCH_MAX_STEAL:-30}
+RETRIES=${BENCH_RETRIES:-2}
+WAIT_QUIET=${BENCH_WAIT_QUIET:-30}
+
+# check_cpus: sets ncpu; with one CPU, server and client share it (and say so).
+check_cpus() {
+    ncpu=$(nproc)
+    if [ "$ncpu" -lt 2 ]; then
+        log "warning: only $ncpu CPU; server and client share it, ratios will be rougher"
+        SCPU=0
+        CCPU=0
+    fi
+}
 
 # gt A B: is the number A greater than B?
 gt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a > b) }'; }
