@@ -93,8 +93,8 @@ pub fn status_value(app: &App) -> Value {
     crate::status::services_json(app, None, true).unwrap_or(Value::Null)
 }
 
-/// The status without what changes by itself every second.
-fn fingerprint(v: &Value) -> String {
+/// The status without what changes by itself every second (compared, never sent).
+fn fingerprint(v: &Value) -> Value {
     let mut v = v.clone();
     if let Some(o) = v.as_object_mut() {
         for k in ["timestamp", "uptime"] {
@@ -115,7 +115,7 @@ fn fingerprint(v: &Value) -> String {
             }
         }
     }
-    v.to_string()
+    v
 }
 
 /// Seed 004's `countdownUpdate`: seconds left (null without an estimate).
@@ -136,7 +136,7 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     let mut changed = app.subscribe();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last: Option<String> = None;
+    let mut last: Option<Value> = None;
     let mut was_active = false;
     loop {
         let ticked = tokio::select! {
