@@ -201,7 +201,9 @@ impl Upstream {
     /// Return a connection whose last response was read completely (`now`: about when).
     pub fn put_idle(&self, conn: tokio::net::TcpStream, now: Instant, idle: Duration) {
         let mut pool = lock(&self.idle);
-        // The oldest sit at the front: drop expired ones as others come back.
+        // The oldest sit at the front: drop expired ones as others come back. (Stamps are about
+        // when each request began, so the order is oldest-first only to within a request's
+        // length: an expired connection may wait behind a fresher one that long.)
         while pool
             .first()
             .is_some_and(|(_, t)| now.saturating_duration_since(*t) >= idle)
