@@ -126,6 +126,8 @@ struct Supervised {
 pub struct Services {
     pub list: Vec<Arc<Upstream>>,
     pub table: RouteTable<Upstream>,
+    /// `underscores_in_headers` of the config these were built from (read with the route).
+    pub underscores: bool,
 }
 
 impl Services {
@@ -153,6 +155,7 @@ impl Services {
         Ok(Services {
             list,
             table: RouteTable::new(routes),
+            underscores: cfg.underscores_in_headers,
         })
     }
 

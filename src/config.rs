@@ -57,6 +57,10 @@ pub struct Config {
     pub max_header_bytes: usize,
     /// Who may read the dashboard (`/kinfra`, `/__events__`, `/__logs__/`, `/api/dashboard/`).
     pub dashboard_access: DashboardAccess,
+    /// Forward request headers whose names contain `_` (nginx's `underscores_in_headers`).
+    /// Off by default: `X_Forwarded_For` must not pass for `X-Forwarded-For` behind a proxy
+    /// that normalises `_` to `-` (CGI, PHP, Django, many WSGI servers do).
+    pub underscores_in_headers: bool,
 }
 
 /// Who may read the dashboard without an admin session (actions always need the token).
@@ -132,6 +136,7 @@ struct RawConfig {
     upstream_ca_file: Option<String>,
     max_header_bytes: Option<toml::Value>,
     dashboard_access: Option<String>,
+    underscores_in_headers: Option<bool>,
     #[serde(default)]
     service: Vec<crate::service::RawService>,
     page_config: Option<toml::Table>,
@@ -459,6 +464,7 @@ fn validate(source: ConfigSource, raw: RawConfig, ov: &Overrides) -> Result<Conf
         page_config,
         max_header_bytes,
         dashboard_access,
+        underscores_in_headers: raw.underscores_in_headers.unwrap_or(false),
     })
 }
 

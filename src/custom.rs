@@ -120,6 +120,7 @@ pub async fn forward(
     mut req: Request<Body>,
     peer: Option<SocketAddr>,
     retry_after: u64,
+    underscores: bool,
 ) -> Result<Response<Body>, String> {
     if req
         .headers()
@@ -150,27 +151,27 @@ pub async fn forward(
         .path_and_query(path_and_query)
         .build()
         .map_err(|e| format!("cannot build upstream URI: {e}"))?;
-    let orig_host = req.headers().get(header::HOST).cloned();
+    // The visitor's host: an absolute-form target's authority wins (RFC 9112 §3.2.2).
+    let orig_host = match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => req.headers().get(header::HOST).cloned(),
+    };
     let h = req.headers_mut();
     crate::proxy::strip_hop_by_hop(h);
+    // The operator's page is another party: it gets neither kinfrad's admin session nor the
+    // visitor's credentials for the site.
+    crate::proxy::strip_session_cookie(h);
+    h.remove(header::AUTHORIZATION);
+    if !underscores {
+        crate::proxy::strip_underscore_names(h);
+    }
     h.remove(header::HOST);
     if let Ok(v) = HeaderValue::from_str(auth.as_str()) {
         h.insert(header::HOST, v);
     }
-    if let Some(peer) = peer {
-        let ip = peer.ip().to_string();
-        let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(prev) => format!("{prev}, {ip}"),
-            None => ip,
-        };
-        if let Ok(v) = HeaderValue::from_str(&xff) {
-            h.insert("x-forwarded-for", v);
-        }
-    }
-    h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    if let Some(host) = orig_host {
-        h.insert("x-forwarded-host", host);
-    }
+    // The same trust rule as forwarding to a service: only a loopback peer's X-Forwarded-*
+    // are kept.
+    crate::proxy::add_forwarded(h, peer, orig_host.as_ref());
     h.insert("x-maintenance-mode", HeaderValue::from_static("true"));
     if let Ok(v) = HeaderValue::from_str(instance) {
         h.insert(LOOP_HEADER, v);

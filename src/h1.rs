@@ -51,6 +51,9 @@ pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(120);
 const HEAD_CHUNK: usize = 4 * 1024;
 /// Relay buffer for bodies.
 const BODY_CHUNK: usize = 64 * 1024;
+/// How long a client may take nothing of a response kinfrad writes itself (its pages, errors,
+/// event streams) before its connection is closed.
+pub const SEND_LIMIT: Duration = Duration::from_secs(60);
 /// Largest response head accepted from an upstream.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
@@ -380,7 +383,7 @@ async fn read_head(
 
 /// Answer a request that cannot be served with an error, and close the connection.
 async fn refuse(stream: &mut TcpStream, status: StatusCode, code: &str, why: &str) -> Outcome {
-    let r = crate::http::error_response(status, code, why);
+    let r = crate::http::refuse(status, code, why);
     let _ = write_response(stream, r, false, true).await;
     Outcome::Closed
 }
@@ -471,9 +474,7 @@ pub async fn serve(
             Plan::Maintenance { head_len, up } => {
                 buf.consume(head_len);
                 let bytes = maintenance_bytes(app, up.as_deref());
-                write_timed(&mut stream, &bytes, Duration::from_secs(60))
-                    .await
-                    .is_ok()
+                write_timed(&mut stream, &bytes, SEND_LIMIT).await.is_ok()
             }
             Plan::Proxy(p) => match proxy(app, &mut stream, &mut buf, p, &mut timer).await {
                 Ok(keep) => keep,
@@ -573,6 +574,7 @@ enum Hdr {
     Date,
     Accept,
     Expect,
+    Cookie,
     ContentLength,
     XForwardedFor,
     XForwardedHost,
@@ -596,6 +598,7 @@ impl Hdr {
             (4, b'd') => (Hdr::Date, "date"),
             (6, b'a') => (Hdr::Accept, "accept"),
             (6, b'e') => (Hdr::Expect, "expect"),
+            (6, b'c') => (Hdr::Cookie, "cookie"),
             (7, b'u') => (Hdr::Upgrade, "upgrade"),
             (7, b't') => (Hdr::Hop, "trailer"),
             (10, b'c') => (Hdr::Connection, "connection"),
@@ -755,6 +758,13 @@ fn classify(
         // HTTP/1.0 (different keep-alive and body rules): hyper.
         return Plan::Handoff;
     };
+    if method == "CONNECT" {
+        return Plan::Reject(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "CONNECT is not supported: kinfrad is not a forward proxy".into(),
+        );
+    }
     if !target.starts_with('/') {
         return Plan::Handoff;
     }
@@ -924,6 +934,7 @@ fn classify(
     let mut xff: Vec<&[u8]> = Vec::new();
     let mut keep_xfp = false;
     let mut keep_xfh = false;
+    let underscores = services.underscores;
     let mut lines = Lines::new(&data[..head_len]);
     for (h, &kind) in req.headers.iter().zip(kinds.iter()) {
         let n = h.name;
@@ -931,6 +942,21 @@ fn classify(
             continue;
         }
         match kind {
+            // nginx's `underscores_in_headers off`: `X_Forwarded_For` is not `X-Forwarded-For`
+            // here, but is to an application that maps both to one CGI variable.
+            Hdr::Other if !underscores && n.as_bytes().contains(&b'_') => continue,
+            // kinfrad's admin session is never an upstream's business.
+            Hdr::Cookie => {
+                if let Some(rest) = crate::proxy::without_session_cookie(h.value) {
+                    lines.flush(&mut out);
+                    if !rest.is_empty() {
+                        out.extend_from_slice(b"cookie: ");
+                        out.extend_from_slice(&rest);
+                        out.extend_from_slice(b"\r\n");
+                    }
+                    continue;
+                }
+            }
             Hdr::XForwardedFor => {
                 if trusted {
                     xff.push(h.value);
@@ -1040,6 +1066,9 @@ enum Got {
     Head(RespHead),
     /// Nothing at all came back on a reused connection: it was stale.
     Stale,
+    /// The client stopped taking what was passed on (an interim response): not the
+    /// upstream's fault.
+    ClientGone(io::Error),
 }
 
 async fn connect(up: &Upstream) -> Result<TcpStream, ForwardError> {
@@ -1060,9 +1089,13 @@ async fn connect(up: &Upstream) -> Result<TcpStream, ForwardError> {
     }
 }
 
-/// Read and rewrite the response head (1xx interim responses are skipped).
+/// Read and rewrite the response head; 1xx interim responses are passed on to `client` as
+/// they come.
+#[allow(clippy::too_many_arguments)]
 async fn read_response_head(
     upc: &mut TcpStream,
+    client: &mut TcpStream,
+    send_limit: Duration,
     rbuf: &mut Buf,
     head_only: bool,
     reused: bool,
@@ -1093,7 +1126,15 @@ async fn read_response_head(
                 Ok(httparse::Status::Complete(n)) => {
                     let status = resp.code.unwrap_or(0);
                     if (100..200).contains(&status) && status != 101 {
+                        // RFC 9110 §15.2: interim responses (103 Early Hints, 102) go on to
+                        // the HTTP/1.1 client, hop-by-hop headers removed.
+                        let interim = rewrite_interim(&resp, rbuf.filled(), n);
                         rbuf.consume(n);
+                        let sent = write_timed(client, &interim, send_limit).await;
+                        give_scratch(interim);
+                        if let Err(e) = sent {
+                            return Ok(Got::ClientGone(e));
+                        }
                         continue;
                     }
                     if status == 101 {
@@ -1138,6 +1179,42 @@ fn is_reset(e: &io::Error) -> bool {
             | io::ErrorKind::BrokenPipe
             | io::ErrorKind::ConnectionAborted
     )
+}
+
+/// An interim (1xx) response head for the client: status line and end-to-end headers.
+fn rewrite_interim(resp: &httparse::Response<'_, '_>, raw: &[u8], head_len: usize) -> Vec<u8> {
+    let mut connection = ConnTokens::default();
+    for h in resp.headers.iter() {
+        if Hdr::of(h.name) == Hdr::Connection {
+            connection.add(h.value);
+        }
+    }
+    let mut out = scratch(head_len + 16);
+    status_line(&mut out, resp);
+    let mut lines = Lines::new(&raw[..head_len.min(raw.len())]);
+    for h in resp.headers.iter() {
+        if !is_hop(h.name) && !connection.names(h.name) {
+            lines.keep(&mut out, h);
+        }
+    }
+    lines.flush(&mut out);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// `HTTP/1.1 <code> <reason>\r\n` for a parsed upstream response.
+fn status_line(out: &mut Vec<u8>, resp: &httparse::Response<'_, '_>) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    // httparse accepts only three-digit codes.
+    let code = resp.code.unwrap_or(0).min(999);
+    out.extend_from_slice(&[
+        b'0' + (code / 100) as u8,
+        b'0' + (code / 10 % 10) as u8,
+        b'0' + (code % 10) as u8,
+    ]);
+    out.push(b' ');
+    out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 fn rewrite_response(
@@ -1195,24 +1272,18 @@ fn rewrite_response(
         Framing::UntilClose
     };
     let mut out = scratch(head_len + 64);
-    out.extend_from_slice(b"HTTP/1.1 ");
-    // httparse accepts only three-digit codes.
-    let code = status.min(999);
-    out.extend_from_slice(&[
-        b'0' + (code / 100) as u8,
-        b'0' + (code / 10 % 10) as u8,
-        b'0' + (code % 10) as u8,
-    ]);
-    out.push(b' ');
-    out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
+    status_line(&mut out, resp);
     let mut lines = Lines::new(&raw[..head_len.min(raw.len())]);
     for (h, &kind) in resp.headers.iter().zip(kinds.iter()) {
         let n = h.name;
-        if kind.hop() || connection.names(n) {
-            continue;
-        }
-        if kind == Hdr::ContentLength && (te || status == 204) {
+        if kind == Hdr::ContentLength {
+            // The framing the body is relayed by: kept whatever `Connection` names (an
+            // upstream's `Connection: content-length` must not leave the client unable to
+            // find the body's end); dropped only where it does not frame the body.
+            if te || status == 204 {
+                continue;
+            }
+        } else if kind.hop() || connection.names(n) {
             continue;
         }
         lines.keep(&mut out, h);
@@ -1287,6 +1358,8 @@ async fn proxy(
         let mut rbuf = Buf::new();
         match read_response_head(
             &mut upc,
+            client,
+            idle,
             &mut rbuf,
             p.head_only,
             reused,
@@ -1297,6 +1370,12 @@ async fn proxy(
         .await
         {
             Ok(Got::Head(h)) => break (upc, h, rbuf),
+            Ok(Got::ClientGone(e)) => {
+                if admit == Admit::Trial {
+                    up.on_abandoned();
+                }
+                return Err(e);
+            }
             Ok(Got::Stale) if p.retryable && attempt == 1 => continue,
             Ok(Got::Stale) => {
                 let text = "connection closed before message completed".to_string();
@@ -1758,11 +1837,11 @@ async fn write_response(
     let chunked = !bodiless && exact.is_none();
     let close = close || (chunked && head_only);
     let mut out = response_head(&parts, exact, head_only, close);
+    let limit = SEND_LIMIT;
     if head_only || bodiless {
-        stream.write_all(&out).await?;
+        write_timed(stream, &out, limit).await?;
         return Ok(!close);
     }
-    let limit = Duration::from_secs(60);
     loop {
         // A body that is not ready yet (a live event stream) gets what is buffered sent first,
         // so events reach the client as they happen.
@@ -1831,16 +1910,54 @@ async fn write_response(
 
 // ------------------------------------------------------------------------------ handoff IO
 
-/// A connection with bytes already read from it, replayed before reading on.
+/// A connection with bytes already read from it, replayed before reading on; and whose writes
+/// fail once the peer has taken nothing for `send_limit` (the fast path's `write_timed`, for
+/// what hyper serves: a client that stops reading must not pin its connection, and the
+/// upstream connection streaming to it, forever).
 pub struct Prefixed {
     pre: Vec<u8>,
     pos: usize,
     inner: TcpStream,
+    send_limit: Duration,
+    /// Armed while a write waits for the peer; created on the first such wait.
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
+    waiting: bool,
 }
 
 impl Prefixed {
-    pub fn new(inner: TcpStream, pre: Vec<u8>) -> Prefixed {
-        Prefixed { pre, pos: 0, inner }
+    pub fn new(inner: TcpStream, pre: Vec<u8>, send_limit: Duration) -> Prefixed {
+        Prefixed {
+            pre,
+            pos: 0,
+            inner,
+            send_limit,
+            stall: None,
+            waiting: false,
+        }
+    }
+
+    /// After a write-side poll: progress disarms the stall timer; a wait arms it (once per
+    /// wait) and fails the write when it fires.
+    fn track<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if r.is_ready() {
+            self.waiting = false;
+            return r;
+        }
+        let due = tokio::time::Instant::now() + self.send_limit;
+        let timer = self
+            .stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        if !self.waiting {
+            timer.as_mut().reset(due);
+            self.waiting = true;
+        }
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "client stopped reading",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -1871,7 +1988,8 @@ impl AsyncWrite for Prefixed {
         cx: &mut Context<'_>,
         b: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, b)
+        let r = Pin::new(&mut self.inner).poll_write(cx, b);
+        self.track(cx, r)
     }
 
     fn poll_write_vectored(
@@ -1879,7 +1997,8 @@ impl AsyncWrite for Prefixed {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.track(cx, r)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -1887,11 +2006,13 @@ impl AsyncWrite for Prefixed {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        self.track(cx, r)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let r = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.track(cx, r)
     }
 }
 
@@ -2082,6 +2203,35 @@ mod tests {
         assert!(!h.reusable, "an HTTP/1.0 upstream connection closes");
         let h = rewrite(b"HTTP/1.1 200 OK\r\n\r\n").expect("ok");
         assert_eq!(h.framing, Framing::UntilClose);
+    }
+
+    #[test]
+    fn connection_never_names_away_the_framing() {
+        // An upstream's `Connection: content-length` would leave the client no way to find the
+        // body's end: the Content-Length stays, and so does the framing.
+        let h = rewrite(
+            b"HTTP/1.1 200 OK\r\nConnection: content-length, x-gone\r\nContent-Length: 5\r\nX-Gone: 1\r\n\r\nhello",
+        )
+        .expect("ok");
+        let text = String::from_utf8(h.out).expect("utf8");
+        assert_eq!(h.framing, Framing::Length(5));
+        assert!(text.contains("Content-Length: 5"), "{text}");
+        assert!(!text.contains("X-Gone"), "{text}");
+    }
+
+    #[test]
+    fn interim_responses_are_rewritten_for_the_client() {
+        let raw = b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\nConnection: x-hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n\r\n";
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut r = httparse::Response::new(&mut headers);
+        let Ok(httparse::Status::Complete(n)) = r.parse(raw) else {
+            panic!("parse")
+        };
+        let out = String::from_utf8(rewrite_interim(&r, raw, n)).expect("utf8");
+        assert_eq!(
+            out,
+            "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
+        );
     }
 
     #[test]

@@ -230,9 +230,10 @@ async fn services_status(
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         return r;
     }
-    // Log lines are for dashboard readers; fallback pages (any visitor) get the rest.
-    let logs = crate::dashboard::readable(&app, &headers, peer.map(|p| p.0));
-    match crate::status::services_json(&app, q.service.as_deref(), logs) {
+    // Log lines, upstream URLs and raw errors are for dashboard readers; fallback pages (any
+    // visitor) get the rest.
+    let reader = crate::dashboard::readable(&app, &headers, peer.map(|p| p.0));
+    match crate::status::services_json(&app, q.service.as_deref(), reader) {
         Ok(v) => json_response(StatusCode::OK, &v),
         Err(e) => error_response(StatusCode::NOT_FOUND, "unknown_service", &e),
     }
@@ -323,7 +324,7 @@ async fn front(State(app): State<Arc<App>>, req: Request) -> Response {
     let gate = up.cfg().fallback.enabled;
     let peer = req.extensions().get::<Peer>().map(|p| p.0);
     let browser = wants_html(req.headers());
-    match crate::proxy::forward(&up, route, req, peer, gate).await {
+    match crate::proxy::forward(&up, route, req, peer, gate, services.underscores).await {
         Ok(r) => r,
         Err(e) => failure_response(&app, &up, browser, gate, e),
     }
@@ -344,6 +345,30 @@ pub(crate) fn failure_response(
             "payload_too_large",
             &format!("request body larger than {n} bytes"),
         ),
+        // The client's own fault: its answer alone, nothing about the service (nginx: 400).
+        ForwardError::ClientBody(why) => {
+            let mut r = error_response(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                &format!("the request body could not be read: {why}"),
+            );
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            r
+        }
+        ForwardError::ClientStalled(d) => {
+            let mut r = error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                &format!(
+                    "the request body stalled: nothing for {}",
+                    humantime::format_duration(d)
+                ),
+            );
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            r
+        }
         e if !gate => {
             let (status, code) = match e {
                 ForwardError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
@@ -413,7 +438,7 @@ pub(crate) fn fallback_response(
                 "state": s.state,
                 "health_status": s.health.label(),
                 "status_message": s.status_message,
-                "error_detail": s.error_detail,
+                "error_detail": crate::upstream::public_error(&s.error_detail),
                 "circuit_state": s.circuit.as_str(),
                 "retry_after": refresh,
                 "status": format!("{}?service={}", crate::pages::SERVICE_STATUS_URL, s.name),
@@ -450,7 +475,18 @@ async fn serve_maintenance(
     let browser = wants_html(req.headers());
     if let Some(page) = view.page_url.clone() {
         let peer = req.extensions().get::<Peer>().map(|p| p.0);
-        match crate::custom::forward(&app.client(), &app.instance, &page, req, peer, retry).await {
+        let underscores = app.services().underscores;
+        match crate::custom::forward(
+            &app.client(),
+            &app.instance,
+            &page,
+            req,
+            peer,
+            retry,
+            underscores,
+        )
+        .await
+        {
             Ok(r) => return r,
             Err(e) => warn_custom_page(&e),
         }
@@ -578,16 +614,19 @@ pub async fn serve(
                     }
                     let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
                         req.extensions_mut().insert(Peer(peer));
-                        let refused = ambiguous_framing(req.headers()).or_else(|| missing_host(&req));
+                        let refused = ambiguous_framing(req.headers())
+                            .or_else(|| missing_host(&req))
+                            .map(|why| (StatusCode::BAD_REQUEST, "bad_request", why))
+                            .or_else(|| refused_method(req.method()));
                         let router = router.clone();
                         async move {
                             match refused {
-                                Some(why) => Ok(refuse_framing(why)),
+                                Some((status, code, why)) => Ok(refuse(status, code, why)),
                                 None => router.oneshot(req.map(Body::new)).await,
                             }
                         }
                     });
-                    let io = TokioIo::new(crate::h1::Prefixed::new(stream, pre));
+                    let io = TokioIo::new(crate::h1::Prefixed::new(stream, pre, send_limit(&app)));
                     let conn = builder.serve_connection_with_upgrades(io, svc);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(error = %e, %peer, "connection ended with an error");
@@ -640,10 +679,39 @@ pub fn missing_host<B>(req: &http::Request<B>) -> Option<&'static str> {
     .then_some("an HTTP/1.1 request needs a Host header")
 }
 
-fn refuse_framing(why: &str) -> Response {
-    let mut r = error_response(StatusCode::BAD_REQUEST, "bad_request", why);
-    r.headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+/// CONNECT asks for a tunnel to anywhere: kinfrad is not a forward proxy (nginx answers 405 too).
+pub fn refused_method(m: &http::Method) -> Option<(StatusCode, &'static str, &'static str)> {
+    (m == http::Method::CONNECT).then_some((
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "CONNECT is not supported: kinfrad is not a forward proxy",
+    ))
+}
+
+/// How long a client of a connection hyper serves may take nothing of a response: the longest
+/// `timeouts.idle` of the services (the limit the fast path gives a proxied response), or the
+/// limit of kinfrad's own responses when no service is configured.
+fn send_limit(app: &App) -> Duration {
+    app.services()
+        .list
+        .iter()
+        .map(|u| u.cfg().timeouts.idle)
+        .max()
+        .unwrap_or(crate::h1::SEND_LIMIT)
+}
+
+/// A request refused before routing; the connection closes after it. A 405 says which
+/// methods kinfrad does forward (RFC 9110 §15.5.6).
+pub(crate) fn refuse(status: StatusCode, code: &str, why: &str) -> Response {
+    let mut r = error_response(status, code, why);
+    let h = r.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        h.insert(
+            header::ALLOW,
+            HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+        );
+    }
     r
 }
 

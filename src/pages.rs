@@ -147,7 +147,8 @@ impl FallbackFacts {
             state: s.state.to_string(),
             steps: s.steps.clone(),
             refresh_interval: s.refresh_interval,
-            error_detail: s.error_detail.clone(),
+            // Fallback pages are public: a summary of the error, never its raw text.
+            error_detail: crate::upstream::public_error(&s.error_detail),
         }
     }
 }

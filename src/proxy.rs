@@ -88,6 +88,9 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            // A message's own framing and Host are never "hop-by-hop by Connection": an
+            // upstream's `Connection: content-length` must not unframe its response.
+            .filter(|n| *n != header::CONTENT_LENGTH && *n != header::HOST)
             .collect();
         for n in named {
             h.remove(n);
@@ -95,6 +98,78 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
     for n in HOP {
         h.remove(*n);
+    }
+}
+
+/// A `Cookie` header value without kinfrad's own session cookie (an admin credential that no
+/// upstream may see). `None`: the value does not carry it (forward it as it is);
+/// `Some(rest)`: the other cookies, `"; "`-joined (empty when it was the only one).
+pub fn without_session_cookie(value: &[u8]) -> Option<Vec<u8>> {
+    let name = crate::auth::COOKIE.as_bytes();
+    memchr::memmem::find(value, name)?;
+    let mut out = Vec::with_capacity(value.len());
+    let mut dropped = false;
+    for pair in value.split(|b| *b == b';') {
+        let pair = pair.trim_ascii();
+        if pair.is_empty() {
+            continue;
+        }
+        let key = pair
+            .split(|b| *b == b'=')
+            .next()
+            .unwrap_or(pair)
+            .trim_ascii();
+        if key == name {
+            dropped = true;
+            continue;
+        }
+        if !out.is_empty() {
+            out.extend_from_slice(b"; ");
+        }
+        out.extend_from_slice(pair);
+    }
+    dropped.then_some(out)
+}
+
+/// Remove kinfrad's session cookie from every `Cookie` header (HTTP/2 clients send one header
+/// per cookie); a header left empty goes.
+pub fn strip_session_cookie(h: &mut HeaderMap) {
+    if !h
+        .get_all(header::COOKIE)
+        .iter()
+        .any(|v| without_session_cookie(v.as_bytes()).is_some())
+    {
+        return;
+    }
+    let kept: Vec<HeaderValue> = h
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| match without_session_cookie(v.as_bytes()) {
+            None => Some(v.clone()),
+            Some(rest) if rest.is_empty() => None,
+            Some(rest) => HeaderValue::from_bytes(&rest).ok(),
+        })
+        .collect();
+    h.remove(header::COOKIE);
+    for v in kept {
+        h.append(header::COOKIE, v);
+    }
+}
+
+/// Drop request headers whose names contain `_` (unless `underscores_in_headers` allows them):
+/// `X_Forwarded_For` would pass kinfrad's `X-Forwarded-For` rule and reach an application that
+/// maps `_` and `-` to the same CGI variable.
+pub fn strip_underscore_names(h: &mut HeaderMap) {
+    if !h.keys().any(|k| k.as_str().contains('_')) {
+        return;
+    }
+    let names: Vec<HeaderName> = h
+        .keys()
+        .filter(|k| k.as_str().contains('_'))
+        .cloned()
+        .collect();
+    for n in names {
+        h.remove(n);
     }
 }
 
@@ -109,11 +184,19 @@ pub fn upgrade_protocol(req: &Request<Body>) -> Option<HeaderValue> {
             v.split(',')
                 .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
         });
-    if conn_upgrade {
-        req.headers().get(header::UPGRADE).cloned()
-    } else {
-        None
+    if !conn_upgrade {
+        return None;
     }
+    let proto = req.headers().get(header::UPGRADE)?;
+    // h2c (RFC 7540 §3.2, removed by RFC 9113) is refused: kinfrad speaks HTTP/2 to clients
+    // itself and upstreams get HTTP/1.1, so an h2c upgrade would only open a raw tunnel past
+    // kinfrad's HTTP handling. The request is served as plain HTTP/1.1 instead (RFC 9110 §7.8:
+    // a server may ignore Upgrade).
+    let h2c = proto
+        .to_str()
+        .map(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("h2c")))
+        .unwrap_or(true);
+    (!h2c).then(|| proto.clone())
 }
 
 /// Why forwarding failed.
@@ -129,6 +212,24 @@ pub enum ForwardError {
     Failed(String),
     /// The request body exceeded the limit.
     TooLarge(u64),
+    /// The client's own request body failed (malformed chunked framing, abandoned mid-body):
+    /// the client's fault, answered 400 and never counted against the upstream.
+    ClientBody(String),
+    /// The client stopped sending its request body for longer than the header timeout: 408,
+    /// the client's fault.
+    ClientStalled(Duration),
+}
+
+impl ForwardError {
+    /// The client caused this, not the upstream: its breaker and health are left alone.
+    pub fn is_client_fault(&self) -> bool {
+        matches!(
+            self,
+            ForwardError::TooLarge(_)
+                | ForwardError::ClientBody(_)
+                | ForwardError::ClientStalled(_)
+        )
+    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -180,7 +281,11 @@ fn upstream_uri(cfg: &ServiceConfig, route: &Route<Upstream>, uri: &Uri) -> Resu
 
 /// Set `X-Forwarded-For/-Proto/-Host`. `host` is the client's Host (or HTTP/2 authority) as
 /// sent, port and case included.
-fn add_forwarded(h: &mut HeaderMap, peer: Option<SocketAddr>, host: Option<&HeaderValue>) {
+pub(crate) fn add_forwarded(
+    h: &mut HeaderMap,
+    peer: Option<SocketAddr>,
+    host: Option<&HeaderValue>,
+) {
     let trusted = peer.is_some_and(|p| p.ip().is_loopback());
     if let Some(peer) = peer {
         let ip = peer.ip().to_string();
@@ -203,13 +308,15 @@ fn add_forwarded(h: &mut HeaderMap, peer: Option<SocketAddr>, host: Option<&Head
     }
 }
 
-/// Forward `req` to `up`. `Err` tells the caller to serve the fallback page.
+/// Forward `req` to `up`. `Err` tells the caller to serve the fallback page (or, for a fault
+/// of the client's own, an error for that client).
 pub async fn forward(
     up: &Arc<Upstream>,
     route: &Route<Upstream>,
     mut req: Request<Body>,
     peer: Option<SocketAddr>,
     gate: bool,
+    underscores: bool,
 ) -> Result<Response<Body>, ForwardError> {
     let now = Instant::now();
     let admit = if gate {
@@ -220,6 +327,12 @@ pub async fn forward(
     } else {
         Admit::Yes
     };
+    // Whatever ends this request without the upstream's outcome being recorded (a client
+    // fault, this future dropped because the client went away) gives a half-open trial back.
+    let mut trial = TrialGuard {
+        up,
+        armed: admit == Admit::Trial,
+    };
     let cfg = up.cfg();
     if let Some(len) = req
         .headers()
@@ -228,9 +341,6 @@ pub async fn forward(
         .and_then(|v| v.parse::<u64>().ok())
         && len > cfg.max_request_body
     {
-        if admit == Admit::Trial {
-            up.on_abandoned();
-        }
         return Err(ForwardError::TooLarge(cfg.max_request_body));
     }
     let uri = upstream_uri(&cfg, route, req.uri()).map_err(ForwardError::Failed)?;
@@ -239,13 +349,16 @@ pub async fn forward(
 
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    // The client's Host as sent (HTTP/2 carries it in the URI's authority).
-    let client_host = match parts.headers.remove(header::HOST) {
-        Some(h) => Some(h),
-        None => parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+    strip_session_cookie(&mut parts.headers);
+    if !underscores {
+        strip_underscore_names(&mut parts.headers);
+    }
+    // The client's host: an absolute-form target's authority wins over its Host header
+    // (RFC 9112 §3.2.2), as it did for routing; HTTP/2 carries it there too.
+    let header_host = parts.headers.remove(header::HOST);
+    let client_host = match parts.uri.authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => header_host,
     };
     add_forwarded(&mut parts.headers, peer, client_host.as_ref());
     // By default the upstream sees its own address as Host (as nginx's proxy_pass does);
@@ -264,16 +377,31 @@ pub async fn forward(
     parts.uri = uri;
     parts.version = http::Version::HTTP_11;
     let limit = cfg.max_request_body;
-    let body = Body::new(LimitedBody {
+    let sent = Arc::new(BodyWatch::default());
+    let body = Body::new(ClientBody {
         inner: body,
         left: limit,
+        watch: sent.clone(),
     });
     let out = Request::from_parts(parts, body);
 
     let client = up.client.load_full();
     let result = tokio::time::timeout(cfg.timeouts.header, client.client.request(out)).await;
+    // A failure the client's body caused is the client's, whatever hyper made of it.
+    let client_fault = |timed_out: bool| match sent.fault() {
+        Some(BodyFault::TooLarge) => Some(ForwardError::TooLarge(limit)),
+        Some(BodyFault::Client(why)) => Some(ForwardError::ClientBody(why)),
+        None if timed_out && sent.waiting_on_client() => {
+            Some(ForwardError::ClientStalled(cfg.timeouts.header))
+        }
+        None => None,
+    };
     let resp = match result {
         Err(_) => {
+            if let Some(e) = client_fault(true) {
+                return Err(e);
+            }
+            trial.armed = false;
             up.on_error(
                 Instant::now(),
                 false,
@@ -285,16 +413,14 @@ pub async fn forward(
             return Err(ForwardError::Timeout(cfg.timeouts.header));
         }
         Ok(Err(e)) => {
+            if let Some(fault) = client_fault(false) {
+                return Err(fault);
+            }
+            trial.armed = false;
             if e.is_connect() {
                 let text = connect_text(&e);
                 up.on_error(Instant::now(), true, text.clone());
                 return Err(ForwardError::Connect(text));
-            }
-            if error_chain(&e).contains("length limit exceeded") {
-                if admit == Admit::Trial {
-                    up.on_abandoned();
-                }
-                return Err(ForwardError::TooLarge(limit));
             }
             let text = error_chain(&e);
             up.on_error(Instant::now(), false, text.clone());
@@ -302,6 +428,7 @@ pub async fn forward(
         }
         Ok(Ok(r)) => r,
     };
+    trial.armed = false;
     up.on_response(Instant::now(), resp.status().is_server_error());
 
     let mut resp = resp;
@@ -328,6 +455,11 @@ pub async fn forward(
         return Ok(out);
     }
     let (mut parts, body) = resp.into_parts();
+    // RFC 9112 §6.3: with Transfer-Encoding, a Content-Length is stale (hyper decoded the
+    // body by the transfer coding); the client gets the body framed anew.
+    if parts.headers.contains_key(header::TRANSFER_ENCODING) {
+        parts.headers.remove(header::CONTENT_LENGTH);
+    }
     strip_hop_by_hop(&mut parts.headers);
     let idle = cfg.timeouts.idle;
     Ok(Response::from_parts(
@@ -336,17 +468,64 @@ pub async fn forward(
     ))
 }
 
-/// A request body that fails once more than `left` bytes went through.
-struct LimitedBody {
+/// Gives a half-open trial back to the breaker unless the outcome was recorded.
+struct TrialGuard<'a> {
+    up: &'a Upstream,
+    armed: bool,
+}
+
+impl Drop for TrialGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.up.on_abandoned();
+        }
+    }
+}
+
+/// How the client's request body failed, if it did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum BodyFault {
+    TooLarge,
+    Client(String),
+}
+
+/// What the request path can tell, after the fact, about the client's body: whether it failed,
+/// and whether forwarding was waiting for the client (rather than for the upstream) last.
+#[derive(Default)]
+struct BodyWatch {
+    fault: std::sync::Mutex<Option<BodyFault>>,
+    waiting: std::sync::atomic::AtomicBool,
+}
+
+impl BodyWatch {
+    fn fault(&self) -> Option<BodyFault> {
+        self.fault.lock().map(|f| f.clone()).unwrap_or(None)
+    }
+
+    fn set_fault(&self, f: BodyFault) {
+        if let Ok(mut g) = self.fault.lock() {
+            g.get_or_insert(f);
+        }
+    }
+
+    fn waiting_on_client(&self) -> bool {
+        self.waiting.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// The client's request body on its way upstream: fails once more than `left` bytes went
+/// through, and tells `watch` when the client is the one at fault or the one being waited for.
+struct ClientBody {
     inner: Body,
     left: u64,
+    watch: Arc<BodyWatch>,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("request body length limit exceeded")]
 struct TooLarge;
 
-impl http_body::Body for LimitedBody {
+impl http_body::Body for ClientBody {
     type Data = Bytes;
     type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -354,18 +533,25 @@ impl http_body::Body for LimitedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        match Pin::new(&mut self.inner).poll_frame(cx) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        self.watch.waiting.store(polled.is_pending(), Relaxed);
+        match polled {
             Poll::Ready(Some(Ok(f))) => {
                 if let Some(d) = f.data_ref() {
                     let n = d.len() as u64;
                     if n > self.left {
+                        self.watch.set_fault(BodyFault::TooLarge);
                         return Poll::Ready(Some(Err(Box::new(TooLarge))));
                     }
                     self.left -= n;
                 }
                 Poll::Ready(Some(Ok(f)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(Some(Err(e))) => {
+                self.watch.set_fault(BodyFault::Client(error_chain(&e)));
+                Poll::Ready(Some(Err(Box::new(e))))
+            }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
@@ -468,6 +654,79 @@ mod tests {
                 && h.get(header::CONNECTION).is_none()
         );
         assert!(h.get("x-kept").is_some());
+    }
+
+    #[test]
+    fn the_session_cookie_never_leaves() {
+        let c = crate::auth::COOKIE;
+        assert_eq!(without_session_cookie(b"a=1; b=2"), None);
+        assert_eq!(
+            without_session_cookie(format!("a=1; {c}=v1.2.x; b=2").as_bytes()),
+            Some(b"a=1; b=2".to_vec())
+        );
+        assert_eq!(
+            without_session_cookie(format!("{c}=v1").as_bytes()),
+            Some(Vec::new())
+        );
+        // Cookies whose names only start or end like it are someone else's: left as sent.
+        assert_eq!(
+            without_session_cookie(format!("{c}x=1;x{c}=2").as_bytes()),
+            None
+        );
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("{c}=secret")).expect("value"),
+        );
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("b=2; {c}=secret")).expect("value"),
+        );
+        strip_session_cookie(&mut h);
+        let left: Vec<&str> = h
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        assert_eq!(left, ["a=1", "b=2"]);
+    }
+
+    #[test]
+    fn underscored_names_and_named_framing() {
+        let mut h = HeaderMap::new();
+        h.insert("x_forwarded_for", HeaderValue::from_static("6.6.6.6"));
+        h.insert("transfer_encoding", HeaderValue::from_static("chunked"));
+        h.insert("x-fine", HeaderValue::from_static("1"));
+        strip_underscore_names(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-fine"));
+
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("content-length, host, x-a"),
+        );
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        h.insert(header::HOST, HeaderValue::from_static("h"));
+        h.insert("x-a", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert!(h.contains_key(header::CONTENT_LENGTH) && h.contains_key(header::HOST));
+        assert!(!h.contains_key("x-a"));
+    }
+
+    #[test]
+    fn h2c_upgrades_are_never_tunnelled() {
+        let req = |upgrade: &str| {
+            Request::builder()
+                .header(header::CONNECTION, "Upgrade, HTTP2-Settings")
+                .header(header::UPGRADE, upgrade)
+                .body(Body::empty())
+                .expect("request")
+        };
+        assert!(upgrade_protocol(&req("h2c")).is_none());
+        assert!(upgrade_protocol(&req("websocket, H2C")).is_none());
+        assert!(upgrade_protocol(&req("websocket")).is_some());
     }
 
     #[test]

@@ -15,8 +15,9 @@ fn service_json(
     in_maintenance: bool,
     supervised: bool,
     logs: Vec<crate::protocol::LogEntry>,
+    reader: bool,
 ) -> Value {
-    json!({
+    let mut v = json!({
         "service_name": s.display_name,
         "status_message": s.status_message,
         "port": s.port,
@@ -26,8 +27,7 @@ fn service_json(
         "health_status": s.health.label(),
         "state": s.state,
         "steps": s.steps,
-        "error_detail": s.error_detail,
-        "url": s.url,
+        "error_detail": if reader { s.error_detail.clone() } else { crate::upstream::public_error(&s.error_detail) },
         "routes": routes,
         "circuit_state": s.circuit.as_str(),
         "circuit_failures": s.circuit_failures,
@@ -41,12 +41,19 @@ fn service_json(
         "last_exit": s.last_exit,
         "supervised": supervised,
         "logs": logs,
-    })
+    });
+    // Where a service lives is for dashboard readers, not for every visitor.
+    if reader && let Some(o) = v.as_object_mut() {
+        o.insert("url".into(), Value::String(s.url.clone()));
+    }
+    v
 }
 
-/// The whole document; `Err` when `service` names no configured service. `logs`: include the
-/// services' last log lines (only for readers of the dashboard).
-pub fn services_json(app: &App, service: Option<&str>, logs: bool) -> Result<Value, String> {
+/// The whole document; `Err` when `service` names no configured service. `reader`: a reader
+/// of the dashboard, who also gets the services' last log lines, their upstream URLs and raw
+/// error texts (everyone else: none of these, and a summary of the error).
+pub fn services_json(app: &App, service: Option<&str>, reader: bool) -> Result<Value, String> {
+    let logs = reader;
     let now = Instant::now();
     let svc = app.services();
     let maint = app.maint();
@@ -68,7 +75,7 @@ pub fn services_json(app: &App, service: Option<&str>, logs: bool) -> Result<Val
             Some(h) if logs => h.logs.tail(10).iter().map(Into::into).collect(),
             _ => Vec::new(),
         };
-        let v = service_json(&snap, routes, in_m, process.is_some(), lines);
+        let v = service_json(&snap, routes, in_m, process.is_some(), lines, reader);
         if service == Some(up.name.as_str()) {
             chosen = Some(v.clone());
         }
@@ -112,7 +119,7 @@ pub fn services_json(app: &App, service: Option<&str>, logs: bool) -> Result<Val
             serde_json::to_value(app.status_view()).unwrap_or(Value::Null),
         );
         if service.is_none() {
-            o.insert("routes".into(), route_rows(&svc, &maint, &snaps));
+            o.insert("routes".into(), route_rows(&svc, &maint, &snaps, reader));
         }
     }
     Ok(top)
@@ -129,10 +136,16 @@ pub fn routes_json(app: &App) -> Value {
         .iter()
         .map(|up| (up.name.as_str(), up.snapshot(now)))
         .collect();
-    route_rows(&svc, &app.maint(), &snaps)
+    route_rows(&svc, &app.maint(), &snaps, true)
 }
 
-fn route_rows(svc: &Services, maint: &MaintView, snaps: &HashMap<&str, Snapshot>) -> Value {
+/// `reader`: include each route's backend URL and custom maintenance page URL.
+fn route_rows(
+    svc: &Services,
+    maint: &MaintView,
+    snaps: &HashMap<&str, Snapshot>,
+    reader: bool,
+) -> Value {
     let rows: Vec<Value> = svc
         .table
         .routes()
@@ -147,7 +160,7 @@ fn route_rows(svc: &Services, maint: &MaintView, snaps: &HashMap<&str, Snapshot>
                 crate::routes::HostMatch::Exact(h) => h.clone(),
                 crate::routes::HostMatch::Suffix(s) => format!("*{s}"),
             };
-            Some(json!({
+            let mut row = json!({
                 "domain": domain,
                 "path": r.spec.prefix,
                 "route": r.spec.to_string(),
@@ -163,7 +176,12 @@ fn route_rows(svc: &Services, maint: &MaintView, snaps: &HashMap<&str, Snapshot>
                 "drain_rejected": 0,
                 "circuit_state": snap.circuit.as_str(),
                 "circuit_failures": snap.circuit_failures,
-            }))
+            });
+            if !reader && let Some(o) = row.as_object_mut() {
+                o.remove("backend");
+                o.remove("maintenance_page_url");
+            }
+            Some(row)
         })
         .collect();
     Value::Array(rows)

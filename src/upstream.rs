@@ -78,6 +78,34 @@ pub struct Rendered {
     pub version: u64,
 }
 
+/// What a visitor may read of a service's error: kinfrad's own fixed-shape texts as they are;
+/// anything else (an error chain that can carry internal addresses, paths or library text) as a
+/// summary. Dashboard readers and the operator CLI get the raw text.
+pub fn public_error(raw: &str) -> String {
+    const KEEP_EXACT: &[&str] = &["Connection refused", "Connect timed out", "Process ended"];
+    const KEEP_PREFIX: &[&str] = &[
+        "No response within ",
+        "Process exited with code ",
+        "Process killed by signal ",
+    ];
+    let kept = KEEP_EXACT.contains(&raw)
+        || KEEP_PREFIX.iter().any(|p| {
+            raw.strip_prefix(p).is_some_and(|rest| {
+                rest.len() <= 40
+                    && rest
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b" ()".contains(&b))
+            })
+        });
+    if raw.is_empty() || kept {
+        raw.to_string()
+    } else if raw.starts_with("Health check") {
+        "Health check failed".to_string()
+    } else {
+        "The service failed to answer".to_string()
+    }
+}
+
 /// A snapshot for status JSON and page rendering.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -681,6 +709,30 @@ impl Upstream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn visitors_read_a_summary_of_raw_errors() {
+        for kept in [
+            "",
+            "Connection refused",
+            "Connect timed out",
+            "No response within 1m",
+            "Process exited with code 1",
+            "Process killed by signal 9 (SIGKILL)",
+        ] {
+            assert_eq!(public_error(kept), kept);
+        }
+        let raw = "client error (Connect): tcp connect error: 10.1.2.3:8080: No route to host";
+        assert_eq!(public_error(raw), "The service failed to answer");
+        assert_eq!(
+            public_error("Health check GET /internal/ping returned 500"),
+            "Health check failed"
+        );
+        assert_eq!(
+            public_error("No response within /etc/secret path"),
+            "The service failed to answer"
+        );
+    }
 
     fn up(extra: &str) -> Upstream {
         let raw: crate::service::RawService = toml::from_str(&format!(
