@@ -562,7 +562,8 @@ impl Upstream {
         };
         let d = lock(&self.detail);
         let health = self.health();
-        let target = format!("{}:{}", cfg.url.host, cfg.url.port);
+        // Steps are shown on public loading pages: the port, never the upstream's host.
+        let target = format!("port {}", cfg.url.port);
         let probe_text = match &cfg.health.kind {
             ProbeKind::Http { path, .. } => format!("Health check GET {path}"),
             ProbeKind::Tcp => "Health check (TCP connect)".to_string(),

@@ -514,7 +514,7 @@ fn steps(b: &Browser) -> Option<Value> {
 
 fn expected_steps(port: u16, connect: &str, check: &str) -> Value {
     json!([
-        [format!("Connecting to 127.0.0.1:{port}"), connect, connect],
+        [format!("Connecting to port {port}"), connect, connect],
         ["Health check GET /health", check, check],
     ])
 }

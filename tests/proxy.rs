@@ -3431,3 +3431,478 @@ fn upstream_answering_while_reading_the_body_does_not_deadlock() {
     assert!(check.is_pattern(N), "echo corrupted: {check:?}");
     wrote.expect("upload");
 }
+
+// ---------------------------------------------------------------------------------------------
+// 12. What hostile clients and upstreams did to kinfrad before: client faults blamed on the
+// service, credentials leaked upstream, framing lost, tunnels opened, clients pinning
+// connections.
+
+/// kinfrad in front of an echo upstream whose header timeout is short (a stalled upload is
+/// noticed within a second); the breaker opens after 3 failures.
+fn fault_setup(extra_top: &str) -> (Upstream, Daemon) {
+    let up = Upstream::start(0, echo("target"));
+    let d = start(&format!(
+        "{extra_top}\n{}",
+        service(
+            "target",
+            up.port(),
+            &["/"],
+            &format!(
+                "{FAST_HEALTH}\ntimeouts = {{ header = \"1s\" }}\ncircuit_breaker = {{ failures = 3, cooldown = \"30s\" }}"
+            )
+        )
+    ));
+    wait_running(&d, "target");
+    (up, d)
+}
+
+#[test]
+fn client_body_faults_are_the_clients_and_never_open_the_circuit() {
+    let (up, d) = fault_setup("");
+    let head = |path: &str| {
+        format!("POST {path} HTTP/1.1\r\nHost: f.test\r\nTransfer-Encoding: chunked\r\n\r\n")
+    };
+    for round in 0..4 {
+        // A malformed chunked upload: the client's bad framing.
+        let mut req = head(&format!("/malformed-{round}")).into_bytes();
+        req.extend_from_slice(b"5\r\nhello\r\nzz\r\n\r\n");
+        let (out, _) = exchange(d.addr, &req, Duration::from_secs(5), |_| Ok(()));
+        assert_eq!(
+            first_status(&out),
+            Some(400),
+            "malformed chunked upload: {:?}",
+            String::from_utf8_lossy(&out)
+        );
+        // An upload abandoned mid-body: the client closes its side.
+        let (out, _) = exchange(
+            d.addr,
+            head(&format!("/abandoned-{round}")).as_bytes(),
+            Duration::from_secs(5),
+            |w| {
+                w.write_all(b"100\r\nonly part of it")?;
+                w.shutdown(Shutdown::Write)
+            },
+        );
+        assert!(
+            matches!(first_status(&out), None | Some(400)),
+            "abandoned upload: {:?}",
+            String::from_utf8_lossy(&out)
+        );
+        // An upload that stalls past the header timeout: 408, the client's fault.
+        let (out, _) = exchange(
+            d.addr,
+            head(&format!("/stalled-{round}")).as_bytes(),
+            Duration::from_secs(5),
+            |w| {
+                w.write_all(b"5\r\nhello\r\n")?;
+                thread::sleep(Duration::from_secs(3));
+                Ok(())
+            },
+        );
+        assert_eq!(
+            first_status(&out),
+            Some(408),
+            "stalled upload: {:?}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+    let s = svc_status(&d, "target");
+    assert_eq!(
+        s["circuit_state"], "closed",
+        "client faults opened the circuit: {s}"
+    );
+    assert_eq!(
+        s["failures"], 0,
+        "client faults counted against the service: {s}"
+    );
+    assert_eq!(s["state"], "running", "{s}");
+    let r = get(d.addr, "/after-faults");
+    assert_eq!(r.status, 200, "visitors get: {} {}", r.status, r.text());
+    // A whole upload still goes through.
+    let mut req = head("/whole").into_bytes();
+    req.extend_from_slice(b"5\r\nhello\r\n0\r\n\r\n");
+    let (out, _) = exchange(d.addr, &req, Duration::from_secs(5), |_| Ok(()));
+    assert_eq!(
+        first_status(&out),
+        Some(200),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    assert_eq!(up.receipts("/whole").len(), 1);
+    // A real upstream failure still counts.
+    drop(up);
+    let r = get(d.addr, "/after-kill");
+    assert_eq!(r.status, 503, "{}", r.text());
+    wait_svc(&d, "target", "counted as failing", |s| {
+        s["failures"].as_u64() > Some(0)
+    });
+}
+
+#[test]
+fn kinfrads_session_cookie_and_credentials_stay_with_kinfrad() {
+    let (up, d) = fault_setup("");
+    let session = "kinfra_session=v1.99999999999.c2VjcmV0";
+    // Bodiless (the fast path, when on) and a chunked upload (always hyper's).
+    let r = call(
+        d.addr,
+        "GET",
+        "/cookie-get",
+        None,
+        &[("Cookie", &format!("a=1; {session}; b=2"))],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let req = format!(
+        "POST /cookie-post HTTP/1.1\r\nHost: c.test\r\nConnection: close\r\nCookie: {session}\r\nCookie: c=3\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"
+    );
+    let (out, _) = exchange(d.addr, req.as_bytes(), Duration::from_secs(5), |_| Ok(()));
+    assert_eq!(
+        first_status(&out),
+        Some(200),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    let get = &up.receipts("/cookie-get")[0];
+    assert_eq!(get.all("cookie"), ["a=1; b=2"], "{:?}", get.headers);
+    let post = &up.receipts("/cookie-post")[0];
+    assert_eq!(post.all("cookie"), ["c=3"], "{:?}", post.headers);
+
+    // The operator's custom maintenance page is another party: no session, no Authorization.
+    let page = Upstream::start(0, echo("page"));
+    d.ctl_ok(&[
+        "maint",
+        "enter",
+        "--url",
+        &format!("http://127.0.0.1:{}/sorry", page.port()),
+    ]);
+    let r = call(
+        d.addr,
+        "GET",
+        "/asset.css",
+        None,
+        &[
+            ("Cookie", &format!("{session}; theme=dark")),
+            ("Authorization", "Basic dXNlcjpwYXNz"),
+            ("My_Header", "1"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 200, "the custom page answers: {}", r.text());
+    let seen = &page.receipts("/asset.css")[0];
+    assert_eq!(seen.all("cookie"), ["theme=dark"], "{:?}", seen.headers);
+    assert!(seen.header("authorization").is_none(), "{:?}", seen.headers);
+    assert!(seen.header("my_header").is_none(), "{:?}", seen.headers);
+    d.ctl_ok(&["maint", "exit"]);
+}
+
+#[test]
+fn underscored_header_names_are_dropped_unless_allowed() {
+    for allow in [false, true] {
+        let top = if allow {
+            "underscores_in_headers = true"
+        } else {
+            ""
+        };
+        let (up, d) = fault_setup(top);
+        let r = call(
+            d.addr,
+            "GET",
+            "/underscores",
+            None,
+            &[
+                ("X_Forwarded_For", "6.6.6.6"),
+                ("Transfer_Encoding", "chunked"),
+                ("My_Header", "1"),
+                ("My-Dashed", "2"),
+            ],
+            b"",
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let seen = &up.receipts("/underscores")[0];
+        for n in ["X_Forwarded_For", "Transfer_Encoding", "My_Header"] {
+            assert_eq!(
+                seen.header(n).is_some(),
+                allow,
+                "{n} with underscores_in_headers = {allow}: {:?}",
+                seen.headers
+            );
+        }
+        assert_eq!(seen.header("my-dashed"), Some("2"));
+    }
+}
+
+#[test]
+fn connect_and_h2c_upgrades_open_no_tunnel() {
+    let up = Upstream::start(0, |s: &Seen| {
+        if s.target == "/h2c-101" {
+            // An upstream that would take the tunnel.
+            Reply::raw(
+                b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
+                After::Keep,
+            )
+        } else {
+            echo("target")(s)
+        }
+    });
+    let d = start(&service("target", up.port(), &["/"], FAST_HEALTH));
+    wait_running(&d, "target");
+    let (out, _) = exchange(
+        d.addr,
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+        Duration::from_secs(3),
+        |_| Ok(()),
+    );
+    let r = parse_response(&out).unwrap_or_else(|| panic!("{:?}", String::from_utf8_lossy(&out)));
+    assert_eq!(r.status, 405, "{}", r.text());
+    assert!(r.header("allow").is_some(), "{r:?}");
+    assert!(
+        !up.requests().iter().any(|s| s.method == "CONNECT"),
+        "CONNECT reached the upstream"
+    );
+
+    let h2c = |path: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: u.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+        )
+    };
+    let (out, _) = exchange(
+        d.addr,
+        h2c("/h2c").as_bytes(),
+        Duration::from_secs(2),
+        |_| Ok(()),
+    );
+    let r = parse_response(&out).unwrap_or_else(|| panic!("{:?}", String::from_utf8_lossy(&out)));
+    assert_eq!(r.status, 200, "served as plain HTTP/1.1: {}", r.text());
+    let seen = &up.receipts("/h2c")[0];
+    for n in ["upgrade", "http2-settings"] {
+        assert!(
+            seen.header(n).is_none(),
+            "{n} reached the upstream: {:?}",
+            seen.headers
+        );
+    }
+    let (out, _) = exchange(
+        d.addr,
+        h2c("/h2c-101").as_bytes(),
+        Duration::from_secs(2),
+        |_| Ok(()),
+    );
+    assert_ne!(
+        first_status(&out),
+        Some(101),
+        "an h2c tunnel was opened: {:?}",
+        String::from_utf8_lossy(&out)
+    );
+}
+
+#[test]
+fn absolute_form_targets_win_over_the_host_header() {
+    let up = Upstream::start(0, echo("abs"));
+    let other = Upstream::start(0, echo("other"));
+    let d = start(&format!(
+        "{}{}",
+        service(
+            "abs",
+            up.port(),
+            &["abs.test/"],
+            &format!("{FAST_HEALTH}\npreserve_host = true")
+        ),
+        service("other", other.port(), &["other.test/"], FAST_HEALTH)
+    ));
+    wait_running(&d, "abs");
+    wait_running(&d, "other");
+    let (out, _) = exchange(
+        d.addr,
+        b"GET http://abs.test/x HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(3),
+        |_| Ok(()),
+    );
+    assert_eq!(
+        first_status(&out),
+        Some(200),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    let seen = &up.receipts("/x")[0];
+    assert_eq!(seen.header("host"), Some("abs.test"), "{:?}", seen.headers);
+    assert_eq!(
+        seen.header("x-forwarded-host"),
+        Some("abs.test"),
+        "{:?}",
+        seen.headers
+    );
+    assert!(other.requests().is_empty());
+}
+
+#[test]
+fn upstream_framing_tricks_never_unframe_a_response() {
+    let up = Upstream::start(0, |s: &Seen| {
+        match s.target.as_str() {
+        "/conn-cl" => Reply::raw(
+            b"HTTP/1.1 200 OK\r\nConnection: content-length\r\nContent-Length: 5\r\n\r\nhello",
+            After::Keep,
+        ),
+        "/cl-te" => Reply::raw(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            After::Close,
+        ),
+        "/early" => Reply::raw(
+            b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+            After::Keep,
+        ),
+        _ => echo("target")(s),
+    }
+    });
+    let d = start(&service("target", up.port(), &["/"], FAST_HEALTH));
+    wait_running(&d, "target");
+    // Keep-alive: the client must find the end of the body, and the next answer after it.
+    let mut c = Conn::open(d.addr);
+    for _ in 0..2 {
+        c.send(b"GET /conn-cl HTTP/1.1\r\nHost: f.test\r\n\r\n");
+        let r = c.response();
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "hello"),
+            "{}",
+            brief(&r)
+        );
+        assert_eq!(r.header("content-length"), Some("5"), "{}", brief(&r));
+    }
+    // Both framings from the upstream, on either path (HTTP/1.0 is always hyper's): the stale
+    // Content-Length never reaches the client.
+    for version in ["1.1", "1.0"] {
+        let req = format!("GET /cl-te HTTP/{version}\r\nHost: f.test\r\nConnection: close\r\n\r\n");
+        let (out, _) = exchange(d.addr, req.as_bytes(), Duration::from_secs(3), |_| Ok(()));
+        let text = String::from_utf8_lossy(&out).to_string();
+        let r = parse_response(&out).unwrap_or_else(|| panic!("HTTP/{version}: {text:?}"));
+        assert_eq!(r.text(), "hello", "HTTP/{version}: {text:?}");
+        assert_ne!(
+            r.header("content-length"),
+            Some("100"),
+            "HTTP/{version}: {text:?}"
+        );
+    }
+    // 103 Early Hints reach an HTTP/1.1 client ahead of the response (the fast path; hyper's
+    // server cannot send interim responses, so there the final answer alone arrives).
+    c.send(b"GET /early HTTP/1.1\r\nHost: f.test\r\n\r\n");
+    let first = c.response();
+    if fast_path() {
+        assert_eq!(first.status, 103, "{}", brief(&first));
+        assert_eq!(first.header("link"), Some("</s.css>; rel=preload"));
+        let r = c.response();
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "hello"),
+            "{}",
+            brief(&r)
+        );
+    } else {
+        assert_eq!((first.status, first.text().as_str()), (200, "hello"));
+    }
+}
+
+#[test]
+fn a_client_that_stops_reading_is_let_go() {
+    let up = Upstream::start(0, |s: &Seen| {
+        if s.target.starts_with("/big") {
+            Reply::Pattern(256 << 20)
+        } else {
+            echo("target")(s)
+        }
+    });
+    let d = start(&service(
+        "target",
+        up.port(),
+        &["/"],
+        &format!("{FAST_HEALTH}\ntimeouts = {{ idle = \"1s\" }}"),
+    ));
+    wait_running(&d, "target");
+    // HTTP/1.0 (hyper's, on either path) and HTTP/1.1 (the fast path's, when on); the client
+    // reads nothing.
+    for version in ["1.0", "1.1"] {
+        let mut s = TcpStream::connect(d.addr).expect("connect");
+        let req = format!("GET /big-{version} HTTP/{version}\r\nHost: f.test\r\n\r\n");
+        s.write_all(req.as_bytes()).expect("send");
+        eventually(T, "the upstream to be asked", || {
+            (!up.receipts(&format!("/big-{version}")).is_empty()).then_some(())
+        });
+        eventually(
+            Duration::from_secs(15),
+            &format!("kinfrad to close the HTTP/{version} connection nobody reads"),
+            || (open_connections(&d) == 0).then_some(()),
+        );
+        drop(s);
+    }
+    assert_alive(&d, "/after");
+}
+
+#[test]
+fn public_status_shows_no_upstream_urls_or_raw_errors() {
+    let up = Upstream::start(0, |s: &Seen| {
+        if s.target == "/garbage" {
+            Reply::raw(
+                b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+                After::Close,
+            )
+        } else {
+            echo("target")(s)
+        }
+    });
+    let d = start(&format!(
+        "dashboard_access = \"login\"\n{}",
+        service(
+            "target",
+            up.port(),
+            &["/"],
+            &format!("{FAST_HEALTH}\n{NO_BREAKER}")
+        )
+    ));
+    wait_running(&d, "target");
+    let r = json_get(d.addr, "/garbage");
+    assert_eq!(r.status, 503, "{}", r.text());
+    let public = json_get(d.addr, "/__status__").json();
+    let s = &public["services"]["target"];
+    let raw_error = {
+        let token = d.token();
+        let r = call(
+            d.addr,
+            "GET",
+            "/__status__",
+            None,
+            &[
+                ("Accept", "application/json"),
+                ("Authorization", &format!("Bearer {token}")),
+            ],
+            b"",
+        );
+        let reader = r.json();
+        let rs = &reader["services"]["target"];
+        assert_eq!(
+            rs["url"],
+            format!("http://127.0.0.1:{}", up.port()),
+            "a reader sees the URL: {rs}"
+        );
+        assert!(
+            reader["routes"][0]["backend"].is_string(),
+            "{}",
+            reader["routes"]
+        );
+        rs["error_detail"].as_str().unwrap_or("").to_string()
+    };
+    assert!(!raw_error.is_empty(), "the reader sees the raw error");
+    assert!(
+        s.get("url").is_none(),
+        "public /__status__ shows the URL: {s}"
+    );
+    assert!(
+        public["routes"][0].get("backend").is_none(),
+        "{}",
+        public["routes"]
+    );
+    assert_eq!(s["error_detail"], "The service failed to answer", "{s}");
+    let text = public.to_string();
+    assert!(
+        !text.contains(&format!("127.0.0.1:{}", up.port())),
+        "the upstream's address leaks: {text}"
+    );
+}
