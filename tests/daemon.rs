@@ -554,6 +554,30 @@ fn hostile_control_input_gets_errors_and_the_daemon_keeps_serving() {
     let _ = s.read_to_end(&mut rest);
     assert!(rest.is_empty());
 
+    // Error messages that would echo more than one frame holds are cut, not dropped: the
+    // connection answers and stays usable. (Each '"' is escaped twice on the way back: once in
+    // the message, once in the JSON, so these 60 KB requests would make 120 KB answers.)
+    let mut s = connect();
+    hello(&mut s);
+    let quotes = "\\\"".repeat(30_000);
+    for (payload, needle) in [
+        (format!(r#"{{"type":"{quotes}"}}"#), "unknown request type"),
+        (
+            format!(r#"{{"type":"maint_enter","countdown_secs":"{quotes}"}}"#),
+            "malformed request",
+        ),
+    ] {
+        assert!(payload.len() < 65_536, "{}", payload.len());
+        s.write_all(&frame(payload.as_bytes())).expect("w");
+        let a = read_answer(&mut s);
+        assert_eq!(a["code"], "bad_request", "{a}");
+        let msg = a["message"].as_str().expect("message");
+        assert!(msg.starts_with(needle), "{msg:.200}");
+        assert!(msg.len() < 4096, "{} bytes", msg.len());
+    }
+    s.write_all(&frame(br#"{"type":"status"}"#)).expect("w");
+    assert_eq!(read_answer(&mut s)["type"], "status");
+
     // Truncated frame then hang-up, and a silent connection: nothing breaks.
     let mut s = connect();
     s.write_all(&[0, 0, 0, 50, b'{']).expect("w");
