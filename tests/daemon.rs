@@ -595,6 +595,7 @@ fn cli_refuses_bad_values_with_clear_errors() {
     let d = Daemon::start();
     let self_url = format!("http://{}/maint", d.addr);
     let self_localhost = format!("http://localhost:{}/", d.addr.port());
+    let self_mapped = format!("http://[::ffff:127.0.0.1]:{}/", d.addr.port());
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["maint", "enter", "--countdown", "-1"], "negative"),
         (
@@ -612,6 +613,22 @@ fn cli_refuses_bad_values_with_clear_errors() {
         ),
         (vec!["maint", "enter", "--url", &self_url], "itself"),
         (vec!["maint", "enter", "--url", &self_localhost], "itself"),
+        // An IPv4-mapped IPv6 address is the IPv4 address it maps.
+        (vec!["maint", "enter", "--url", &self_mapped], "itself"),
+        // Beyond u16: once taken for port 80.
+        (
+            vec!["maint", "enter", "--url", "http://127.0.0.1:70000/"],
+            "port",
+        ),
+        (
+            vec!["maint", "enter", "--url", "http://127.0.0.1:0/"],
+            "port",
+        ),
+        // A name that does not resolve cannot be checked, nor fetched.
+        (
+            vec!["maint", "enter", "--url", "http://no-such-host.invalid/"],
+            "does not resolve",
+        ),
         (vec!["maint", "enter", "--target", "api"], "unknown route"),
         (
             vec!["maint", "enter", "--message", "bell\u{7}"],
@@ -718,6 +735,22 @@ fn http_api_needs_the_token_and_validates_input() {
         .status,
         400
     );
+    // The HTTP API validates a page URL as kinfractl does.
+    for url in [
+        "http://127.0.0.1:70000/".to_string(),
+        "http://no-such-host.invalid/".to_string(),
+        format!("http://[::ffff:127.0.0.1]:{}/", d.addr.port()),
+    ] {
+        let body = serde_json::json!({"isActive": true, "maintenancePageUrl": url}).to_string();
+        let r = post(&body, Some(&auth));
+        assert_eq!(r.status, 400, "{url}: {}", r.text());
+        assert_eq!(
+            r.json()["error"]["code"],
+            "invalid_argument",
+            "{}",
+            r.text()
+        );
+    }
     assert_eq!(
         get(d.addr, "/api/maintenance/status").json()["isActive"],
         false,
