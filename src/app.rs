@@ -763,28 +763,59 @@ impl App {
         self.notifier.status(&self.status_line());
     }
 
-    /// Does `url` point back at one of this daemon's own HTTP listeners?
-    pub async fn points_at_self(&self, url: &PageUrl) -> bool {
+    /// Refuse a custom page URL that leads back to this daemon (that would loop): one whose
+    /// host is, or resolves to, an address of one of its own HTTP listeners. A name that does
+    /// not resolve within [`PAGE_LOOKUP_TIMEOUT`] is refused too: it could be neither checked
+    /// nor fetched.
+    pub async fn check_page_url(&self, url: &PageUrl) -> Result<(), OpError> {
         let addrs: Vec<SocketAddr> = match url.host.parse::<std::net::IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, url.port)],
             Err(_) => {
                 let lookup = tokio::net::lookup_host((url.host.as_str(), url.port));
-                match tokio::time::timeout(std::time::Duration::from_secs(2), lookup).await {
+                let unresolved = |why: String| {
+                    OpError::new(
+                        ErrorCode::InvalidArgument,
+                        format!("url: {} does not resolve ({why})", url.host),
+                    )
+                };
+                match tokio::time::timeout(PAGE_LOOKUP_TIMEOUT, lookup).await {
                     Ok(Ok(it)) => it.collect(),
-                    _ => Vec::new(),
+                    Ok(Err(e)) => return Err(unresolved(e.to_string())),
+                    Err(_) => {
+                        return Err(unresolved(format!(
+                            "no answer within {} s",
+                            PAGE_LOOKUP_TIMEOUT.as_secs()
+                        )));
+                    }
                 }
             }
         };
+        if addrs.is_empty() {
+            return Err(OpError::new(
+                ErrorCode::InvalidArgument,
+                format!("url: {} does not resolve (no addresses)", url.host),
+            ));
+        }
         let locals = local_ips();
-        addrs.iter().any(|a| {
-            self.http_addrs.iter().any(|l| {
-                l.port() == a.port()
-                    && (l.ip() == a.ip()
-                        || a.ip().is_loopback()
-                        || a.ip().is_unspecified()
-                        || (l.ip().is_unspecified() && locals.contains(&a.ip())))
-            })
-        })
+        if let Some(a) = addrs
+            .iter()
+            .find(|a| is_own_listener(**a, &self.http_addrs, &locals))
+        {
+            let via = if url.host.parse::<std::net::IpAddr>().is_ok() {
+                String::new()
+            } else {
+                format!(" ({} is {})", url.host, a.ip())
+            };
+            return Err(OpError::new(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "url: {}{via} points back at kinfrad itself (listening on {}); that would loop",
+                    url.uri,
+                    self.listen_summary()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     async fn to_change(&self, req: MaintRequest, now: u64) -> Result<Change, OpError> {
@@ -812,16 +843,7 @@ impl App {
                 c.page_url = Some(None);
             } else {
                 let parsed = maintenance::parse_page_url(u)?;
-                if self.points_at_self(&parsed).await {
-                    return Err(OpError::new(
-                        ErrorCode::InvalidArgument,
-                        format!(
-                            "url: {} points back at kinfrad itself (listening on {}); that would loop",
-                            u.trim(),
-                            self.listen_summary()
-                        ),
-                    ));
-                }
+                self.check_page_url(&parsed).await?;
                 c.page_url = Some(Some(parsed.uri.to_string()));
             }
         }
@@ -1115,6 +1137,24 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
+/// How long a custom page URL's host name may take to resolve.
+pub const PAGE_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Is `a` one of the listeners `own` (with `locals`, the host's own addresses)? Same port, and
+/// the same address, a loopback or unspecified one, or a local one when a listener takes every
+/// address. IPv4-mapped IPv6 addresses count as the IPv4 address they map.
+fn is_own_listener(a: SocketAddr, own: &[SocketAddr], locals: &[std::net::IpAddr]) -> bool {
+    let ip = a.ip().to_canonical();
+    own.iter().any(|l| {
+        let lip = l.ip().to_canonical();
+        l.port() == a.port()
+            && (lip == ip
+                || ip.is_loopback()
+                || ip.is_unspecified()
+                || (lip.is_unspecified() && locals.iter().any(|x| x.to_canonical() == ip)))
+    })
+}
+
 fn local_ips() -> Vec<std::net::IpAddr> {
     let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
         return Vec::new();
@@ -1134,4 +1174,37 @@ fn local_ips() -> Vec<std::net::IpAddr> {
 /// Where the state file lives, for messages.
 pub fn state_path(cfg: &Config) -> PathBuf {
     cfg.state_dir.join(crate::paths::STATE_FILE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_listeners_are_recognised_in_every_spelling() {
+        let sa = |s: &str| s.parse::<SocketAddr>().expect(s);
+        let lo = [sa("127.0.0.1:9100")];
+        for own in [
+            "127.0.0.1:9100",
+            "127.0.0.2:9100",
+            "[::1]:9100",
+            "[::ffff:127.0.0.1]:9100",
+            "0.0.0.0:9100",
+            "[::]:9100",
+            "[::ffff:0.0.0.0]:9100",
+        ] {
+            assert!(is_own_listener(sa(own), &lo, &[]), "{own}");
+        }
+        assert!(!is_own_listener(sa("127.0.0.1:9101"), &lo, &[]));
+        assert!(!is_own_listener(sa("192.0.2.1:9100"), &lo, &[]));
+        // A listener on every address: the host's own addresses are it too.
+        let any = [sa("[::]:80")];
+        let locals: Vec<std::net::IpAddr> = vec!["192.0.2.7".parse().expect("ip")];
+        assert!(is_own_listener(sa("192.0.2.7:80"), &any, &locals));
+        assert!(is_own_listener(sa("[::ffff:192.0.2.7]:80"), &any, &locals));
+        assert!(!is_own_listener(sa("192.0.2.8:80"), &any, &locals));
+        // A listener on one mapped address is that IPv4 address.
+        let mapped = [sa("[::ffff:192.0.2.7]:80")];
+        assert!(is_own_listener(sa("192.0.2.7:80"), &mapped, &[]));
+    }
 }

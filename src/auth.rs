@@ -179,18 +179,71 @@ pub fn admin(token: &str, h: &HeaderMap, now_secs: u64) -> Result<(), Denied> {
     Ok(())
 }
 
-/// May this request read the dashboard and its data?
+/// May this request read the dashboard and its data? In `loopback` mode a reader without a
+/// token or session must connect from a loopback address *and* name a loopback host
+/// ([`loopback_host`]; `extra_hosts` are `dashboard_hosts`): a page of another site whose name
+/// was pointed at 127.0.0.1 (DNS rebinding), or a local proxy or tunnel passing on outside
+/// requests, connects from loopback but names another host.
 pub fn can_read(
     access: DashboardAccess,
+    extra_hosts: &[String],
     token: &str,
+    uri: &http::Uri,
     h: &HeaderMap,
     peer: Option<SocketAddr>,
     now_secs: u64,
 ) -> bool {
+    let local = || {
+        peer.is_some_and(|p| p.ip().to_canonical().is_loopback())
+            && request_host(uri, h).is_some_and(|host| loopback_host(&host, extra_hosts))
+    };
     match access {
         DashboardAccess::Public => true,
-        DashboardAccess::Loopback if peer.is_some_and(|p| p.ip().is_loopback()) => true,
+        DashboardAccess::Loopback if local() => true,
         _ => bearer(token, h) || session(token, h, now_secs),
+    }
+}
+
+/// The host a request names: its target's authority (absolute-form, or HTTP/2's `:authority`),
+/// else its one `Host` header; lower-case, without port or trailing dot. `None` when it names
+/// none, names two, or the value is not a host.
+pub fn request_host(uri: &http::Uri, h: &HeaderMap) -> Option<String> {
+    let authority = match uri.authority() {
+        Some(a) => a.clone(),
+        None => {
+            let mut hosts = h.get_all(header::HOST).iter();
+            let (Some(v), None) = (hosts.next(), hosts.next()) else {
+                return None;
+            };
+            http::uri::Authority::try_from(v.as_bytes()).ok()?
+        }
+    };
+    if authority.as_str().contains('@') {
+        return None;
+    }
+    let host = authority.host().to_ascii_lowercase();
+    let host = host.strip_suffix('.').unwrap_or(&host);
+    (!host.is_empty()).then(|| host.to_string())
+}
+
+/// Is `host` (as [`request_host`] gives it) a name of this machine's loopback: `localhost`, an
+/// address in 127.0.0.0/8, `[::1]` (IPv4-mapped loopback too), or one of `extra`? Names under
+/// `.localhost` are not: not every resolver keeps them on the loopback, so they are listed in
+/// `extra` when wanted.
+pub fn loopback_host(host: &str, extra: &[String]) -> bool {
+    let ip = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6
+            .parse::<std::net::Ipv6Addr>()
+            .ok()
+            .map(std::net::IpAddr::V6),
+        None => host
+            .parse::<std::net::Ipv4Addr>()
+            .ok()
+            .map(std::net::IpAddr::V4),
+    };
+    match ip {
+        Some(ip) => ip.to_canonical().is_loopback(),
+        None => host == "localhost" || extra.iter().any(|e| e == host),
     }
 }
 
@@ -297,44 +350,85 @@ mod tests {
     #[test]
     fn read_access_follows_the_setting() {
         let lo: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+        let lo_mapped: SocketAddr = "[::ffff:127.0.0.1]:5000".parse().expect("addr");
         let far: SocketAddr = "192.0.2.7:5000".parse().expect("addr");
-        let none = headers(&[]);
-        assert!(can_read(
-            DashboardAccess::Loopback,
-            TOKEN,
-            &none,
-            Some(lo),
-            NOW
-        ));
-        assert!(!can_read(
-            DashboardAccess::Loopback,
-            TOKEN,
-            &none,
-            Some(far),
-            NOW
-        ));
-        assert!(can_read(
-            DashboardAccess::Public,
-            TOKEN,
-            &none,
-            Some(far),
-            NOW
-        ));
-        assert!(!can_read(
-            DashboardAccess::Login,
-            TOKEN,
-            &none,
-            Some(lo),
-            NOW
-        ));
+        let origin = http::Uri::from_static("/kinfra");
+        let local = headers(&[("host", "localhost:9100")]);
+        let read =
+            |access, h: &HeaderMap, peer| can_read(access, &[], TOKEN, &origin, h, Some(peer), NOW);
+        assert!(read(DashboardAccess::Loopback, &local, lo));
+        assert!(read(DashboardAccess::Loopback, &local, lo_mapped));
+        assert!(!read(DashboardAccess::Loopback, &local, far));
+        assert!(read(DashboardAccess::Public, &local, far));
+        assert!(!read(DashboardAccess::Login, &local, lo));
         let c = format!("{COOKIE}={}", mint(TOKEN, NOW));
-        assert!(can_read(
+        assert!(read(
             DashboardAccess::Login,
-            TOKEN,
             &headers(&[("cookie", &c)]),
-            Some(far),
-            NOW
+            far
         ));
+    }
+
+    #[test]
+    fn loopback_reading_needs_a_loopback_host() {
+        let lo: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+        let origin = http::Uri::from_static("/api/dashboard/routes");
+        let extra = vec!["box.lan".to_string()];
+        let read = |uri: &http::Uri, h: &HeaderMap| {
+            can_read(
+                DashboardAccess::Loopback,
+                &extra,
+                TOKEN,
+                uri,
+                h,
+                Some(lo),
+                NOW,
+            )
+        };
+        for host in [
+            "localhost",
+            "localhost:9100",
+            "LOCALHOST.",
+            "127.0.0.1",
+            "127.1.2.3:80",
+            "[::1]:9100",
+            "[::ffff:127.0.0.1]",
+            "box.lan:9100",
+            "Box.Lan",
+        ] {
+            assert!(read(&origin, &headers(&[("host", host)])), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "evil.example:9100",
+            "localhost.evil.example",
+            "127.0.0.1.evil.example",
+            "app.localhost",
+            "sub.box.lan",
+            "0.0.0.0:9100",
+            "[::]:9100",
+            "192.0.2.7",
+            "user@localhost",
+            "local host",
+            "",
+        ] {
+            assert!(!read(&origin, &headers(&[("host", host)])), "{host:?}");
+        }
+        // No Host, or two: not a loopback reader.
+        assert!(!read(&origin, &headers(&[])));
+        assert!(!read(
+            &origin,
+            &headers(&[("host", "localhost"), ("host", "evil.example")])
+        ));
+        // A target's authority is the request's host, whatever Host says.
+        let absolute = http::Uri::from_static("http://evil.example/api/dashboard/routes");
+        assert!(!read(&absolute, &headers(&[("host", "localhost")])));
+        let absolute = http::Uri::from_static("http://localhost:9100/api/dashboard/routes");
+        assert!(read(&absolute, &headers(&[])));
+        // The token and a session still read from anywhere.
+        let bearer = format!("Bearer {TOKEN}");
+        let h = headers(&[("host", "evil.example"), ("authorization", &bearer)]);
+        assert!(read(&origin, &h));
     }
 
     #[test]

@@ -61,12 +61,16 @@ pub struct Config {
     /// Off by default: `X_Forwarded_For` must not pass for `X-Forwarded-For` behind a proxy
     /// that normalises `_` to `-` (CGI, PHP, Django, many WSGI servers do).
     pub underscores_in_headers: bool,
+    /// Host names, lower-case, that loopback readers may use besides `localhost` and loopback
+    /// addresses (`dashboard_hosts`).
+    pub dashboard_hosts: Vec<String>,
 }
 
 /// Who may read the dashboard without an admin session (actions always need the token).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DashboardAccess {
-    /// Clients connecting from a loopback address; everyone else logs in (the default).
+    /// Clients connecting from a loopback address to a loopback host name (`localhost`, a
+    /// loopback address, or one in `dashboard_hosts`); everyone else logs in (the default).
     #[default]
     Loopback,
     /// Anyone who can reach kinfrad.
@@ -137,6 +141,7 @@ struct RawConfig {
     max_header_bytes: Option<toml::Value>,
     dashboard_access: Option<String>,
     underscores_in_headers: Option<bool>,
+    dashboard_hosts: Option<Vec<String>>,
     #[serde(default)]
     service: Vec<crate::service::RawService>,
     page_config: Option<toml::Table>,
@@ -380,6 +385,8 @@ fn validate(source: ConfigSource, raw: RawConfig, ov: &Overrides) -> Result<Conf
         None => DashboardAccess::default(),
         Some(s) => DashboardAccess::parse(s).map_err(|m| invalid(file, "dashboard_access", m))?,
     };
+    let dashboard_hosts = dashboard_hosts(raw.dashboard_hosts.as_deref().unwrap_or_default())
+        .map_err(|m| invalid(file, "dashboard_hosts", m))?;
 
     let mut services: Vec<crate::service::ServiceConfig> = Vec::new();
     for (i, rs) in raw.service.iter().enumerate() {
@@ -465,7 +472,36 @@ fn validate(source: ConfigSource, raw: RawConfig, ov: &Overrides) -> Result<Conf
         max_header_bytes,
         dashboard_access,
         underscores_in_headers: raw.underscores_in_headers.unwrap_or(false),
+        dashboard_hosts,
     })
+}
+
+/// `dashboard_hosts`: DNS names (no port, no address: loopback addresses are always accepted),
+/// lower-cased.
+fn dashboard_hosts(names: &[String]) -> Result<Vec<String>, String> {
+    names
+        .iter()
+        .map(|n| {
+            let name = n.trim_end_matches('.').to_ascii_lowercase();
+            let label_ok = |l: &str| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            };
+            if name.len() > 253 || !name.split('.').all(label_ok) {
+                return Err(format!(
+                    "{n:?} is not a host name (letters, digits, '-', '_' and dots; no port)"
+                ));
+            }
+            if name.parse::<std::net::Ipv4Addr>().is_ok() {
+                return Err(format!(
+                    "{n:?} is an address: list host names (loopback addresses are always accepted)"
+                ));
+            }
+            Ok(name)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -606,6 +642,22 @@ build_version = "1.2.3"
             e.contains("dashboard_access") && e.contains("loopback"),
             "{e}"
         );
+        let c = load("dashboard_hosts = [\"Box.Lan\", \"kinfra.test.\"]").expect("hosts");
+        assert_eq!(c.dashboard_hosts, ["box.lan", "kinfra.test"]);
+        assert!(load("").expect("default").dashboard_hosts.is_empty());
+        for bad in [
+            "\"box.lan:9100\"",
+            "\"\"",
+            "\"a..b\"",
+            "\"192.0.2.1\"",
+            "\"[::1]\"",
+            "\"*.lan\"",
+        ] {
+            let e = load(&format!("dashboard_hosts = [{bad}]"))
+                .expect_err(bad)
+                .to_string();
+            assert!(e.contains("dashboard_hosts"), "{bad}: {e}");
+        }
         let e = load("max_header_bytes = 10")
             .expect_err("small")
             .to_string();

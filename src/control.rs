@@ -81,7 +81,7 @@ pub async fn serve(
                     let Ok(permit) = slots.clone().try_acquire_owned() else {
                         tracing::warn!("too many control connections; refusing one");
                         let mut s = stream;
-                        let _ = protocol::send(&mut s, &Response::error(ErrorCode::Internal, "too many control connections")).await;
+                        let _ = protocol::send_response(&mut s, &Response::error(ErrorCode::Internal, "too many control connections")).await;
                         continue;
                     };
                     let app = app.clone();
@@ -116,7 +116,7 @@ async fn handle(app: Arc<App>, mut stream: UnixStream, access: Access) {
             "permission denied for {who}: the control socket accepts root, kinfrad's user and members of group '{}'",
             access.group_name
         );
-        let _ = protocol::send(
+        let _ = protocol::send_response(
             &mut stream,
             &Response::error(ErrorCode::PermissionDenied, msg),
         )
@@ -130,7 +130,7 @@ async fn handle(app: Arc<App>, mut stream: UnixStream, access: Access) {
                 Err(_) => return,
                 Ok(Err(FrameError::Closed)) => return,
                 Ok(Err(FrameError::TooLarge(n))) => {
-                    let _ = protocol::send(
+                    let _ = protocol::send_response(
                         &mut stream,
                         &Response::error(
                             ErrorCode::FrameTooLarge,
@@ -150,9 +150,12 @@ async fn handle(app: Arc<App>, mut stream: UnixStream, access: Access) {
             Ok(r) => r,
             Err(e) => {
                 let msg = describe_bad_request(&frame, &e);
-                if protocol::send(&mut stream, &Response::error(ErrorCode::BadRequest, msg))
-                    .await
-                    .is_err()
+                if protocol::send_response(
+                    &mut stream,
+                    &Response::error(ErrorCode::BadRequest, msg),
+                )
+                .await
+                .is_err()
                 {
                     return;
                 }
@@ -166,7 +169,7 @@ async fn handle(app: Arc<App>, mut stream: UnixStream, access: Access) {
                     client,
                 } => {
                     if v != PROTOCOL_VERSION {
-                        let _ = protocol::send(
+                        let _ = protocol::send_response(
                             &mut stream,
                             &Response::error(
                                 ErrorCode::UnsupportedVersion,
@@ -182,13 +185,13 @@ async fn handle(app: Arc<App>, mut stream: UnixStream, access: Access) {
                         protocol: PROTOCOL_VERSION,
                         server: format!("kinfrad {}", env!("CARGO_PKG_VERSION")),
                     };
-                    if protocol::send(&mut stream, &hello).await.is_err() {
+                    if protocol::send_response(&mut stream, &hello).await.is_err() {
                         return;
                     }
                     continue;
                 }
                 _ => {
-                    let _ = protocol::send(
+                    let _ = protocol::send_response(
                         &mut stream,
                         &Response::error(
                             ErrorCode::HandshakeRequired,
@@ -201,7 +204,7 @@ async fn handle(app: Arc<App>, mut stream: UnixStream, access: Access) {
             }
         }
         let resp = dispatch(&app, req).await;
-        if protocol::send(&mut stream, &resp).await.is_err() {
+        if protocol::send_response(&mut stream, &resp).await.is_err() {
             return;
         }
     }
@@ -213,13 +216,35 @@ fn describe_bad_request(frame: &[u8], e: &serde_json::Error) -> String {
         #[serde(rename = "type")]
         ty: Option<String>,
     }
+    // Both echo the request: cut, so the answer stays small whatever was sent.
+    let e = e.to_string();
     match serde_json::from_slice::<Tag>(frame) {
-        Ok(Tag { ty: Some(t) }) if e.to_string().contains("unknown variant") => {
-            format!("unknown request type {t:?}")
+        Ok(Tag { ty: Some(t) }) if e.contains("unknown variant") => {
+            format!(
+                "unknown request type {:?}",
+                protocol::clip(&t, protocol::MAX_ECHO)
+            )
         }
         Ok(Tag { ty: None }) => "request has no \"type\" field".to_string(),
-        _ => format!("malformed request: {e}"),
+        _ => format!("malformed request: {}", clip_middle(&e, protocol::MAX_ECHO)),
     }
+}
+
+/// `s` cut to about `max` bytes by dropping its middle (a serde error quotes the value first
+/// and says what was expected, and where, at the end).
+fn clip_middle(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    let mut head = max / 2;
+    while !s.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = s.len() - max / 2;
+    while !s.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!("{}…{}", &s[..head], &s[tail..]).into()
 }
 
 /// Run one request. Each variant maps to the `App` operation of the same name.
@@ -351,6 +376,28 @@ fn fit_frame(lines: &[crate::supervise::LogLine]) -> (Vec<crate::protocol::LogEn
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bad_requests_quote_little_of_what_was_sent() {
+        let long_type = format!(r#"{{"type":"{}"}}"#, "\\\"é".repeat(20_000));
+        let long_value = format!(
+            r#"{{"type":"maint_enter","countdown_secs":"{}"}}"#,
+            "\\\"é".repeat(20_000)
+        );
+        for frame in [long_type, long_value] {
+            let e = serde_json::from_str::<Request>(&frame).expect_err("refused");
+            let msg = describe_bad_request(frame.as_bytes(), &e);
+            assert!(msg.len() < 2 * protocol::MAX_ECHO + 64, "{}", msg.len());
+            assert!(msg.contains('…'), "{msg}");
+        }
+        let frame = br#"{"type":"maint_enter","countdown_secs":"soon"}"#;
+        let e = serde_json::from_slice::<Request>(frame).expect_err("refused");
+        let msg = describe_bad_request(frame, &e);
+        assert!(msg.contains("\"soon\", expected i64"), "{msg}");
+        assert_eq!(clip_middle("abcdef", 4), "ab…ef");
+        assert_eq!(clip_middle("ééé", 4), "é…é");
+        assert_eq!(clip_middle("abc", 4), "abc");
+    }
 
     #[test]
     fn access_rules() {

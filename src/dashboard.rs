@@ -60,10 +60,18 @@ fn render_failed(what: &str, e: &str) -> Response {
 }
 
 /// May this request read the dashboard (and the log lines in `/__status__`)?
-pub(crate) fn readable(app: &App, req_headers: &HeaderMap, peer: Option<Peer>) -> bool {
+pub(crate) fn readable(
+    app: &App,
+    uri: &http::Uri,
+    req_headers: &HeaderMap,
+    peer: Option<Peer>,
+) -> bool {
+    let cfg = app.config();
     auth::can_read(
-        app.config().dashboard_access,
+        cfg.dashboard_access,
+        &cfg.dashboard_hosts,
         &app.token(),
+        uri,
         req_headers,
         peer.map(|p| p.0),
         now_secs(),
@@ -115,7 +123,7 @@ fn peer_of(req: &Request) -> Option<Peer> {
 /// `GET /kinfra`.
 pub async fn page(State(app): State<Arc<App>>, req: Request) -> Response {
     let h = req.headers();
-    if !readable(&app, h, peer_of(&req)) {
+    if !readable(&app, req.uri(), h, peer_of(&req)) {
         return not_readable(h, "/kinfra");
     }
     let logged_in = auth::session(&app.token(), h, now_secs());
@@ -222,7 +230,7 @@ pub async fn events(
     req: Request,
 ) -> Response {
     let h = req.headers();
-    if !readable(&app, h, peer_of(&req)) {
+    if !readable(&app, req.uri(), h, peer_of(&req)) {
         return unauthorized(Denied::Unauthenticated);
     }
     match q.logs {
@@ -282,7 +290,7 @@ pub async fn logs_json(
     Query(q): Query<LogsQuery>,
     req: Request,
 ) -> Response {
-    if !readable(&app, req.headers(), peer_of(&req)) {
+    if !readable(&app, req.uri(), req.headers(), peer_of(&req)) {
         return unauthorized(Denied::Unauthenticated);
     }
     let ring = match ring(&app, &name) {
@@ -310,7 +318,7 @@ pub async fn logs_page(
         return error_response(StatusCode::NOT_FOUND, "not_found", "no such page");
     }
     let h = req.headers();
-    if !readable(&app, h, peer_of(&req)) {
+    if !readable(&app, req.uri(), h, peer_of(&req)) {
         return not_readable(h, &format!("/__logs__/{name}"));
     }
     let Some(up) = app.services().get(&name).cloned() else {
@@ -414,7 +422,7 @@ pub async fn action(
 
 /// `GET /api/dashboard/routes`.
 pub async fn routes(State(app): State<Arc<App>>, req: Request) -> Response {
-    if !readable(&app, req.headers(), peer_of(&req)) {
+    if !readable(&app, req.uri(), req.headers(), peer_of(&req)) {
         return unauthorized(Denied::Unauthenticated);
     }
     json_response(StatusCode::OK, &crate::status::routes_json(&app))
@@ -422,7 +430,7 @@ pub async fn routes(State(app): State<Arc<App>>, req: Request) -> Response {
 
 /// `GET /api/dashboard/maintenance`.
 pub async fn maintenance(State(app): State<Arc<App>>, req: Request) -> Response {
-    if !readable(&app, req.headers(), peer_of(&req)) {
+    if !readable(&app, req.uri(), req.headers(), peer_of(&req)) {
         return unauthorized(Denied::Unauthenticated);
     }
     json_response(StatusCode::OK, &crate::status::maintenance_json(&app))
@@ -435,7 +443,7 @@ pub async fn session(State(app): State<Arc<App>>, req: Request) -> Response {
     json_response(
         StatusCode::OK,
         &serde_json::json!({
-            "read": readable(&app, h, peer_of(&req)),
+            "read": readable(&app, req.uri(), h, peer_of(&req)),
             "logged_in": auth::session(&token, h, now_secs()),
             "bearer": auth::bearer(&token, h),
             "access": app.config().dashboard_access.as_str(),

@@ -220,6 +220,7 @@ struct StatusQuery {
 /// or the status grid for browsers.
 async fn services_status(
     State(app): State<Arc<App>>,
+    uri: http::Uri,
     headers: HeaderMap,
     axum::extract::Query(q): axum::extract::Query<StatusQuery>,
     peer: Option<axum::Extension<Peer>>,
@@ -232,7 +233,7 @@ async fn services_status(
     }
     // Log lines, upstream URLs and raw errors are for dashboard readers; fallback pages (any
     // visitor) get the rest.
-    let reader = crate::dashboard::readable(&app, &headers, peer.map(|p| p.0));
+    let reader = crate::dashboard::readable(&app, &uri, &headers, peer.map(|p| p.0));
     match crate::status::services_json(&app, q.service.as_deref(), reader) {
         Ok(v) => json_response(StatusCode::OK, &v),
         Err(e) => error_response(StatusCode::NOT_FOUND, "unknown_service", &e),

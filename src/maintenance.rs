@@ -195,16 +195,19 @@ pub fn check_eta_ms(
     Ok(Some(eta))
 }
 
-/// Parsed custom page URL: only http and https with a host.
+/// Parsed custom page URL: only http and https, with a host and a port in 1–65535.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageUrl {
     pub uri: http::Uri,
     pub https: bool,
+    /// A lower-case name, an IPv4 address, or an IPv6 address without its brackets.
     pub host: String,
     pub port: u16,
 }
 
-/// Check a custom maintenance page URL's shape (not yet whether it points at kinfrad itself).
+/// Check a custom maintenance page URL's shape (not yet whether it points at kinfrad itself):
+/// http or https, no credentials, a host that is a DNS name or an IP address, and a port
+/// (when given) in 1–65535.
 pub fn parse_page_url(s: &str) -> Result<PageUrl, InvalidInput> {
     let s = s.trim();
     if s.len() > MAX_URL_LEN {
@@ -227,19 +230,68 @@ pub fn parse_page_url(s: &str) -> Result<PageUrl, InvalidInput> {
         .map_err(|e| bad("url", format!("{s:?} is not a valid URL: {e}")))?;
     let auth = uri
         .authority()
-        .ok_or_else(|| bad("url", format!("{s:?} has no host")))?;
-    if auth.as_str().contains('@') {
+        .ok_or_else(|| bad("url", format!("{s:?} has no host")))?
+        .as_str();
+    if auth.contains('@') {
         return Err(bad("url", "credentials in the URL are not supported"));
     }
-    let host = auth
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
+    // Split host and port by hand: `http::Uri` takes any digits for a port, and its
+    // `port_u16()` is None for one beyond u16, which would silently mean port 80.
+    let (host, port) = match auth.strip_prefix('[') {
+        Some(rest) => {
+            let (v6, after) = rest
+                .split_once(']')
+                .ok_or_else(|| bad("url", format!("{s:?} has an unclosed '['")))?;
+            let ip: std::net::Ipv6Addr = v6.parse().map_err(|_| {
+                bad(
+                    "url",
+                    format!("[{v6}] is not an IPv6 address (zone ids are not supported)"),
+                )
+            })?;
+            let port = match after {
+                "" => None,
+                p => Some(p.strip_prefix(':').ok_or_else(|| {
+                    bad("url", format!("{s:?}: unexpected {p:?} after the address"))
+                })?),
+            };
+            (ip.to_string(), port)
+        }
+        None => match auth.split_once(':') {
+            Some((h, p)) => (h.to_ascii_lowercase(), Some(p)),
+            None => (auth.to_ascii_lowercase(), None),
+        },
+    };
     if host.is_empty() {
         return Err(bad("url", format!("{s:?} has no host")));
     }
-    let port = auth.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let name_ok = host.parse::<std::net::IpAddr>().is_ok()
+        || host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+    if !name_ok {
+        return Err(bad(
+            "url",
+            format!("{host:?} is not a host name or an IP address"),
+        ));
+    }
+    let port = match port {
+        None => {
+            if https {
+                443
+            } else {
+                80
+            }
+        }
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => n,
+            _ => {
+                return Err(bad(
+                    "url",
+                    format!("port {p:?} is not a port: give 1-65535, or none for the default"),
+                ));
+            }
+        },
+    };
     Ok(PageUrl {
         uri,
         https,
@@ -419,6 +471,44 @@ mod tests {
         assert!(e.message.contains("javascript"), "{e}");
         let v6 = parse_page_url("http://[::1]:9000/").expect("v6");
         assert_eq!(v6.host, "::1");
+        assert_eq!(v6.port, 9000);
+    }
+
+    #[test]
+    fn url_ports_and_hosts_are_checked_whole() {
+        let ok = |s: &str| parse_page_url(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        let u = ok("http://Status.Example.COM:8081/x");
+        assert_eq!((u.host.as_str(), u.port), ("status.example.com", 8081));
+        assert_eq!(ok("http://127.0.0.1:65535/").port, 65535);
+        assert_eq!(ok("http://127.0.0.1:1/").port, 1);
+        assert_eq!(ok("http://localhost/").port, 80);
+        assert_eq!(ok("https://[::1]/").port, 443);
+        let mapped = ok("http://[::ffff:127.0.0.1]:9100/");
+        assert_eq!(mapped.host, "::ffff:127.0.0.1");
+        assert_eq!(mapped.port, 9100);
+        assert_eq!(ok("http://[::FFFF:7F00:1]/").host, "::ffff:127.0.0.1");
+        assert_eq!(ok("http://my_host.lan/").host, "my_host.lan");
+        for (bad_url, says) in [
+            // Beyond u16: http's parser takes it, and it used to mean port 80.
+            ("http://127.0.0.1:70000/", "port"),
+            ("http://127.0.0.1:65536/", "port"),
+            ("http://127.0.0.1:99999999999999999999/", "port"),
+            ("http://127.0.0.1:0/", "port"),
+            ("http://127.0.0.1:/", "port"),
+            ("http://127.0.0.1:+80/", ""),
+            ("http://[::1]:70000/", "port"),
+            ("http://[::1]x/", ""),
+            ("http://[fe80::1%25eth0]/", ""),
+            ("http://[127.0.0.1]/", "IPv6"),
+            ("http://:8080/", "no host"),
+            ("http://@x/", "credentials"),
+            ("http://u@127.0.0.1/", "credentials"),
+            ("http://a!b/", ""),
+            ("http://a%41b/", ""),
+        ] {
+            let e = parse_page_url(bad_url).expect_err(bad_url);
+            assert!(e.message.contains(says), "{bad_url}: {e}");
+        }
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! exactly one response, in order. Errors are data: [`Response::Error`] with a stable `code`.
 //! A malformed, oversized or unknown message gets an error; an oversized frame also closes the
 //! connection (its bytes cannot be skipped safely). The daemon is never disturbed by either.
+//! Every answer fits one frame ([`encode_response`]): an error that quotes the request is cut,
+//! and an answer too large for a frame becomes an `internal` error saying so.
 //!
 //! Evolution rules: variants and fields are only added, never renamed or repurposed; new fields
 //! are optional, and a peer ignores fields it does not know. A change an older peer could
@@ -305,6 +307,67 @@ pub async fn send<W: AsyncWrite + Unpin, T: Serialize>(w: &mut W, msg: &T) -> st
     write_frame(w, &bytes).await
 }
 
+/// Most bytes of a client's own text an error message quotes back (a type name, a value).
+pub const MAX_ECHO: usize = 256;
+/// Most bytes of an error message that is cut to fit a frame. JSON escapes a byte into at most
+/// six (`\u0001`), so a message this long always fits, with room for the envelope.
+const MAX_FITTED_MESSAGE: usize = MAX_FRAME / 8;
+
+/// `s` cut to at most `max` bytes on a character boundary, with "…" appended when cut.
+pub fn clip(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end]).into()
+}
+
+/// A response as one frame's payload, always within [`MAX_FRAME`]: an error whose message is
+/// too long gets the message cut; any other answer that does not fit becomes a short
+/// `internal` error saying so. Never fails, so a peer always gets an answer.
+pub fn encode_response(resp: &Response) -> Vec<u8> {
+    let too_large = match serde_json::to_vec(resp) {
+        Ok(b) if b.len() <= MAX_FRAME => return b,
+        Ok(b) => b.len(),
+        Err(e) => {
+            return fallback(&Response::error(
+                ErrorCode::Internal,
+                format!("the answer could not be encoded: {e}"),
+            ));
+        }
+    };
+    let short = match resp {
+        Response::Error { code, message } => {
+            Response::error(*code, clip(message, MAX_FITTED_MESSAGE))
+        }
+        _ => Response::error(
+            ErrorCode::Internal,
+            format!("the answer ({too_large} bytes) does not fit one {MAX_FRAME} byte frame"),
+        ),
+    };
+    fallback(&short)
+}
+
+/// `resp` encoded, or a fixed error if even that does not fit.
+fn fallback(resp: &Response) -> Vec<u8> {
+    match serde_json::to_vec(resp) {
+        Ok(b) if b.len() <= MAX_FRAME => b,
+        _ => br#"{"type":"error","code":"internal","message":"the answer could not be encoded"}"#
+            .to_vec(),
+    }
+}
+
+/// Write a response; only I/O can fail (see [`encode_response`]).
+pub async fn send_response<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    resp: &Response,
+) -> std::io::Result<()> {
+    write_frame(w, &encode_response(resp)).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,6 +411,86 @@ mod tests {
                 .is_err()
         );
         assert!(serde_json::from_str::<Request>("[1,2]").is_err());
+    }
+
+    #[test]
+    fn clip_cuts_on_a_char_boundary() {
+        assert_eq!(clip("abc", 3), "abc");
+        assert_eq!(clip("abcd", 3), "abc…");
+        // 'é' is two bytes: a cut inside it goes back to before it.
+        assert_eq!(clip("aéb", 2), "a…");
+        assert_eq!(clip("aéb", 3), "aé…");
+        assert_eq!(clip("", 0), "");
+    }
+
+    #[test]
+    fn every_response_encodes_within_one_frame() {
+        let decode = |b: &[u8]| serde_json::from_slice::<Response>(b).expect("decodes");
+        // Small answers are left alone.
+        let small = Response::error(ErrorCode::BadRequest, "no");
+        assert_eq!(
+            encode_response(&small),
+            serde_json::to_vec(&small).expect("ser")
+        );
+        // An error quoting a huge request (escaping grows it: a control byte is six bytes of
+        // JSON) keeps its code and the start of its message.
+        for filler in ["\"", "\u{1}", "é", "\u{10348}"] {
+            let msg = format!("unknown request type {}", filler.repeat(MAX_FRAME));
+            let b = encode_response(&Response::error(ErrorCode::BadRequest, msg));
+            assert!(b.len() <= MAX_FRAME, "{filler:?}: {} bytes", b.len());
+            match decode(&b) {
+                Response::Error { code, message } => {
+                    assert_eq!(code, ErrorCode::BadRequest);
+                    assert!(
+                        message.starts_with("unknown request type "),
+                        "{message:.40}"
+                    );
+                    assert!(message.ends_with('…'));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // Any other answer too large for a frame becomes a short error rather than nothing.
+        let big = Response::Logs {
+            service: "web".into(),
+            lines: vec![
+                LogEntry {
+                    timestamp: "2026-01-01T00:00:00Z".into(),
+                    level: "INFO".into(),
+                    stream: "stdout".into(),
+                    message: "x".repeat(1000),
+                };
+                100
+            ],
+            dropped: 0,
+            omitted: 0,
+        };
+        let b = encode_response(&big);
+        assert!(b.len() < 200, "{}", b.len());
+        match decode(&b) {
+            Response::Error { code, message } => {
+                assert_eq!(code, ErrorCode::Internal);
+                assert!(message.contains("does not fit"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn send_response_always_answers() {
+        let (mut a, mut b) = tokio::io::duplex(1 << 20);
+        let huge = Response::error(ErrorCode::BadRequest, "\"".repeat(MAX_FRAME));
+        send_response(&mut a, &huge).await.expect("sent");
+        let got = read_frame(&mut b).await.expect("an answer");
+        assert!(matches!(
+            serde_json::from_slice::<Response>(&got).expect("de"),
+            Response::Error {
+                code: ErrorCode::BadRequest,
+                ..
+            }
+        ));
+        // `send`, which the control server used before, refuses the same answer outright.
+        assert!(send(&mut a, &huge).await.is_err());
     }
 
     #[tokio::test]

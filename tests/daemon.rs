@@ -554,6 +554,30 @@ fn hostile_control_input_gets_errors_and_the_daemon_keeps_serving() {
     let _ = s.read_to_end(&mut rest);
     assert!(rest.is_empty());
 
+    // Error messages that would echo more than one frame holds are cut, not dropped: the
+    // connection answers and stays usable. (Each '"' is escaped twice on the way back: once in
+    // the message, once in the JSON, so these 60 KB requests would make 120 KB answers.)
+    let mut s = connect();
+    hello(&mut s);
+    let quotes = "\\\"".repeat(30_000);
+    for (payload, needle) in [
+        (format!(r#"{{"type":"{quotes}"}}"#), "unknown request type"),
+        (
+            format!(r#"{{"type":"maint_enter","countdown_secs":"{quotes}"}}"#),
+            "malformed request",
+        ),
+    ] {
+        assert!(payload.len() < 65_536, "{}", payload.len());
+        s.write_all(&frame(payload.as_bytes())).expect("w");
+        let a = read_answer(&mut s);
+        assert_eq!(a["code"], "bad_request", "{a}");
+        let msg = a["message"].as_str().expect("message");
+        assert!(msg.starts_with(needle), "{msg:.200}");
+        assert!(msg.len() < 4096, "{} bytes", msg.len());
+    }
+    s.write_all(&frame(br#"{"type":"status"}"#)).expect("w");
+    assert_eq!(read_answer(&mut s)["type"], "status");
+
     // Truncated frame then hang-up, and a silent connection: nothing breaks.
     let mut s = connect();
     s.write_all(&[0, 0, 0, 50, b'{']).expect("w");
@@ -571,6 +595,7 @@ fn cli_refuses_bad_values_with_clear_errors() {
     let d = Daemon::start();
     let self_url = format!("http://{}/maint", d.addr);
     let self_localhost = format!("http://localhost:{}/", d.addr.port());
+    let self_mapped = format!("http://[::ffff:127.0.0.1]:{}/", d.addr.port());
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["maint", "enter", "--countdown", "-1"], "negative"),
         (
@@ -588,6 +613,22 @@ fn cli_refuses_bad_values_with_clear_errors() {
         ),
         (vec!["maint", "enter", "--url", &self_url], "itself"),
         (vec!["maint", "enter", "--url", &self_localhost], "itself"),
+        // An IPv4-mapped IPv6 address is the IPv4 address it maps.
+        (vec!["maint", "enter", "--url", &self_mapped], "itself"),
+        // Beyond u16: once taken for port 80.
+        (
+            vec!["maint", "enter", "--url", "http://127.0.0.1:70000/"],
+            "port",
+        ),
+        (
+            vec!["maint", "enter", "--url", "http://127.0.0.1:0/"],
+            "port",
+        ),
+        // A name that does not resolve cannot be checked, nor fetched.
+        (
+            vec!["maint", "enter", "--url", "http://no-such-host.invalid/"],
+            "does not resolve",
+        ),
         (vec!["maint", "enter", "--target", "api"], "unknown route"),
         (
             vec!["maint", "enter", "--message", "bell\u{7}"],
@@ -694,6 +735,22 @@ fn http_api_needs_the_token_and_validates_input() {
         .status,
         400
     );
+    // The HTTP API validates a page URL as kinfractl does.
+    for url in [
+        "http://127.0.0.1:70000/".to_string(),
+        "http://no-such-host.invalid/".to_string(),
+        format!("http://[::ffff:127.0.0.1]:{}/", d.addr.port()),
+    ] {
+        let body = serde_json::json!({"isActive": true, "maintenancePageUrl": url}).to_string();
+        let r = post(&body, Some(&auth));
+        assert_eq!(r.status, 400, "{url}: {}", r.text());
+        assert_eq!(
+            r.json()["error"]["code"],
+            "invalid_argument",
+            "{}",
+            r.text()
+        );
+    }
     assert_eq!(
         get(d.addr, "/api/maintenance/status").json()["isActive"],
         false,

@@ -4,7 +4,10 @@
 //! /run/systemd/system exists. The test (root only) creates that directory if it is missing and
 //! removes it afterwards, under a lock file so concurrent runs never pull it from under each
 //! other. Everything else lives in a temp dir: HOME, XDG_RUNTIME_DIR (the manager's private
-//! control socket, %t), XDG_CONFIG_HOME (units, user.conf) and XDG_STATE_HOME.
+//! control socket, %t), XDG_CONFIG_HOME (units, user.conf) and XDG_STATE_HOME. The service runs
+//! with PrivateTmp=yes, so that dir must not lie under /tmp or /var/tmp: it goes under target/,
+//! or under /var/lib when the checkout itself is in a temporary directory, and kinfrad then runs
+//! from a copy in it (`base_dir`, `service_binary`).
 //!
 //! `systemctl --user` finds the manager through $XDG_RUNTIME_DIR/systemd/private, a direct
 //! connection with no D-Bus daemon involved, so XDG_RUNTIME_DIR is the only variable it needs
@@ -53,9 +56,11 @@ const LOCK: &str = "/run/kinfra-test-systemd.lock";
 const MARKER: &str = "/run/kinfra-test-systemd.before";
 const RUN_SYSTEMD: &str = "/run/systemd";
 const CG_PREFIX: &str = "kinfra-test-";
-/// Prefix of the temp dir under CARGO_TARGET_TMPDIR (under target/ rather than /tmp: the service
-/// runs with PrivateTmp=yes).
+/// Prefix of the test's directory, made in [`base_dir`].
 const TMP_PREFIX: &str = "kx-e2e-";
+/// Where the test's directory goes when CARGO_TARGET_TMPDIR is hidden from the service: on
+/// disk, outside /tmp and /var/tmp, visible under ProtectSystem=strict (read-only is enough).
+const FALLBACK_BASE: &str = "/var/lib";
 /// Short watchdog for the test: kinfrad must ping every second.
 const WATCHDOG_SECS: u64 = 2;
 const WAIT: Duration = Duration::from_secs(15);
@@ -249,7 +254,8 @@ impl Guard {
             })
             .collect();
         kill_and_remove_cgroups(&stale);
-        let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let base = base_dir();
+        let base = base.as_path();
         for e in std::fs::read_dir(base).into_iter().flatten().flatten() {
             if e.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
                 let _ = std::fs::remove_dir_all(e.path());
@@ -434,6 +440,43 @@ impl Env {
     }
 }
 
+/// Would the service not see `path`? With PrivateTmp=yes it gets /tmp and /var/tmp of its own,
+/// so a checkout (and its target/) under either is invisible to it: exit status 203/EXEC for
+/// the binary, a missing file for the config.
+fn hidden_by_private_tmp(path: &Path) -> bool {
+    let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    ["/tmp", "/var/tmp"].iter().any(|t| path.starts_with(t))
+}
+
+/// Where the test's directory goes: CARGO_TARGET_TMPDIR (under target/), unless the service
+/// could not see it there, then [`FALLBACK_BASE`].
+fn base_dir() -> PathBuf {
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    if hidden_by_private_tmp(&target) {
+        PathBuf::from(FALLBACK_BASE)
+    } else {
+        target
+    }
+}
+
+/// The kinfrad the unit runs: the built one, or a copy in the test's directory when the service
+/// could not see the built one.
+fn service_binary(env: &Env) -> PathBuf {
+    let built = Path::new(KINFRAD);
+    if !hidden_by_private_tmp(built) {
+        return built.to_path_buf();
+    }
+    let copy = env.dir.join("bin/kinfrad");
+    std::fs::create_dir_all(env.dir.join("bin")).expect("mkdir bin");
+    std::fs::copy(built, &copy).expect("copy kinfrad");
+    assert!(
+        !hidden_by_private_tmp(&copy),
+        "the test's directory {} is hidden from the service too",
+        env.dir.display()
+    );
+    copy
+}
+
 fn rewrite(unit: &str, edits: &[(&str, Option<&str>)]) -> String {
     let mut out = String::new();
     for line in unit.lines() {
@@ -462,7 +505,11 @@ fn write_units(env: &Env) {
 
     let config = env.dir.join("kinfra.toml");
     std::fs::copy(repo.join("packaging/kinfra.toml"), &config).expect("copy config");
-    let exec = format!("ExecStart={KINFRAD} --config {}", config.display());
+    let exec = format!(
+        "ExecStart={} --config {}",
+        service_binary(env).display(),
+        config.display()
+    );
     let watchdog = format!("WatchdogSec={WATCHDOG_SECS}s");
     let output = format!("[Service]\nStandardOutput=append:{}", env.log.display());
     let service = rewrite(

@@ -519,3 +519,20 @@ pub fn wait_service(d: &Daemon, name: &str, state: &str) -> serde_json::Value {
         },
     )
 }
+
+/// `GET target` on a fresh connection with `Host: host` (any text, as a client could send it)
+/// and `Connection: close`; `target` may be absolute-form (`http://name/path`).
+pub fn get_with_host(addr: SocketAddr, target: &str, host: &str, headers: &[(&str, &str)]) -> Resp {
+    let mut req = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    let out = raw(addr, req.as_bytes()).unwrap_or_else(|e| panic!("GET {target} ({host}): {e}"));
+    parse_response(&out).unwrap_or_else(|| {
+        panic!(
+            "GET {target} ({host}): unparseable response {:?}",
+            String::from_utf8_lossy(&out)
+        )
+    })
+}
