@@ -167,7 +167,16 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(EXIT_PROTOCOL);
         }
     };
-    let path = cli.socket.clone().unwrap_or_else(default_socket);
+    let path = match cli.socket.clone().map_or_else(default_socket, Ok) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!(
+                "kinfractl: {e}; give --socket or {}",
+                crate::paths::SOCKET_ENV
+            );
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     match rt.block_on(execute(&cli, &path)) {
         Ok(out) => {
             if !out.is_empty() {
@@ -212,10 +221,10 @@ pub fn run(cli: Cli) -> ExitCode {
 
 /// The system daemon's socket when it exists (an operator in group `kinfra` is not root but
 /// should reach it), else the same default kinfrad itself would use for this user.
-fn default_socket() -> PathBuf {
+fn default_socket() -> Result<PathBuf, String> {
     let system = std::path::Path::new("/run/kinfra/control.sock");
     if !nix::unistd::geteuid().is_root() && system.exists() {
-        return system.to_path_buf();
+        return Ok(system.to_path_buf());
     }
     crate::paths::default_control_socket()
 }

@@ -296,7 +296,11 @@ fn validate(source: ConfigSource, raw: RawConfig, ov: &Overrides) -> Result<Conf
         (None, Some(s)) => {
             socket_path(file, "control_socket", absolute(file, "control_socket", s)?)?
         }
-        (None, None) => socket_path(file, "control_socket", paths::default_control_socket())?,
+        (None, None) => socket_path(
+            file,
+            "control_socket",
+            paths::default_control_socket().map_err(|e| invalid(file, "control_socket", e))?,
+        )?,
     };
 
     let state_dir = match (&ov.state_dir, &raw.state_dir) {
@@ -311,7 +315,7 @@ fn validate(source: ConfigSource, raw: RawConfig, ov: &Overrides) -> Result<Conf
             }
         }
         (None, Some(s)) => absolute(file, "state_dir", s)?,
-        (None, None) => paths::default_state_dir(),
+        (None, None) => paths::default_state_dir().map_err(|e| invalid(file, "state_dir", e))?,
     };
 
     let templates_dir = raw

@@ -17,6 +17,9 @@ pub const DEFAULT_RETRY_AFTER: u64 = 300;
 pub const OVERDUE_RETRY_AFTER: u64 = 30;
 /// Message shown when the operator gave none.
 pub const DEFAULT_MESSAGE: &str = "Scheduled maintenance in progress";
+/// Latest time (Unix ms) a record may hold: the last millisecond of year 9999, the end of what
+/// RFC 3339 dates, `humantime` and JavaScript's `Date` all represent.
+pub const MAX_TIME_MS: u64 = 253_402_300_799_999;
 
 /// Which routes maintenance covers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,6 +198,17 @@ pub fn check_eta_ms(
     Ok(Some(eta))
 }
 
+/// A stored time (Unix ms) must be one dates can be shown for.
+fn check_time(field: &'static str, ms: u64) -> Result<(), InvalidInput> {
+    if ms > MAX_TIME_MS {
+        return Err(bad(
+            field,
+            format!("{ms} is after the year 9999 (at most {MAX_TIME_MS})"),
+        ));
+    }
+    Ok(())
+}
+
 /// Parsed custom page URL: only http and https, with a host and a port in 1–65535.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageUrl {
@@ -301,6 +315,23 @@ pub fn parse_page_url(s: &str) -> Result<PageUrl, InvalidInput> {
 }
 
 impl Maintenance {
+    /// Check a record that did not come through `begin`/`apply` (one read from disk): every
+    /// field must be one an operator could have entered, so nothing downstream meets a value it
+    /// cannot render or count with.
+    pub fn check(&self) -> Result<(), InvalidInput> {
+        clean_text("message", &self.message)?;
+        clean_text("current_issue", &self.current_issue)?;
+        check_time("start_time_ms", self.start_time_ms)?;
+        if let Some(eta) = self.estimated_completion_ms {
+            check_time("estimated_completion_ms", eta)?;
+        }
+        if let Some(u) = &self.page_url {
+            parse_page_url(u).map_err(|e| bad("page_url", e.message))?;
+        }
+        // `target` is checked by `Target::parse` when it is deserialized.
+        Ok(())
+    }
+
     /// Start maintenance with `change` applied to defaults.
     pub fn begin(change: Change, now_ms: u64) -> Maintenance {
         let mut m = Maintenance {
@@ -546,6 +577,39 @@ mod tests {
         ] {
             assert!(json.get(key).is_some(), "missing {key}");
         }
+    }
+
+    #[test]
+    fn stored_records_are_checked_like_input() {
+        let good = Maintenance::begin(
+            Change {
+                message: Some("db".into()),
+                eta_ms: Some(Some(MAX_TIME_MS)),
+                page_url: Some(Some("http://127.0.0.1:8081/m".into())),
+                ..Change::default()
+            },
+            NOW,
+        );
+        assert_eq!(good.check(), Ok(()));
+        let with = |f: &dyn Fn(&mut Maintenance)| {
+            let mut m = good.clone();
+            f(&mut m);
+            m.check()
+        };
+        let e = with(&|m| m.start_time_ms = MAX_TIME_MS + 1).expect_err("start");
+        assert_eq!(e.field, "start_time_ms");
+        assert!(e.message.contains("9999"), "{e}");
+        assert!(with(&|m| m.start_time_ms = u64::MAX).is_err());
+        let e = with(&|m| m.estimated_completion_ms = Some(u64::MAX)).expect_err("eta");
+        assert_eq!(e.field, "estimated_completion_ms");
+        let e = with(&|m| m.message = "x".repeat(MAX_TEXT_CHARS + 1)).expect_err("long");
+        assert_eq!(e.field, "message");
+        let e = with(&|m| m.current_issue = "a\u{1b}[2Jb".into()).expect_err("ctl");
+        assert_eq!(e.field, "current_issue");
+        let e = with(&|m| m.page_url = Some("javascript:alert(1)".into())).expect_err("url");
+        assert_eq!(e.field, "page_url");
+        assert_eq!(with(&|m| m.estimated_completion_ms = None), Ok(()));
+        assert_eq!(with(&|m| m.page_url = None), Ok(()));
     }
 
     #[test]
