@@ -3437,6 +3437,15 @@ fn upstream_answering_while_reading_the_body_does_not_deadlock() {
 // service, credentials leaked upstream, framing lost, tunnels opened, clients pinning
 // connections.
 
+/// The usual echo upstream, except that `path` gets `reply()`.
+fn echo_but(
+    path: &'static str,
+    reply: impl Fn() -> Reply + Send + Sync + 'static,
+) -> impl Fn(&Seen) -> Reply + Send + Sync + 'static {
+    let echo = echo("target");
+    move |s| if s.target == path { reply() } else { echo(s) }
+}
+
 /// kinfrad in front of an echo upstream whose header timeout is short (a stalled upload is
 /// noticed within a second); the breaker opens after 3 failures.
 fn fault_setup(extra_top: &str) -> (Upstream, Daemon) {
@@ -3633,17 +3642,16 @@ fn underscored_header_names_are_dropped_unless_allowed() {
 
 #[test]
 fn connect_and_h2c_upgrades_open_no_tunnel() {
-    let up = Upstream::start(0, |s: &Seen| {
-        if s.target == "/h2c-101" {
-            // An upstream that would take the tunnel.
+    // An upstream that would take the tunnel.
+    let up = Upstream::start(
+        0,
+        echo_but("/h2c-101", || {
             Reply::raw(
                 b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
                 After::Keep,
             )
-        } else {
-            echo("target")(s)
-        }
-    });
+        }),
+    );
     let d = start(&service("target", up.port(), &["/"], FAST_HEALTH));
     wait_running(&d, "target");
     let (out, _) = exchange(
@@ -3838,16 +3846,15 @@ fn a_client_that_stops_reading_is_let_go() {
 
 #[test]
 fn public_status_shows_no_upstream_urls_or_raw_errors() {
-    let up = Upstream::start(0, |s: &Seen| {
-        if s.target == "/garbage" {
+    let up = Upstream::start(
+        0,
+        echo_but("/garbage", || {
             Reply::raw(
                 b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
                 After::Close,
             )
-        } else {
-            echo("target")(s)
-        }
-    });
+        }),
+    );
     let d = start(&format!(
         "dashboard_access = \"login\"\n{}",
         service(
