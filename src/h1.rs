@@ -2331,6 +2331,8 @@ pub mod fuzzing {
     /// upstream bytes it used (after skipped 1xx heads).
     #[derive(Debug)]
     pub struct Rewritten {
+        /// The 1xx heads passed on to the client before it (`rewrite_interim`), whole.
+        pub interim: Vec<Vec<u8>>,
         pub head: Vec<u8>,
         pub consumed: usize,
         pub status: u16,
@@ -2338,10 +2340,12 @@ pub mod fuzzing {
         pub reusable: bool,
     }
 
-    /// `read_response_head`'s parse of `raw` (1xx heads skipped), then `rewrite_response`.
+    /// `read_response_head`'s parse of `raw` (1xx heads rewritten as for the client), then
+    /// `rewrite_response`.
     /// `Ok(None)`: no whole head yet.
     pub fn response(raw: &[u8], head_only: bool) -> Result<Option<Rewritten>, String> {
         let mut skipped = 0;
+        let mut interim = Vec::new();
         loop {
             let data = &raw[skipped..];
             let mut headers =
@@ -2364,6 +2368,7 @@ pub mod fuzzing {
             };
             let status = resp.code.unwrap_or(0);
             if (100..200).contains(&status) && status != 101 {
+                interim.push(rewrite_interim(&resp, data, n));
                 skipped += n;
                 continue;
             }
@@ -2372,6 +2377,7 @@ pub mod fuzzing {
             }
             let h = rewrite_response(&resp, data, n, head_only).map_err(|e| format!("{e:?}"))?;
             return Ok(Some(Rewritten {
+                interim,
                 head: h.out,
                 consumed: skipped + h.len,
                 status: h.status,

@@ -1,5 +1,6 @@
 //! The fast path's response side: `h1::fuzzing::response` (`read_response_head`'s httparse
-//! call, 1xx heads skipped, then `rewrite_response`) and the `Chunked` body decoder.
+//! call, 1xx heads rewritten for the client, then `rewrite_response`) and the `Chunked` body
+//! decoder.
 //!
 //! Input: a flags byte (HEAD request or not; how to split the body), then what the upstream
 //! sent. The rewritten head must be CRLF lines only, parse again as the same response, carry
@@ -39,8 +40,36 @@ fuzz_target!(|data: &[u8]| {
     check_chunked(body, usize::from(flags >> 1) + 1);
 });
 
+/// An interim (1xx) head passed on to the client: CRLF lines, one whole 1xx head, no
+/// hop-by-hop header.
+fn check_interim(head: &[u8]) {
+    let mut h = vec![httparse::EMPTY_HEADER; 256];
+    let mut resp = httparse::Response::new(&mut h);
+    assert_eq!(
+        resp.parse(head),
+        Ok(httparse::Status::Complete(head.len())),
+        "{:?}",
+        String::from_utf8_lossy(head)
+    );
+    assert!(resp.code.is_some_and(|c| (100..200).contains(&c) && c != 101));
+    for h in resp.headers.iter() {
+        let n = h.name.to_ascii_lowercase();
+        assert!(!HOP.contains(&n.as_str()), "hop-by-hop {n} in a 1xx");
+    }
+    for (i, &b) in head.iter().enumerate() {
+        match b {
+            b'\n' => assert!(i > 0 && head[i - 1] == b'\r', "bare LF at {i}"),
+            b'\r' => assert_eq!(head.get(i + 1), Some(&b'\n'), "bare CR at {i}"),
+            _ => {}
+        }
+    }
+}
+
 fn check_head(raw: &[u8], head_only: bool, r: &kinfra::h1::fuzzing::Rewritten) {
     assert!(r.consumed <= raw.len());
+    for i in &r.interim {
+        check_interim(i);
+    }
     let head = &r.head;
     // CRLF lines only: every LF follows a CR, every CR precedes an LF, and it ends with one.
     assert!(
@@ -91,7 +120,10 @@ fn check_head(raw: &[u8], head_only: bool, r: &kinfra::h1::fuzzing::Rewritten) {
         .headers
         .iter()
         .map(|h| (h.name.to_ascii_lowercase(), h.value))
-        .filter(|(n, _)| !HOP.contains(&n.as_str()) && !named.contains(n))
+        // Content-Length frames the body: no Connection token removes it.
+        .filter(|(n, _)| {
+            !HOP.contains(&n.as_str()) && (n == "content-length" || !named.contains(n))
+        })
         .filter(|(n, _)| !(n == "content-length" && (te || r.status == 204)))
         .collect();
 
