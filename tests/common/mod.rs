@@ -274,7 +274,11 @@ impl Daemon {
                     std::fs::read_to_string(&log).unwrap_or_default()
                 );
             }
-            (TcpStream::connect(addr).is_ok() && control.exists()).then_some(())
+            // The control socket must accept, not merely exist: a killed kinfrad leaves its
+            // socket file behind, and the new one binds HTTP before it replaces that file.
+            (TcpStream::connect(addr).is_ok()
+                && std::os::unix::net::UnixStream::connect(&control).is_ok())
+            .then_some(())
         });
     }
 
