@@ -36,8 +36,8 @@ if [[ $# -gt 0 ]]; then
 fi
 
 cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
-cargo test --all-targets --locked
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --all-targets --locked
 # The proxy tests again with kinfrad's HTTP/1.1 fast path off: everything served by hyper.
 KINFRA_TEST_FAST_PATH=0 cargo test --locked --test proxy
 # kinfrad with TOKIO_WORKER_THREADS=1 runs a current-thread runtime: tasks interleave in another

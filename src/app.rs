@@ -13,10 +13,10 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::config::{Config, Overrides};
-use crate::maintenance::{self, Change, InvalidInput, Maintenance, PageUrl, StatusView, Target};
+use crate::maintenance::{self, Change, InvalidInput, Maintenance, PageUrl, Target};
 use crate::notify::Notifier;
 use crate::pages::Pages;
-use crate::protocol::{ErrorCode, StatusReport};
+use crate::protocol::{ErrorCode, StatusReport, StatusView};
 use crate::routes::{Route, RouteTable};
 use crate::state::{PersistedState, StateFile};
 use crate::upstream::Upstream;
@@ -636,7 +636,7 @@ impl App {
 
     pub fn status_view(&self) -> StatusView {
         let v = self.maint.load();
-        StatusView::of(v.record.as_ref(), self.hits(), now_ms())
+        maintenance::status_view(v.record.as_ref(), self.hits(), now_ms())
     }
 
     pub fn problems(&self) -> Vec<String> {
@@ -728,7 +728,7 @@ impl App {
             None => format!("Serving on {}{up}; maintenance off", self.listen_summary()),
             Some(m) => {
                 let eta = match m.estimated_completion_ms {
-                    Some(e) => format!(", ETA {}", crate::pages::iso(e)),
+                    Some(e) => format!(", ETA {}", crate::protocol::fmt::iso(e)),
                     None => String::new(),
                 };
                 let page = if m.page_url.is_some() {

@@ -498,7 +498,7 @@ async fn serve_maintenance(
 pub(crate) fn maintenance_response(
     browser: bool,
     html: Bytes,
-    status: &crate::maintenance::StatusView,
+    status: &crate::protocol::StatusView,
     retry: u64,
 ) -> Response {
     let mut r = if browser {

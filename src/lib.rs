@@ -1,13 +1,15 @@
 //! KInfra: a systemd-native front door for a host's services.
 //!
-//! The library holds everything; `kinfrad` and `kinfractl` are thin binaries over
-//! [`daemon::main`] and [`cli::run`]. See ARCHITECTURE.md for the map.
+//! The library holds the daemon; `kinfrad` is a thin binary over [`daemon::main`]. What kinfrad
+//! and kinfractl share (the control protocol, its client, the default paths, time formatting)
+//! is the `kinfra-proto` package, re-exported here as [`protocol`] and [`paths`]. See
+//! ARCHITECTURE.md for the map.
+
+pub use kinfra_proto::{self as protocol, paths};
 
 pub mod app;
 pub mod auth;
 pub mod circuit;
-pub mod cli;
-pub mod client;
 pub mod config;
 pub mod control;
 pub mod custom;
@@ -22,8 +24,6 @@ pub mod logging;
 pub mod maintenance;
 pub mod notify;
 pub mod pages;
-pub mod paths;
-pub mod protocol;
 pub mod proxy;
 pub mod routes;
 pub mod service;

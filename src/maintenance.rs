@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::protocol::StatusView;
+
 /// Longest countdown accepted (30 days).
 pub const MAX_COUNTDOWN_SECS: i64 = 30 * 24 * 3600;
 /// Longest message or task text accepted, in characters.
@@ -386,56 +388,37 @@ impl Maintenance {
     }
 }
 
-/// Seed 004's `GET /api/maintenance/status` shape, plus KInfra's fields (added, never renamed).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StatusView {
-    pub is_active: bool,
-    pub message: Option<String>,
-    pub current_issue: Option<String>,
-    /// Seconds left until the estimate.
-    pub countdown: Option<u64>,
-    pub start_time: Option<u64>,
-    pub estimated_completion: Option<u64>,
-    /// The countdown value most recently published (seed 004); equals `countdown` here.
-    pub last_broadcast: Option<u64>,
-    pub maintenance_page_url: Option<String>,
-    pub target: Option<String>,
-    pub hits: u64,
-    pub retry_after: Option<u64>,
-}
-
-impl StatusView {
-    pub fn of(m: Option<&Maintenance>, hits: u64, now_ms: u64) -> StatusView {
-        match m {
-            None => StatusView {
-                is_active: false,
-                message: None,
-                current_issue: None,
-                countdown: None,
-                start_time: None,
-                estimated_completion: None,
-                last_broadcast: None,
-                maintenance_page_url: None,
-                target: None,
+/// What `GET /api/maintenance/status` and kinfractl show of `m` (None: not in maintenance) at
+/// `now_ms`, with the page's `hits`.
+pub fn status_view(m: Option<&Maintenance>, hits: u64, now_ms: u64) -> StatusView {
+    match m {
+        None => StatusView {
+            is_active: false,
+            message: None,
+            current_issue: None,
+            countdown: None,
+            start_time: None,
+            estimated_completion: None,
+            last_broadcast: None,
+            maintenance_page_url: None,
+            target: None,
+            hits,
+            retry_after: None,
+        },
+        Some(m) => {
+            let cd = m.countdown_secs(now_ms);
+            StatusView {
+                is_active: true,
+                message: Some(m.message.clone()),
+                current_issue: Some(m.current_issue.clone()),
+                countdown: cd,
+                start_time: Some(m.start_time_ms),
+                estimated_completion: m.estimated_completion_ms,
+                last_broadcast: cd,
+                maintenance_page_url: m.page_url.clone(),
+                target: Some(m.target.to_string()),
                 hits,
-                retry_after: None,
-            },
-            Some(m) => {
-                let cd = m.countdown_secs(now_ms);
-                StatusView {
-                    is_active: true,
-                    message: Some(m.message.clone()),
-                    current_issue: Some(m.current_issue.clone()),
-                    countdown: cd,
-                    start_time: Some(m.start_time_ms),
-                    estimated_completion: m.estimated_completion_ms,
-                    last_broadcast: cd,
-                    maintenance_page_url: m.page_url.clone(),
-                    target: Some(m.target.to_string()),
-                    hits,
-                    retry_after: Some(m.retry_after_secs(now_ms)),
-                }
+                retry_after: Some(m.retry_after_secs(now_ms)),
             }
         }
     }
@@ -561,7 +544,7 @@ mod tests {
         assert_eq!(m.countdown_secs(NOW), Some(2));
         assert_eq!(m.retry_after_secs(NOW), 2);
         assert_eq!(m.retry_after_secs(NOW + 10_000), OVERDUE_RETRY_AFTER);
-        let v = StatusView::of(Some(&m), 7, NOW);
+        let v = status_view(Some(&m), 7, NOW);
         assert!(v.is_active);
         assert_eq!(v.countdown, Some(2));
         assert_eq!(v.hits, 7);

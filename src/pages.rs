@@ -7,6 +7,7 @@ use bytes::Bytes;
 use tera::{Context, Tera};
 
 use crate::maintenance::Maintenance;
+use crate::protocol::fmt::iso;
 
 /// Template names and their embedded sources, in the order they are loaded.
 ///
@@ -191,40 +192,6 @@ pub fn script_json(v: &serde_json::Value) -> String {
         }
     }
     out
-}
-
-/// RFC 3339 UTC (whole seconds) for a Unix time in ms. Total: a year past 9999, which RFC 3339
-/// cannot write, comes out in ISO 8601's expanded form (`+10000-01-01T00:00:00Z`), never a panic.
-pub fn iso(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (y, m, d) = civil_from_days(secs / 86_400);
-    let s = secs % 86_400;
-    let year = if y > 9999 {
-        format!("+{y}")
-    } else {
-        format!("{y:04}")
-    };
-    format!(
-        "{year}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
-}
-
-/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar (Howard
-/// Hinnant's `civil_from_days`, for days on or after the epoch; no overflow for any u64 ms).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
 }
 
 impl Pages {
@@ -457,37 +424,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
     use crate::maintenance::Change;
-
-    #[test]
-    fn iso_is_total_and_matches_rfc3339() {
-        use crate::maintenance::MAX_TIME_MS;
-        let rfc = |ms: u64| {
-            let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
-            humantime::format_rfc3339_seconds(t).to_string()
-        };
-        // Every representable instant agrees with humantime (a walk with a prime step, and
-        // the edges: epoch, leap days, century years, the last millisecond of 9999).
-        let mut ms = 0u64;
-        while ms <= MAX_TIME_MS {
-            assert_eq!(iso(ms), rfc(ms), "{ms}");
-            ms += 7_919_000_123;
-        }
-        for ms in [
-            0,
-            999,
-            951_782_400_000,   // 2000-02-29
-            4_107_542_400_000, // 2100-03-01
-            1_750_000_000_000,
-            MAX_TIME_MS,
-        ] {
-            assert_eq!(iso(ms), rfc(ms), "{ms}");
-        }
-        assert_eq!(iso(MAX_TIME_MS), "9999-12-31T23:59:59Z");
-        // Beyond: no panic, a date that still reads right.
-        assert_eq!(iso(MAX_TIME_MS + 1), "+10000-01-01T00:00:00Z");
-        assert!(iso(u64::MAX).starts_with('+'), "{}", iso(u64::MAX));
-        assert!(iso(u64::MAX).ends_with('Z'));
-    }
 
     #[test]
     fn embedded_templates_render_and_escape() {

@@ -82,7 +82,7 @@ pub fn services_json(app: &App, service: Option<&str>, reader: bool) -> Result<V
         services.insert(up.name.clone(), v);
         snaps.insert(up.name.as_str(), snap);
     }
-    let timestamp = crate::pages::iso(crate::app::now_ms());
+    let timestamp = crate::protocol::fmt::iso(crate::app::now_ms());
     let mut top = match (service, chosen) {
         (Some(_), Some(v)) => v,
         (Some(name), None) => return Err(format!("no service named {name:?}")),
@@ -105,7 +105,7 @@ pub fn services_json(app: &App, service: Option<&str>, reader: bool) -> Result<V
                 "status_message": format!("{up}/{total} services up"),
                 "port": app.http_addrs.first().map(|a| a.port().to_string()).unwrap_or_default(),
                 "pid": std::process::id().to_string(),
-                "uptime": crate::cli::human_secs(app.uptime().as_secs()),
+                "uptime": crate::protocol::fmt::human_secs(app.uptime().as_secs()),
                 "health_status": if up == total { "Healthy" } else { "Degraded" },
                 "state": state,
             })

@@ -327,7 +327,7 @@ impl From<&LogLine> for crate::protocol::LogEntry {
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0);
         crate::protocol::LogEntry {
-            timestamp: crate::pages::iso(ms),
+            timestamp: crate::protocol::fmt::iso(ms),
             // Seed 001's shape: lower-case levels.
             level: l.level.as_str().to_ascii_lowercase(),
             stream: match l.stream {

@@ -682,7 +682,7 @@ impl Upstream {
             error_detail,
             port: cfg.url.port.to_string(),
             uptime: if up_since.is_some() {
-                crate::cli::human_secs(uptime_secs)
+                crate::protocol::fmt::human_secs(uptime_secs)
             } else {
                 String::new()
             },

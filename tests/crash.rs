@@ -68,7 +68,7 @@ fn burst(socket: PathBuf, start: Maint, round: usize, seed: u64) -> Burst {
                 Some(msg),
             ),
         };
-        let o = Command::new(KINFRACTL)
+        let o = Command::new(kinfractl())
             .arg("--socket")
             .arg(&socket)
             .args(&args)

@@ -150,7 +150,7 @@ fn socket_activated(fdnames: &str, reversed: bool) {
     let guard = Kill(child);
 
     let ctl = |args: &[&str]| {
-        let o = Command::new(KINFRACTL)
+        let o = Command::new(kinfractl())
             .arg("--socket")
             .arg(&control)
             .args(args)
@@ -660,7 +660,7 @@ fn cli_refuses_bad_values_with_clear_errors() {
     );
 
     // Unreachable daemon: exit 3, one line naming where it looked and what to try.
-    let o = Command::new(KINFRACTL)
+    let o = Command::new(kinfractl())
         .args(["--socket", "/nonexistent/kinfra.sock", "status"])
         .output()
         .expect("run");
@@ -672,7 +672,7 @@ fn cli_refuses_bad_values_with_clear_errors() {
         "{err}"
     );
     // KINFRA_SOCKET is honoured.
-    let o = Command::new(KINFRACTL)
+    let o = Command::new(kinfractl())
         .env("KINFRA_SOCKET", &d.control)
         .arg("status")
         .output()
@@ -1003,7 +1003,7 @@ fn embedded_default_runs_as_an_unprivileged_user() {
     let sock = p.join("control.sock");
     assert!(p.join("admin-token").exists(), "state dir under $HOME");
     assert!(sock.exists(), "control socket in the state dir");
-    let o = Command::new(KINFRACTL)
+    let o = Command::new(kinfractl())
         .arg("--socket")
         .arg(&sock)
         .args(["maint", "enter"])
@@ -1132,7 +1132,7 @@ fn control_socket_checks_peer_credentials() {
                 &format!("--reuid={uid}"),
                 &format!("--regid={gid}"),
                 "--clear-groups",
-                KINFRACTL,
+                kinfractl(),
                 "--socket",
             ])
             .arg(&d.control)

@@ -283,7 +283,7 @@ fn without_home_the_defaults_come_from_the_passwd_entry() {
         assert!(!out.contains("kinfra-65534"), "{out}");
         // kinfractl looks for the same socket (unless a system kinfrad's socket exists).
         if !Path::new("/run/kinfra/control.sock").exists() {
-            let o = as_user(65534, KINFRACTL, &["status"]);
+            let o = as_user(65534, kinfractl(), &["status"]);
             let err = String::from_utf8_lossy(&o.stderr);
             assert_eq!(o.status.code(), Some(3), "{err}");
             assert!(err.contains(&sock.display().to_string()), "{err}");
@@ -306,7 +306,7 @@ fn without_home_the_defaults_come_from_the_passwd_entry() {
     let tmp_guess = std::env::temp_dir().join(format!("kinfra-{orphan}"));
     assert!(!tmp_guess.exists());
     if !Path::new("/run/kinfra/control.sock").exists() {
-        let o = as_user(orphan, KINFRACTL, &["status"]);
+        let o = as_user(orphan, kinfractl(), &["status"]);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{err}");
         assert!(err.contains("--socket") && err.contains("HOME"), "{err}");

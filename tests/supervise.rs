@@ -546,7 +546,7 @@ routes = ["/"]
         ),
         &[],
     );
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kinfractl"))
+    let mut child = std::process::Command::new(common::kinfractl())
         .arg("--socket")
         .arg(&d.control)
         .args(["logs", "ticker", "-n", "1", "-f"])
@@ -860,7 +860,7 @@ fn a_second_kinfrad_on_the_same_state_dir_leaves_the_first_ones_children_alone()
         T,
         "the second kinfrad to answer on its control socket",
         || {
-            std::process::Command::new(common::KINFRACTL)
+            std::process::Command::new(common::kinfractl())
                 .arg("--socket")
                 .arg(&control)
                 .arg("status")

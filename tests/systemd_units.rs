@@ -4,6 +4,8 @@
 //! `systemd-analyze verify` only warns ("... ignoring") about unknown keys or a misspelt value
 //! and still exits 0, so the verify test demands an empty stderr as well as exit 0.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -399,6 +401,8 @@ fn sysusers_entry_creates_the_kinfra_group() {
 }
 
 fn install_sh(destdir: &Path, args: &[&str]) -> Output {
+    // install.sh takes both binaries from one directory: kinfractl is built beside kinfrad.
+    common::kinfractl();
     let bin_dir = Path::new(KINFRAD).parent().expect("bin dir");
     Command::new("bash")
         .arg(repo().join("packaging/install.sh"))

@@ -46,7 +46,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{KINFRACTL, KINFRAD, eventually, free_port, get};
+use common::{KINFRAD, eventually, free_port, get, kinfractl};
 use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -403,7 +403,7 @@ impl Env {
     }
 
     fn ctl(&self, args: &[&str]) -> Output {
-        Command::new(KINFRACTL)
+        Command::new(kinfractl())
             .arg("--socket")
             .arg(&self.control)
             .args(args)

@@ -10,7 +10,6 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub const KINFRAD: &str = env!("CARGO_BIN_EXE_kinfrad");
-pub const KINFRACTL: &str = env!("CARGO_BIN_EXE_kinfractl");
 
 /// Poll `f` until it returns `Some`, or panic with `what` after `timeout`.
 pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
@@ -274,12 +273,16 @@ impl Daemon {
                     std::fs::read_to_string(&log).unwrap_or_default()
                 );
             }
-            (TcpStream::connect(addr).is_ok() && control.exists()).then_some(())
+            // The control socket must accept, not merely exist: a killed kinfrad leaves its
+            // socket file behind, and the new one binds HTTP before it replaces that file.
+            (TcpStream::connect(addr).is_ok()
+                && std::os::unix::net::UnixStream::connect(&control).is_ok())
+            .then_some(())
         });
     }
 
     pub fn ctl(&self, args: &[&str]) -> Output {
-        Command::new(KINFRACTL)
+        Command::new(kinfractl())
             .arg("--socket")
             .arg(&self.control)
             .args(args)
@@ -535,4 +538,81 @@ pub fn get_with_host(addr: SocketAddr, target: &str, host: &str, headers: &[(&st
             String::from_utf8_lossy(&out)
         )
     })
+}
+
+/// kinfractl, as built from this checkout: the path next to [`KINFRAD`] (same target directory
+/// and profile). kinfractl is another package of the workspace (it depends on kinfra-proto, not
+/// on this one), and cargo sets `CARGO_BIN_EXE_*` only for the test's own package and builds only
+/// that package's binaries for `cargo test --test NAME`. So the first call in each test binary
+/// has cargo build it (`cargo build -p kinfractl --locked`, a no-op when it is up to date): never
+/// a missing or stale kinfractl, however the tests were started.
+pub fn kinfractl() -> &'static str {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(build_kinfractl)
+}
+
+fn build_kinfractl() -> String {
+    let kinfrad = Path::new(KINFRAD);
+    let profile_dir = kinfrad.parent().expect("kinfrad has a directory");
+    // The target directory is where cargo left its CACHEDIR.TAG, above the profile directory:
+    // target/debug, or target/<triple>/debug with --target.
+    let target_dir = profile_dir
+        .ancestors()
+        .find(|d| d.join("CACHEDIR.TAG").is_file())
+        .unwrap_or_else(|| profile_dir.parent().expect("a target directory"));
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev",
+        Some(other) => other,
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+    let mut build = Command::new(cargo);
+    build
+        .args([
+            "build",
+            "--locked",
+            "--quiet",
+            "--message-format=json-render-diagnostics",
+        ])
+        .args([
+            "-p",
+            "kinfractl",
+            "--bin",
+            "kinfractl",
+            "--profile",
+            profile,
+        ])
+        .arg("--manifest-path")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir);
+    if let Some(triple) = profile_dir
+        .parent()
+        .filter(|d| *d != target_dir)
+        .and_then(|d| d.file_name())
+    {
+        build.arg("--target").arg(triple);
+    }
+    let out = build
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run cargo to build kinfractl");
+    assert!(
+        out.status.success(),
+        "cargo build -p kinfractl: {}",
+        out.status
+    );
+    // cargo names the executable it built (or found up to date) in its JSON messages.
+    let built = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "kinfractl")
+        .and_then(|m| m["executable"].as_str().map(String::from))
+        .expect("cargo names the kinfractl executable");
+    let beside = profile_dir.join("kinfractl");
+    assert_eq!(
+        Path::new(&built),
+        beside,
+        "kinfractl was built elsewhere than beside kinfrad"
+    );
+    built
 }

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 
 use tokio::net::UnixStream;
 
-use crate::protocol::{self, FrameError, PROTOCOL_VERSION, Request, Response};
+use crate::frame::{self, FrameError};
+use crate::message::{PROTOCOL_VERSION, Request, Response};
 
 /// Why talking to the daemon failed (each maps to a kinfractl exit code).
 #[derive(Debug, thiserror::Error)]
@@ -63,8 +64,8 @@ impl Client {
 
     /// Send one request and read its response; an error response becomes `Refused`.
     pub async fn call(&mut self, req: &Request) -> Result<Response, ClientError> {
-        let sent = protocol::send(&mut self.stream, req).await;
-        let frame = protocol::read_frame(&mut self.stream).await;
+        let sent = frame::send(&mut self.stream, req).await;
+        let frame = frame::read_frame(&mut self.stream).await;
         // kinfrad may refuse a peer (credentials) and close before our request is written:
         // its answer is still readable and says why, which beats "broken pipe".
         let frame = match (sent, frame) {

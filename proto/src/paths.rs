@@ -108,6 +108,17 @@ pub fn default_control_socket() -> Result<PathBuf, String> {
     with_process(|s| s.control_socket())
 }
 
+/// The socket kinfractl talks to without `--socket`: the system daemon's when it exists (an
+/// operator in group `kinfra` is not root but should reach it), else the same default kinfrad
+/// itself would use for this user.
+pub fn default_client_socket() -> Result<PathBuf, String> {
+    let system = std::path::Path::new("/run/kinfra/control.sock");
+    if !nix::unistd::geteuid().is_root() && system.exists() {
+        return Ok(system.to_path_buf());
+    }
+    default_control_socket()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,183 @@
+//! The command line: clap's description of every subcommand and flag (what `--help` prints).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const EXAMPLES: &str = "\
+Examples:
+  kinfractl status
+  kinfractl status --message \"Upgrading the database\" --countdown 600
+  kinfractl status --issue \"Migrating users\" --time 15
+  kinfractl maint enter --message \"Back soon\" --countdown 900
+  kinfractl maint enter --url http://127.0.0.1:8081/maintenance.html
+  kinfractl maint exit
+  kinfractl reload
+  kinfractl ps
+  kinfractl restart web
+  kinfractl logs web -n 50
+  curl -H \"Authorization: Bearer $(kinfractl token)\" ...
+
+Exit codes: 0 ok, 1 refused by kinfrad, 2 usage error, 3 kinfrad unreachable, 4 protocol error.";
+
+/// Operate kinfrad over its control socket.
+#[derive(Debug, Parser)]
+#[command(name = "kinfractl", version, after_help = EXAMPLES)]
+pub struct Cli {
+    /// Control socket of kinfrad [default: /run/kinfra/control.sock for root]
+    #[arg(long, global = true, env = kinfra_proto::paths::SOCKET_ENV, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show kinfrad's state; with options, change what the maintenance page shows
+    Status(StatusArgs),
+    /// Enter or leave maintenance mode
+    #[command(subcommand)]
+    Maint(Maint),
+    /// Reload configuration and templates (like SIGHUP)
+    Reload,
+    /// Print the admin token for the HTTP API
+    Token,
+    /// List the services: state, pid, port, uptime, restarts, health, last exit
+    Ps,
+    /// Start a service kinfrad runs
+    Start { service: String },
+    /// Stop a service kinfrad runs (its whole process group)
+    Stop { service: String },
+    /// Restart a service kinfrad runs
+    Restart { service: String },
+    /// Set what a service's loading page says while it comes up (for deploy scripts)
+    Progress {
+        service: String,
+        /// The status message
+        #[arg(long, value_name = "TEXT")]
+        message: Option<String>,
+        /// A step, "TEXT" or "TEXT:STATUS" (pending, active, completed, failed); repeat in order
+        #[arg(long = "step", value_name = "TEXT[:STATUS]")]
+        steps: Vec<String>,
+        /// Remove what was set
+        #[arg(long, conflicts_with_all = ["message", "steps"])]
+        clear: bool,
+    },
+    /// Print a service's captured output
+    Logs {
+        service: String,
+        /// How many of the last lines
+        #[arg(short = 'n', long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        lines: u32,
+        /// Keep printing new lines as they come (every 500 ms) until interrupted
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+}
+
+#[derive(Debug, Args, Default)]
+pub struct PageArgs {
+    /// Message shown on the maintenance page
+    #[arg(long, value_name = "TEXT")]
+    pub message: Option<String>,
+    /// The task currently being performed
+    #[arg(long, value_name = "TEXT")]
+    pub issue: Option<String>,
+    /// Seconds until the estimated completion (0 clears the estimate)
+    #[arg(
+        long,
+        value_name = "SECS",
+        allow_negative_numbers = true,
+        conflicts_with = "time"
+    )]
+    pub countdown: Option<i64>,
+    /// Minutes until the estimated completion
+    #[arg(long, value_name = "MINUTES", allow_negative_numbers = true)]
+    pub time: Option<i64>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub page: PageArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Maint {
+    /// Enter maintenance (or change it when already in)
+    Enter {
+        /// Proxy visitors to this http(s) page instead of the built-in one
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// ALL, or comma-separated route ids
+        #[arg(long, value_name = "ALL|ID,...")]
+        target: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Leave maintenance
+    Exit,
+}
+
+impl PageArgs {
+    pub fn countdown_secs(&self) -> Result<Option<i64>, String> {
+        match (self.countdown, self.time) {
+            (Some(s), _) => Ok(Some(s)),
+            (None, Some(m)) => m
+                .checked_mul(60)
+                .map(Some)
+                .ok_or_else(|| format!("--time {m} is too large")),
+            (None, None) => Ok(None),
+        }
+    }
+
+    pub fn any(&self) -> bool {
+        self.message.is_some()
+            || self.issue.is_some()
+            || self.countdown.is_some()
+            || self.time.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_seed_style_flags() {
+        let c = Cli::try_parse_from([
+            "kinfractl",
+            "status",
+            "--message",
+            "x",
+            "--countdown",
+            "600",
+        ])
+        .expect("parse");
+        match c.command {
+            Command::Status(a) => assert_eq!(a.page.countdown_secs(), Ok(Some(600))),
+            _ => panic!("wrong command"),
+        }
+        let c = Cli::try_parse_from(["kinfractl", "status", "--time", "10"]).expect("parse");
+        match c.command {
+            Command::Status(a) => assert_eq!(a.page.countdown_secs(), Ok(Some(600))),
+            _ => panic!("wrong command"),
+        }
+        assert!(
+            Cli::try_parse_from(["kinfractl", "status", "--countdown", "1", "--time", "1"])
+                .is_err()
+        );
+        let c = Cli::try_parse_from(["kinfractl", "maint", "enter", "--countdown", "-5"])
+            .expect("negative parses");
+        assert!(matches!(c.command, Command::Maint(Maint::Enter { .. })));
+    }
+}

@@ -1,0 +1,294 @@
+//! An answer as text for people, or as JSON with `--json`.
+
+use kinfra_proto::fmt::{human_secs, iso};
+use kinfra_proto::{LogEntry, MAX_FRAME, Response, ServiceReport, StatusReport, StatusView};
+
+pub fn render_log_line(l: &LogEntry, json: bool) -> String {
+    if json {
+        return serde_json::to_string(l).unwrap_or_default();
+    }
+    format!(
+        "{} {:<5} {}",
+        l.timestamp,
+        l.level.to_ascii_uppercase(),
+        l.message
+    )
+}
+
+pub fn render(resp: &Response, json: bool) -> String {
+    match resp {
+        Response::Token { token } if !json => token.clone(),
+        _ if json => match resp {
+            Response::Status(r) => serde_json::to_string_pretty(r).unwrap_or_default(),
+            Response::Maintenance(v) => serde_json::to_string_pretty(v).unwrap_or_default(),
+            other => serde_json::to_string_pretty(other).unwrap_or_default(),
+        },
+        Response::Status(r) => render_report(r),
+        Response::Maintenance(v) => render_maint(v),
+        Response::Reloaded { config } => format!("reloaded configuration from {config}"),
+        Response::Hello { server, .. } => server.clone(),
+        Response::Token { token } => token.clone(),
+        Response::Services { services } => render_ps(services),
+        Response::ServiceAction { service, action } => format!("{action}: {service}"),
+        Response::Logs {
+            lines,
+            dropped,
+            omitted,
+            ..
+        } => {
+            let mut out: Vec<String> = Vec::new();
+            if *omitted > 0 {
+                out.push(format!(
+                    "({omitted} older lines not shown: one answer holds at most {} KiB; ask for fewer with -n)",
+                    MAX_FRAME / 1024
+                ));
+            }
+            if *dropped > 0 {
+                out.push(format!(
+                    "({dropped} older lines were dropped from the buffer)"
+                ));
+            }
+            out.extend(lines.iter().map(|l| render_log_line(l, false)));
+            out.join("\n")
+        }
+        Response::Error { code, message } => format!("error: {message} ({})", code.as_str()),
+    }
+}
+
+/// `kinfractl ps`: one line per service.
+fn render_ps(list: &[ServiceReport]) -> String {
+    if list.is_empty() {
+        return "no services are configured".to_string();
+    }
+    let head = [
+        "NAME",
+        "STATE",
+        "PID",
+        "PORT",
+        "UPTIME",
+        "RESTARTS",
+        "HEALTH",
+        "LAST EXIT",
+    ];
+    let rows: Vec<[String; 8]> = list
+        .iter()
+        .map(|s| {
+            [
+                s.name.clone(),
+                s.state.clone(),
+                s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                s.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                s.uptime_secs.map(human_secs).unwrap_or_else(|| "-".into()),
+                if s.supervised {
+                    s.restarts.to_string()
+                } else {
+                    "-".into()
+                },
+                s.health.clone(),
+                if s.last_exit.is_empty() {
+                    "-".into()
+                } else {
+                    s.last_exit.clone()
+                },
+            ]
+        })
+        .collect();
+    let mut width = head.map(str::len);
+    for r in &rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            l.push_str(c);
+            if i + 1 < cells.len() {
+                l.push_str(&" ".repeat(width[i] - c.chars().count() + 2));
+            }
+        }
+        l.trim_end().to_string()
+    };
+    let mut out = vec![line(&head.map(String::from))];
+    out.extend(rows.iter().map(|r| line(r)));
+    out.join("\n")
+}
+
+fn render_maint(v: &StatusView) -> String {
+    let mut out = String::new();
+    if !v.is_active {
+        out.push_str("maintenance: off");
+        return out;
+    }
+    let since = v.start_time.map(iso).unwrap_or_default();
+    out.push_str(&format!(
+        "maintenance: ON since {since} (target {})\n",
+        v.target.as_deref().unwrap_or("ALL")
+    ));
+    out.push_str(&format!(
+        "  message:     {}\n",
+        v.message.as_deref().unwrap_or("")
+    ));
+    if let Some(i) = v.current_issue.as_deref().filter(|s| !s.is_empty()) {
+        out.push_str(&format!("  task:        {i}\n"));
+    }
+    match (v.estimated_completion, v.countdown) {
+        (Some(eta), Some(0)) => out.push_str(&format!("  ETA:         {} (overdue)\n", iso(eta))),
+        (Some(eta), Some(cd)) => out.push_str(&format!(
+            "  ETA:         {} (in {})\n",
+            iso(eta),
+            human_secs(cd)
+        )),
+        _ => out.push_str("  ETA:         none\n"),
+    }
+    out.push_str(&format!(
+        "  page:        {}\n",
+        v.maintenance_page_url.as_deref().unwrap_or("built-in")
+    ));
+    out.push_str(&format!("  hits:        {}", v.hits));
+    out
+}
+
+fn render_report(r: &StatusReport) -> String {
+    let mut out = format!(
+        "kinfrad {} (pid {}, up {})\n  config:      {}\n  listening:   {}\n  control:     {}\n  state:       {}\n  connections: {}\n",
+        r.version,
+        r.pid,
+        human_secs(r.uptime_secs),
+        r.config,
+        r.listen.join(", "),
+        r.control_socket,
+        r.state_file,
+        r.open_connections
+    );
+    out.push_str(&render_maint(&r.maintenance));
+    out.push_str(&render_services(&r.services));
+    for p in &r.problems {
+        out.push_str(&format!("\nPROBLEM: {p}"));
+    }
+    out
+}
+
+/// The services table of `kinfractl status` ("" when none are configured).
+fn render_services(list: &[ServiceReport]) -> String {
+    if list.is_empty() {
+        return String::new();
+    }
+    let rows: Vec<[String; 6]> = list
+        .iter()
+        .map(|s| {
+            let circuit = match s.circuit_opened_secs_ago {
+                Some(ago) => format!(
+                    "{} ({} failures, opened {} ago)",
+                    s.circuit_state,
+                    s.circuit_failures,
+                    human_secs(ago)
+                ),
+                None if s.circuit_failures > 0 => {
+                    format!("{} ({} failures)", s.circuit_state, s.circuit_failures)
+                }
+                None => s.circuit_state.clone(),
+            };
+            let state = if s.in_maintenance {
+                format!("{} (maintenance)", s.state)
+            } else {
+                s.state.clone()
+            };
+            [
+                s.name.clone(),
+                state,
+                s.health.clone(),
+                circuit,
+                format!("{}/{}", s.failures, s.requests),
+                s.routes.join(" "),
+            ]
+        })
+        .collect();
+    let head = [
+        "SERVICE",
+        "STATE",
+        "HEALTH",
+        "CIRCUIT",
+        "FAILED/REQ",
+        "ROUTES",
+    ];
+    let mut width = head.map(str::len);
+    for r in &rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut l = String::from("\n  ");
+        for (i, c) in cells.iter().enumerate() {
+            l.push_str(c);
+            if i + 1 < cells.len() {
+                l.push_str(&" ".repeat(width[i] - c.chars().count() + 2));
+            }
+        }
+        l
+    };
+    let mut out = String::from("\nservices:");
+    out.push_str(&line(&head.map(String::from)));
+    for (r, s) in rows.iter().zip(list) {
+        out.push_str(&line(r));
+        if !s.last_error.is_empty() && s.state != "running" {
+            out.push_str(&format!("\n    last error: {}", s.last_error));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn services_table_shows_circuit_and_errors() {
+        let s = ServiceReport {
+            name: "api".into(),
+            url: "http://127.0.0.1:8000".into(),
+            routes: vec!["/api/".into()],
+            state: "circuit_open".into(),
+            health: "Healthy".into(),
+            circuit_state: "open".into(),
+            circuit_failures: 5,
+            circuit_opened_secs_ago: Some(3),
+            requests: 10,
+            failures: 5,
+            last_error: "Connection refused".into(),
+            in_maintenance: false,
+            supervised: true,
+            pid: Some(4242),
+            port: Some(8000),
+            uptime_secs: Some(65),
+            restarts: 2,
+            last_exit: "Process exited with code 1".into(),
+        };
+        let t = render_services(std::slice::from_ref(&s));
+        assert!(t.contains("SERVICE") && t.contains("circuit_open"), "{t}");
+        assert!(t.contains("open (5 failures, opened 3s ago)"), "{t}");
+        assert!(t.contains("last error: Connection refused"), "{t}");
+        assert_eq!(render_services(&[]), "");
+        let ps = render_ps(std::slice::from_ref(&s));
+        let mut lines = ps.lines();
+        assert!(
+            lines
+                .next()
+                .is_some_and(|h| h.starts_with("NAME") && h.contains("LAST EXIT")),
+            "{ps}"
+        );
+        let row = lines.next().unwrap_or_default();
+        for cell in [
+            "api",
+            "circuit_open",
+            "4242",
+            "8000",
+            "1m 5s",
+            "2",
+            "Process exited with code 1",
+        ] {
+            assert!(row.contains(cell), "{cell} missing: {ps}");
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! From arguments to one control request, sent and answered (`logs -f` keeps asking).
+
+use std::path::Path;
+
+use kinfra_proto::client::{Client, ClientError};
+use kinfra_proto::{LogEntry, Request, Response, StepSpec};
+
+use crate::args::{Cli, Command, Maint};
+use crate::render::{render, render_log_line};
+
+/// Why a command failed before or while talking to kinfrad.
+pub enum Failure {
+    Usage(String),
+    Client(ClientError),
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        Failure::Client(e)
+    }
+}
+
+/// Send what `cli` asks for to kinfrad at `path`; the answer rendered for printing.
+pub async fn execute(cli: &Cli, path: &Path) -> Result<String, Failure> {
+    let req = match &cli.command {
+        Command::Status(a) if a.page.any() => Request::MaintUpdate {
+            message: a.page.message.clone(),
+            issue: a.page.issue.clone(),
+            countdown_secs: a.page.countdown_secs().map_err(Failure::Usage)?,
+        },
+        Command::Status(_) => Request::Status,
+        Command::Maint(Maint::Enter { url, target, page }) => Request::MaintEnter {
+            url: url.clone(),
+            message: page.message.clone(),
+            issue: page.issue.clone(),
+            countdown_secs: page.countdown_secs().map_err(Failure::Usage)?,
+            target: target.clone(),
+        },
+        Command::Maint(Maint::Exit) => Request::MaintExit,
+        Command::Reload => Request::Reload,
+        Command::Token => Request::Token,
+        Command::Ps => Request::Ps,
+        Command::Start { service } => Request::ServiceStart {
+            service: service.clone(),
+        },
+        Command::Stop { service } => Request::ServiceStop {
+            service: service.clone(),
+        },
+        Command::Restart { service } => Request::ServiceRestart {
+            service: service.clone(),
+        },
+        Command::Progress {
+            service,
+            message,
+            steps,
+            clear,
+        } => Request::ServiceProgress {
+            service: service.clone(),
+            message: message.clone(),
+            steps: steps.iter().map(|s| parse_step(s)).collect(),
+            clear: *clear,
+        },
+        Command::Logs {
+            service,
+            lines,
+            follow,
+        } => {
+            let req = Request::Logs {
+                service: service.clone(),
+                lines: *lines,
+            };
+            let mut client = Client::connect(path).await?;
+            let resp = client.call(&req).await?;
+            if !*follow {
+                return Ok(render(&resp, cli.json));
+            }
+            return follow_logs(&mut client, service, resp, cli.json).await;
+        }
+    };
+    let mut client = Client::connect(path).await?;
+    let resp = client.call(&req).await?;
+    Ok(render(&resp, cli.json))
+}
+
+/// "Installing:completed" → step; without a status, "active".
+fn parse_step(s: &str) -> StepSpec {
+    match s.rsplit_once(':') {
+        Some((t, st)) if ["pending", "active", "completed", "failed"].contains(&st) => StepSpec {
+            text: t.to_string(),
+            status: st.to_string(),
+        },
+        _ => StepSpec {
+            text: s.to_string(),
+            status: "active".to_string(),
+        },
+    }
+}
+
+/// `logs -f`: print what is there, then whatever comes after the last line seen.
+async fn follow_logs(
+    client: &mut Client,
+    service: &str,
+    first: Response,
+    json: bool,
+) -> Result<String, Failure> {
+    use std::io::Write;
+    let mut last: Option<LogEntry> = None;
+    let mut resp = first;
+    loop {
+        if let Response::Logs { lines, .. } = &resp {
+            // New lines are those after the last one printed (same timestamp and text).
+            let start = match &last {
+                None => 0,
+                Some(l) => lines.iter().rposition(|x| x == l).map_or(0, |i| i + 1),
+            };
+            let mut out = std::io::stdout().lock();
+            for l in &lines[start..] {
+                let _ = writeln!(out, "{}", render_log_line(l, json));
+            }
+            let _ = out.flush();
+            if let Some(l) = lines.last() {
+                last = Some(l.clone());
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        resp = client
+            .call(&Request::Logs {
+                service: service.to_string(),
+                lines: 1000,
+            })
+            .await?;
+    }
+}

@@ -1,0 +1,211 @@
+//! The messages: [`Request`], [`Response`] and their stable [`ErrorCode`]s, with the protocol
+//! version and the frame limit. The shapes they carry are in `report`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::report::{LogEntry, ServiceReport, StatusReport, StatusView, StepSpec};
+
+/// Version of this protocol. Bumped only for incompatible changes.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest frame either side accepts.
+pub const MAX_FRAME: usize = 64 * 1024;
+
+/// A request from a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// First message on every connection. → `Hello` | `Error{unsupported_version}`
+    Hello {
+        protocol: u32,
+        client: String,
+    },
+    /// The daemon's state. → `Status`
+    Status,
+    /// Enter maintenance (or change it when already in). → `Maintenance` | `Error`
+    MaintEnter {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        issue: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        countdown_secs: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
+    },
+    /// Change what the maintenance page shows; maintenance must be active.
+    /// → `Maintenance` | `Error{not_in_maintenance}`
+    MaintUpdate {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        issue: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        countdown_secs: Option<i64>,
+    },
+    /// Leave maintenance. → `Maintenance` (inactive; also when it was not active)
+    MaintExit,
+    /// Reload configuration and templates. → `Reloaded` | `Error{reload_failed}`
+    Reload,
+    /// The admin token for the HTTP API. → `Token`
+    Token,
+    /// Every service's state. → `Services`
+    Ps,
+    /// Start, stop or restart a service kinfrad runs. → `ServiceAction` | `Error`
+    ServiceStart {
+        service: String,
+    },
+    ServiceStop {
+        service: String,
+    },
+    ServiceRestart {
+        service: String,
+    },
+    /// The last `lines` captured lines of a service kinfrad runs. → `Logs` | `Error`
+    Logs {
+        service: String,
+        lines: u32,
+    },
+    /// Set what a service's loading page says while it comes up (a deploy script's progress);
+    /// `clear` drops it. → `ServiceAction` | `Error`
+    ServiceProgress {
+        service: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        steps: Vec<StepSpec>,
+        #[serde(default)]
+        clear: bool,
+    },
+}
+
+/// A response from the daemon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Response {
+    Hello {
+        protocol: u32,
+        server: String,
+    },
+    Status(StatusReport),
+    Maintenance(StatusView),
+    Reloaded {
+        config: String,
+    },
+    Token {
+        token: String,
+    },
+    Services {
+        services: Vec<ServiceReport>,
+    },
+    ServiceAction {
+        service: String,
+        action: String,
+    },
+    Logs {
+        service: String,
+        lines: Vec<LogEntry>,
+        dropped: u64,
+        /// Older lines asked for but left out so the answer fits one frame.
+        #[serde(default)]
+        omitted: u64,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+/// Stable error codes; the message is for humans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame was not a JSON object this protocol knows.
+    BadRequest,
+    /// The frame was larger than [`MAX_FRAME`].
+    FrameTooLarge,
+    /// The first request was not `hello`.
+    HandshakeRequired,
+    UnsupportedVersion,
+    /// A field's value was refused; the message names the field.
+    InvalidArgument,
+    NotInMaintenance,
+    ReloadFailed,
+    /// The change could not be persisted, so it was not made.
+    StateWriteFailed,
+    PermissionDenied,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::HandshakeRequired => "handshake_required",
+            ErrorCode::UnsupportedVersion => "unsupported_version",
+            ErrorCode::InvalidArgument => "invalid_argument",
+            ErrorCode::NotInMaintenance => "not_in_maintenance",
+            ErrorCode::ReloadFailed => "reload_failed",
+            ErrorCode::StateWriteFailed => "state_write_failed",
+            ErrorCode::PermissionDenied => "permission_denied",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl Response {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Response {
+        Response::Error {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_shapes_are_stable() {
+        let r = Request::MaintEnter {
+            url: Some("http://127.0.0.1:8081/".into()),
+            message: None,
+            issue: None,
+            countdown_secs: Some(600),
+            target: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&r).expect("ser"),
+            r#"{"type":"maint_enter","url":"http://127.0.0.1:8081/","countdown_secs":600}"#
+        );
+        let h: Request =
+            serde_json::from_str(r#"{"type":"hello","protocol":1,"client":"x"}"#).expect("de");
+        assert_eq!(
+            h,
+            Request::Hello {
+                protocol: 1,
+                client: "x".into()
+            }
+        );
+        let e = Response::error(ErrorCode::NotInMaintenance, "no");
+        assert_eq!(
+            serde_json::to_string(&e).expect("ser"),
+            r#"{"type":"error","code":"not_in_maintenance","message":"no"}"#
+        );
+    }
+
+    #[test]
+    fn unknown_and_malformed_are_rejected() {
+        assert!(serde_json::from_str::<Request>(r#"{"type":"format_disk"}"#).is_err());
+        // Unknown fields are ignored: fields are only ever added, as optional ones.
+        assert!(serde_json::from_str::<Request>(r#"{"type":"status","extra":1}"#).is_ok());
+        assert!(
+            serde_json::from_str::<Request>(r#"{"type":"maint_enter","countdown_secs":"ten"}"#)
+                .is_err()
+        );
+        assert!(serde_json::from_str::<Request>("[1,2]").is_err());
+    }
+}
