@@ -6,6 +6,10 @@
 #
 #   scripts/test.sh            # everything
 #   scripts/test.sh daemon     # only tests/daemon.rs (any cargo test filter works after --test)
+#
+# KINFRA_FUZZ_SECONDS=N also runs every fuzz target (fuzz/, scripts/fuzz.sh) for N seconds at the
+# end. Off by default: it needs a nightly toolchain and cargo-fuzz, and a cold build of fuzz/
+# (every dependency again, with sanitizer instrumentation) takes minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,3 +47,6 @@ KINFRA_TEST_FAST_PATH=0 cargo test --locked --test proxy
 # kinfrad with TOKIO_WORKER_THREADS=1 runs a current-thread runtime: tasks interleave in another
 # order, which has shown races the multi-thread runtime hid.
 TOKIO_WORKER_THREADS=1 cargo test --locked --test proxy --test supervise --test dashboard
+if [[ -n ${KINFRA_FUZZ_SECONDS:-} ]]; then
+    scripts/fuzz.sh "$KINFRA_FUZZ_SECONDS"
+fi
