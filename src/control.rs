@@ -301,13 +301,13 @@ pub async fn dispatch(app: &Arc<App>, req: Request) -> Response {
             services: app.service_reports(),
         }),
         Request::ServiceStart { service } => {
-            service_action(app, service, crate::supervise::Command::Start, "start").await
+            service_action(app, service, crate::supervise::Command::Start).await
         }
         Request::ServiceStop { service } => {
-            service_action(app, service, crate::supervise::Command::Stop, "stop").await
+            service_action(app, service, crate::supervise::Command::Stop).await
         }
         Request::ServiceRestart { service } => {
-            service_action(app, service, crate::supervise::Command::Restart, "restart").await
+            service_action(app, service, crate::supervise::Command::Restart).await
         }
         Request::ServiceProgress {
             service,
@@ -342,12 +342,11 @@ async fn service_action(
     app: &Arc<App>,
     service: String,
     cmd: crate::supervise::Command,
-    action: &str,
 ) -> Result<Response, crate::app::OpError> {
     app.service_command(&service, cmd).await?;
     Ok(Response::ServiceAction {
         service,
-        action: action.to_string(),
+        action: cmd.as_str().to_string(),
     })
 }
 

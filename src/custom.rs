@@ -1,4 +1,4 @@
-//! Forwarding visitors to an operator's own maintenance page (seed 002).
+//! Forwarding visitors to an operator's own maintenance page (`maint enter --url`).
 //!
 //! Page navigations (GET/HEAD that accept HTML) are sent to the URL itself; other requests (the
 //! page's scripts, styles, images) keep their path on the custom page's origin. The answer comes
@@ -188,7 +188,13 @@ pub async fn forward(
                 HEAD_TIMEOUT.as_secs()
             )
         })?
-        .map_err(|e| format!("custom page {} unreachable: {}", page.uri, error_chain(&e)))?;
+        .map_err(|e| {
+            format!(
+                "custom page {} unreachable: {}",
+                page.uri,
+                crate::errors::error_chain(&e)
+            )
+        })?;
     let (mut parts, body) = resp.into_parts();
     crate::proxy::strip_hop_by_hop(&mut parts.headers);
     parts
@@ -198,15 +204,4 @@ pub async fn forward(
         .headers
         .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
     Ok(Response::from_parts(parts, Body::new(body)))
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

@@ -389,17 +389,12 @@ pub async fn action(
     if let Err(d) = auth::admin(&app.token(), &headers, now_secs()) {
         return challenge(fail(d.status(), d.code(), d.message()), d);
     }
-    let cmd = match verb.as_str() {
-        "restart" => crate::supervise::Command::Restart,
-        "stop" => crate::supervise::Command::Stop,
-        "start" => crate::supervise::Command::Start,
-        other => {
-            return fail(
-                StatusCode::NOT_FOUND,
-                "unknown_action",
-                &format!("{other:?} is not an action; use restart, stop or start"),
-            );
-        }
+    let Some(cmd) = crate::supervise::Command::parse(&verb) else {
+        return fail(
+            StatusCode::NOT_FOUND,
+            "unknown_action",
+            &format!("{verb:?} is not an action; use restart, stop or start"),
+        );
     };
     if let Err(Refusal(status, code, message)) = supervised(&app, &name) {
         return fail(status, code, &message);

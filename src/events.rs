@@ -7,8 +7,8 @@
 //! it a `Bytes` clone and one write, whatever the number of subscribers, and a slow subscriber
 //! skips to the newest state instead of queueing old ones.
 //!
-//! Events: `statusUpdate` (the `/__status__` document, plus `routes`), `countdownUpdate` (seed
-//! 004: every second while maintenance is on, and once when it ends), `log` (the log stream of
+//! Events: `statusUpdate` (the `/__status__` document, plus `routes`), `countdownUpdate`
+//! (every second while maintenance is on, and once when it ends), `log` (the log stream of
 //! `/__events__?logs=SERVICE`), and `: ping` comments every 15 s so dead peers are noticed.
 
 use std::convert::Infallible;

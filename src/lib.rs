@@ -16,6 +16,7 @@ pub mod custom;
 pub mod daemon;
 pub mod dashboard;
 pub mod demo;
+pub mod errors;
 pub mod events;
 pub mod h1;
 pub mod health;

@@ -1,4 +1,5 @@
-//! The maintenance model: what the operator asked for, validated, and the seed-004 JSON view of it.
+//! The maintenance model: what the operator asked for, validated, and the JSON view of it that
+//! `GET /api/maintenance/status` serves.
 //!
 //! This module is pure: no I/O, no clocks of its own (callers pass `now_ms`), so every rule here is
 //! unit-tested directly.

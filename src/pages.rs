@@ -221,8 +221,12 @@ impl Pages {
                 ),
                 _ => ((*embedded).to_string(), "embedded".to_string()),
             };
-            tera.add_raw_template(name, &text)
-                .map_err(|e| format!("template {name} ({from}): {}", error_chain(&e)))?;
+            tera.add_raw_template(name, &text).map_err(|e| {
+                format!(
+                    "template {name} ({from}): {}",
+                    crate::errors::error_chain(&e)
+                )
+            })?;
             sources.push((name.to_string(), from));
         }
         if let Some(d) = templates_dir
@@ -405,19 +409,8 @@ impl Pages {
         self.tera
             .render(name, ctx)
             .map(Bytes::from)
-            .map_err(|e| format!("template {name}: {}", error_chain(&e)))
+            .map_err(|e| format!("template {name}: {}", crate::errors::error_chain(&e)))
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

@@ -61,7 +61,7 @@ impl UpstreamClient {
                 Ok(status)
             }
             Err(e) if e.is_connect() => Err((true, connect_text(&e))),
-            Err(e) => Err((false, error_chain(&e))),
+            Err(e) => Err((false, crate::errors::error_chain(&e))),
         }
     }
 }
@@ -220,32 +220,6 @@ pub enum ForwardError {
     ClientStalled(Duration),
 }
 
-impl ForwardError {
-    /// The client caused this, not the upstream: its breaker and health are left alone.
-    pub fn is_client_fault(&self) -> bool {
-        matches!(
-            self,
-            ForwardError::TooLarge(_)
-                | ForwardError::ClientBody(_)
-                | ForwardError::ClientStalled(_)
-        )
-    }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
-}
-
 /// Human text for a connect error ("Connection refused").
 fn connect_text(e: &hyper_util::client::legacy::Error) -> String {
     let mut cur: Option<&dyn std::error::Error> = Some(e);
@@ -259,7 +233,7 @@ fn connect_text(e: &hyper_util::client::legacy::Error) -> String {
         }
         cur = c.source();
     }
-    error_chain(e)
+    crate::errors::error_chain(e)
 }
 
 /// The URI to send upstream.
@@ -422,7 +396,7 @@ pub async fn forward(
                 up.on_error(Instant::now(), true, text.clone());
                 return Err(ForwardError::Connect(text));
             }
-            let text = error_chain(&e);
+            let text = crate::errors::error_chain(&e);
             up.on_error(Instant::now(), false, text.clone());
             return Err(ForwardError::Failed(text));
         }
@@ -549,7 +523,8 @@ impl http_body::Body for ClientBody {
                 Poll::Ready(Some(Ok(f)))
             }
             Poll::Ready(Some(Err(e))) => {
-                self.watch.set_fault(BodyFault::Client(error_chain(&e)));
+                self.watch
+                    .set_fault(BodyFault::Client(crate::errors::error_chain(&e)));
                 Poll::Ready(Some(Err(Box::new(e))))
             }
             Poll::Ready(None) => Poll::Ready(None),

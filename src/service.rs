@@ -1,5 +1,6 @@
 //! `[[service]]` entries: raw TOML shape and the validated `ServiceConfig` (routes, health probe,
-//! circuit breaker, fallback page, timeouts). Keys follow the seeds; every error names the key.
+//! circuit breaker, fallback page, timeouts). `packaging/kinfra.toml` documents every key; every
+//! error names the key.
 
 use std::time::Duration;
 

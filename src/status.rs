@@ -1,5 +1,5 @@
-//! `GET /__status__`: the seeds' status JSON, filled from the upstreams; and the dashboard's
-//! route list (`GET /api/dashboard/routes`, seed 002's fields).
+//! `GET /__status__`: the status JSON fallback pages, the dashboard and scripts read, filled from
+//! the upstreams; and the dashboard's route list (`GET /api/dashboard/routes`).
 
 use std::collections::HashMap;
 use std::time::Instant;

@@ -1,4 +1,4 @@
-//! Supervised services: one task per service owns its child process (issue 4, in progress).
+//! Supervised services: one task per service owns its child process.
 //!
 //! The task takes commands over a channel (`Command`) and publishes its `ProcStatus` on a watch
 //! channel, so nobody — least of all the request path — ever waits on it. A child:
@@ -242,6 +242,26 @@ pub enum Command {
     Start,
     Stop,
     Restart,
+}
+
+impl Command {
+    /// The verb as operators write it (`/__action__/VERB/…`, `kinfractl VERB`).
+    pub fn parse(verb: &str) -> Option<Command> {
+        match verb {
+            "start" => Some(Command::Start),
+            "stop" => Some(Command::Stop),
+            "restart" => Some(Command::Restart),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Command::Start => "start",
+            Command::Stop => "stop",
+            Command::Restart => "restart",
+        }
+    }
 }
 
 // ------------------------------------------------------------------------------------ logs
