@@ -2253,7 +2253,7 @@ mod tests {
 /// Entry points for the fuzz targets in `fuzz/`, built only with `--cfg fuzzing` (cargo-fuzz
 /// sets it). They run the real head parse and `classify`, `rewrite_response` and `Chunked` on
 /// bytes, without sockets, parsing exactly as `read_head` and `read_response_head` do.
-#[cfg(fuzzing)]
+#[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub mod fuzzing {
     use super::*;
