@@ -1,0 +1,148 @@
+//! What `App` reports: the status report, every service's state and the STATUS= line.
+
+use std::sync::atomic::Ordering;
+
+use crate::maintenance;
+use crate::protocol::{StatusReport, StatusView};
+
+use super::{App, lock_problems, now_ms};
+
+impl App {
+    pub fn status_view(&self) -> StatusView {
+        let v = self.maint.load();
+        maintenance::status_view(v.record.as_ref(), self.hits(), now_ms())
+    }
+
+    pub fn problems(&self) -> Vec<String> {
+        let p = lock_problems(&self.problems);
+        p.state.iter().chain(p.reload.iter()).cloned().collect()
+    }
+
+    pub fn report(&self) -> StatusReport {
+        let cfg = self.config();
+        StatusReport {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            pid: std::process::id(),
+            uptime_secs: self.uptime().as_secs(),
+            config: cfg.source.to_string(),
+            listen: self.http_addrs.iter().map(|a| a.to_string()).collect(),
+            control_socket: self.control_path.clone(),
+            state_file: cfg
+                .state_dir
+                .join(crate::paths::STATE_FILE)
+                .display()
+                .to_string(),
+            problems: self.problems(),
+            open_connections: self.connections.load(Ordering::Relaxed),
+            maintenance: self.status_view(),
+            services: self.service_reports(),
+        }
+    }
+
+    /// Every service's state, for `kinfractl status`.
+    pub fn service_reports(&self) -> Vec<crate::protocol::ServiceReport> {
+        let now = std::time::Instant::now();
+        let maint = self.maint.load();
+        self.services
+            .load()
+            .list
+            .iter()
+            .map(|up| {
+                let s = up.snapshot(now);
+                let proc = up.process_status();
+                crate::protocol::ServiceReport {
+                    name: s.name,
+                    url: s.url,
+                    routes: up.cfg().routes.iter().map(|r| r.to_string()).collect(),
+                    state: s.state.to_string(),
+                    health: s.health.label().to_string(),
+                    circuit_state: s.circuit.as_str().to_string(),
+                    circuit_failures: s.circuit_failures,
+                    circuit_opened_secs_ago: s.circuit_opened_secs_ago,
+                    requests: s.requests,
+                    failures: s.failures,
+                    last_error: s.error_detail,
+                    in_maintenance: maint
+                        .record
+                        .as_ref()
+                        .is_some_and(|m| m.target.covers(&up.name)),
+                    supervised: proc.is_some(),
+                    pid: proc.as_ref().and_then(|p| p.pid),
+                    port: Some(up.cfg().url.port),
+                    uptime_secs: match &proc {
+                        Some(p) => p
+                            .pid
+                            .and(p.started_at)
+                            .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+                            .map(|d| d.as_secs()),
+                        None => (s.uptime_secs > 0).then_some(s.uptime_secs),
+                    },
+                    restarts: s.restarts,
+                    last_exit: s.last_exit,
+                }
+            })
+            .collect()
+    }
+
+    /// The one-line STATUS= text.
+    pub fn status_line(&self) -> String {
+        let v = self.maint.load();
+        let svc = self.services.load();
+        let up = if svc.list.is_empty() {
+            String::new()
+        } else {
+            let healthy = svc
+                .list
+                .iter()
+                .filter(|u| u.health() == crate::upstream::Health::Healthy)
+                .count();
+            format!("; {healthy}/{} services up", svc.list.len())
+        };
+        let mut s = match &v.record {
+            None => format!("Serving on {}{up}; maintenance off", self.listen_summary()),
+            Some(m) => {
+                let eta = match m.estimated_completion_ms {
+                    Some(e) => format!(", ETA {}", crate::protocol::fmt::iso(e)),
+                    None => String::new(),
+                };
+                let page = if m.page_url.is_some() {
+                    ", custom page"
+                } else {
+                    ""
+                };
+                format!(
+                    "Maintenance ON ({}){eta}{page}: {}",
+                    m.target,
+                    truncate(&m.message, 80)
+                )
+            }
+        };
+        for p in self.problems() {
+            s.push_str(" | PROBLEM: ");
+            s.push_str(&truncate(&p, 160));
+        }
+        s
+    }
+
+    pub(super) fn listen_summary(&self) -> String {
+        self.http_addrs
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    let one: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if one.chars().count() <= n {
+        one
+    } else {
+        let mut t: String = one.chars().take(n).collect();
+        t.push('…');
+        t
+    }
+}
