@@ -44,7 +44,6 @@ impl App {
         }
     }
 
-    /// Stop every health task.
     /// Start a supervisor for every service with `command` that has none (or whose process
     /// settings changed on reload); stop those of removed services.
     pub fn sync_supervisors(self: &Arc<Self>) {
@@ -296,6 +295,7 @@ impl App {
         })
     }
 
+    /// Stop every health task.
     pub fn stop_probes(&self) {
         let mut probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
         for (_, stop) in probes.drain() {
