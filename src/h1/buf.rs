@@ -33,6 +33,8 @@ thread_local! {
 }
 
 /// An empty vector with room for `cap` bytes, reused when one is at hand.
+// Called per request from another h1 file: inlined there as when h1 was one file.
+#[inline]
 pub(super) fn scratch(cap: usize) -> Vec<u8> {
     let mut v = SCRATCH.with(|p| p.borrow_mut().pop()).unwrap_or_default();
     v.reserve(cap);

@@ -135,6 +135,8 @@ impl<'a> ConnTokens<'a> {
     }
 
     /// Is `name` listed (so hop-by-hop for this message)?
+    // Called per request from another h1 file: inlined there as when h1 was one file.
+    #[inline]
     pub(super) fn names(&self, name: &str) -> bool {
         !self.named.is_empty()
             && self
