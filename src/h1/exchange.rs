@@ -85,53 +85,60 @@ async fn read_response_head(
     loop {
         if rbuf.len() > 0 {
             seen_any = true;
-            // Uninitialised header slots: no 4 KB memset per response.
-            let mut headers =
-                [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-            let mut resp = httparse::Response::new(&mut []);
-            let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
-                &mut resp,
-                rbuf.filled(),
-                &mut headers,
-            );
-            match parsed {
-                Ok(httparse::Status::Complete(n)) if n > MAX_RESPONSE_HEAD => {
-                    return Err(ForwardError::Failed(
-                        "upstream response head too large".into(),
-                    ));
-                }
-                Ok(httparse::Status::Complete(n)) => {
-                    let status = resp.code.unwrap_or(0);
-                    if (100..200).contains(&status) && status != 101 {
-                        // RFC 9110 §15.2: interim responses (103 Early Hints, 102) go on to
-                        // the HTTP/1.1 client, hop-by-hop headers removed.
-                        let interim = rewrite_interim(&resp, rbuf.filled(), n);
-                        rbuf.consume(n);
-                        let sent = write_timed(client, &interim, send_limit).await;
-                        give_scratch(interim);
-                        if let Err(e) = sent {
-                            return Ok(Got::ClientGone(e));
+            // Parsed in a block of its own: the 4 KiB of header slots must not be alive across
+            // the interim write's await, or they would sit in every connection's future (and
+            // double the memory of an idle keep-alive connection).
+            let interim =
+                {
+                    // Uninitialised header slots: no 4 KB memset per response.
+                    let mut headers =
+                        [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+                    let mut resp = httparse::Response::new(&mut []);
+                    let parsed = httparse::ParserConfig::default()
+                        .parse_response_with_uninit_headers(&mut resp, rbuf.filled(), &mut headers);
+                    match parsed {
+                        Ok(httparse::Status::Complete(n)) if n > MAX_RESPONSE_HEAD => {
+                            return Err(ForwardError::Failed(
+                                "upstream response head too large".into(),
+                            ));
                         }
-                        continue;
+                        Ok(httparse::Status::Complete(n)) => {
+                            let status = resp.code.unwrap_or(0);
+                            if status == 101 {
+                                return Err(ForwardError::Failed(
+                                    "upstream switched protocols unasked".into(),
+                                ));
+                            }
+                            if !(100..200).contains(&status) {
+                                return rewrite_response(&resp, rbuf.filled(), n, head_only)
+                                    .map(Got::Head);
+                            }
+                            // RFC 9110 §15.2: interim responses (103 Early Hints, 102) go on to
+                            // the HTTP/1.1 client, hop-by-hop headers removed.
+                            let out = rewrite_interim(&resp, rbuf.filled(), n);
+                            rbuf.consume(n);
+                            Some(out)
+                        }
+                        Ok(httparse::Status::Partial) if rbuf.len() > MAX_RESPONSE_HEAD => {
+                            return Err(ForwardError::Failed(
+                                "upstream response head too large".into(),
+                            ));
+                        }
+                        Ok(httparse::Status::Partial) => None,
+                        Err(e) => {
+                            return Err(ForwardError::Failed(format!(
+                                "invalid upstream response: {e}"
+                            )));
+                        }
                     }
-                    if status == 101 {
-                        return Err(ForwardError::Failed(
-                            "upstream switched protocols unasked".into(),
-                        ));
-                    }
-                    return rewrite_response(&resp, rbuf.filled(), n, head_only).map(Got::Head);
+                };
+            if let Some(interim) = interim {
+                let sent = write_timed(client, &interim, send_limit).await;
+                give_scratch(interim);
+                if let Err(e) = sent {
+                    return Ok(Got::ClientGone(e));
                 }
-                Ok(httparse::Status::Partial) if rbuf.len() > MAX_RESPONSE_HEAD => {
-                    return Err(ForwardError::Failed(
-                        "upstream response head too large".into(),
-                    ));
-                }
-                Ok(httparse::Status::Partial) => {}
-                Err(e) => {
-                    return Err(ForwardError::Failed(format!(
-                        "invalid upstream response: {e}"
-                    )));
-                }
+                continue;
             }
         }
         match timer.until(due, fill(upc, rbuf, 4096)).await {
