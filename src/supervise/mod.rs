@@ -12,8 +12,7 @@
 //!   dropped and counted, never blocking the child;
 //! - is restarted per its policy with exponential back-off (capped, reset after a stable run).
 //!
-//! Not wired into `[[service]]` and the daemon yet: see the closing note of the session that
-//! added it.
+//! `App::sync_supervisors` starts and stops one per `[[service]]` with a `command`.
 
 mod child;
 mod logs;
