@@ -1100,18 +1100,9 @@ fn https_custom_page_verified_against_upstream_ca_file() {
 
 #[test]
 fn control_socket_checks_peer_credentials() {
-    if !nix::unistd::geteuid().is_root()
-        || Command::new("setpriv").arg("--version").output().is_err()
-    {
-        eprintln!("SKIP: needs root and setpriv to act as other users");
+    let Some(dir) = dir_for_other_users("act as other users") else {
         return;
-    }
-    let dir = tempfile::tempdir().expect("tmp");
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod");
+    };
     let cfg = dir.path().join("kinfra.toml");
     std::fs::write(&cfg, "control_group = \"nogroup\"\n").expect("cfg");
     let cfg_s = cfg.display().to_string();

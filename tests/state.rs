@@ -228,18 +228,9 @@ fn a_state_directory_others_can_write_or_own_is_refused() {
 
 #[test]
 fn without_home_the_defaults_come_from_the_passwd_entry() {
-    if !nix::unistd::geteuid().is_root()
-        || Command::new("setpriv").arg("--version").output().is_err()
-    {
-        eprintln!("SKIP: needs root and setpriv to run as a user without HOME");
+    let Some(dir) = dir_for_other_users("run as a user without HOME") else {
         return;
-    }
-    let dir = tempfile::tempdir().expect("tmp");
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod");
+    };
     // An empty config file: the built-in defaults, whatever /etc/kinfra holds on this machine.
     let cfg = dir.path().join("kinfra.toml");
     std::fs::write(&cfg, "").expect("cfg");

@@ -92,18 +92,8 @@ fn apps() -> &'static [Arc<App>; 3] {
     })
 }
 
-/// Header names a proxy never forwards (RFC 9110 §7.6.1, plus Upgrade and the framing).
-const HOP: &[&str] = &[
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authenticate",
-    "proxy-authorization",
-];
+/// Header names a proxy never forwards (RFC 9110 §7.6.1): the list both paths strip.
+use kinfra::proxy::HOP;
 /// Headers kinfrad writes itself on a forwarded request.
 const OWN: &[&str] = &[
     "host",

@@ -11,18 +11,8 @@
 use kinfra::h1::fuzzing::{BodyFraming, chunked, response};
 use libfuzzer_sys::fuzz_target;
 
-/// Header names a proxy never forwards (RFC 9110 §7.6.1, plus Upgrade and the framing).
-const HOP: &[&str] = &[
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authenticate",
-    "proxy-authorization",
-];
+/// Header names a proxy never forwards (RFC 9110 §7.6.1): the list both paths strip.
+use kinfra::proxy::HOP;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, raw)) = data.split_first() else {

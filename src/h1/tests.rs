@@ -5,34 +5,20 @@ use crate::proxy::ForwardError;
 use super::classify::is_own_path;
 use super::exchange::{Framing, RespHead, rewrite_interim, rewrite_response};
 use super::head::{ConnTokens, Hdr, is_hop, parse_len, plain_host};
-use super::relay::Chunked;
-
-fn feed_all(parts: &[&[u8]]) -> Result<(usize, bool), &'static str> {
-    let mut c = Chunked::default();
-    let mut total = 0;
-    for p in parts {
-        let (used, end) = c.feed(p)?;
-        total += used;
-        if end {
-            return Ok((total, true));
-        }
-    }
-    Ok((total, false))
-}
 
 #[test]
 fn chunked_end_is_found_across_splits() {
     let body = b"5\r\nhello\r\n1a;ext=1\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nX-T: 1\r\n\r\nNEXT";
     let end = body.len() - 4;
-    assert_eq!(feed_all(&[body]), Ok((end, true)));
+    assert_eq!(super::fuzzing::chunked(&[body]), Ok((end, true)));
     // Every split point gives the same answer.
     for cut in 1..body.len() {
         let (a, b) = body.split_at(cut);
-        let r = feed_all(&[a, b]).expect("valid");
+        let r = super::fuzzing::chunked(&[a, b]).expect("valid");
         assert_eq!(r, (end, true), "cut at {cut}");
     }
-    assert_eq!(feed_all(&[b"0\r\n\r\n"]), Ok((5, true)));
-    assert_eq!(feed_all(&[b"5\r\nhel"]), Ok((6, false)));
+    assert_eq!(super::fuzzing::chunked(&[b"0\r\n\r\n"]), Ok((5, true)));
+    assert_eq!(super::fuzzing::chunked(&[b"5\r\nhel"]), Ok((6, false)));
 }
 
 #[test]
@@ -46,7 +32,7 @@ fn chunked_garbage_is_refused() {
         b"0\r\nbad\ntrailer",
     ] {
         assert!(
-            feed_all(&[bad]).is_err(),
+            super::fuzzing::chunked(&[bad]).is_err(),
             "{:?} accepted",
             String::from_utf8_lossy(bad)
         );

@@ -616,3 +616,22 @@ fn build_kinfractl() -> String {
     );
     built
 }
+
+/// A temporary directory other users may enter (0755), when this run can act as them (root,
+/// and `setpriv` present); otherwise `None`, after printing `SKIP: needs root and setpriv to
+/// {why}`.
+pub fn dir_for_other_users(why: &str) -> Option<tempfile::TempDir> {
+    if !nix::unistd::geteuid().is_root()
+        || Command::new("setpriv").arg("--version").output().is_err()
+    {
+        eprintln!("SKIP: needs root and setpriv to {why}");
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    Some(dir)
+}
