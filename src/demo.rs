@@ -31,7 +31,7 @@ health_check = {{ interval = "300ms", grace = "30s" }}
 /// report a failure to.
 fn notify(lines: &[&str]) {
     let lines: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
-    let _ = crate::notify::Notifier::from_env().send(&lines);
+    let _ = crate::systemd::notify::Notifier::from_env().send(&lines);
 }
 
 /// Run the demo service; returns the process exit code.

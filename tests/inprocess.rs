@@ -8,8 +8,8 @@ use std::time::Duration;
 use kinfra::app::MaintRequest;
 use kinfra::config::{Config, Overrides};
 use kinfra::daemon::{RunOptions, run};
-use kinfra::notify::{Boot, Notifier};
-use kinfra::sockets::Inherited;
+use kinfra::systemd::notify::{Boot, Notifier};
+use kinfra::systemd::sockets::Inherited;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_runs_in_process() {

@@ -6,8 +6,8 @@
 use std::collections::HashSet;
 
 use kinfra::config::{Config, Overrides};
-use kinfra::routes::{HostMatch, RouteSpec};
-use kinfra::service::valid_name;
+use kinfra::model::routes::{HostMatch, RouteSpec};
+use kinfra::config::service::valid_name;
 use libfuzzer_sys::fuzz_target;
 
 const FILE: &str = "fuzz.toml";

@@ -12,8 +12,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use kinfra::app::{App, AppParts};
-use kinfra::h1::fuzzing::{Decision, request};
-use kinfra::maintenance::{Maintenance, Target};
+use kinfra::proxy::h1::fuzzing::{Decision, request};
+use kinfra::model::maintenance::{Maintenance, Target};
 use libfuzzer_sys::fuzz_target;
 
 const CONFIG: &str = r#"
@@ -70,10 +70,10 @@ fn app(maintenance: Option<Target>) -> Arc<App> {
         state_file: loaded.file,
         state_problem: None,
         token: "0".repeat(64),
-        notifier: kinfra::notify::Notifier::disabled(),
+        notifier: kinfra::systemd::notify::Notifier::disabled(),
         http_addrs: vec!["127.0.0.1:9100".parse().expect("addr")],
         control_path: "control.sock".into(),
-        client: kinfra::custom::CustomClient::new(None).expect("client"),
+        client: kinfra::proxy::custom::CustomClient::new(None).expect("client"),
         overrides: kinfra::config::Overrides::default(),
         config,
     })

@@ -8,7 +8,7 @@
 //! way only. The chunked decoder must find the same end however its input is split.
 #![no_main]
 
-use kinfra::h1::fuzzing::{BodyFraming, chunked, response};
+use kinfra::proxy::h1::fuzzing::{BodyFraming, chunked, response};
 use libfuzzer_sys::fuzz_target;
 
 /// Header names a proxy never forwards (RFC 9110 §7.6.1): the list both paths strip.
@@ -55,7 +55,7 @@ fn check_interim(head: &[u8]) {
     }
 }
 
-fn check_head(raw: &[u8], head_only: bool, r: &kinfra::h1::fuzzing::Rewritten) {
+fn check_head(raw: &[u8], head_only: bool, r: &kinfra::proxy::h1::fuzzing::Rewritten) {
     assert!(r.consumed <= raw.len());
     for i in &r.interim {
         check_interim(i);

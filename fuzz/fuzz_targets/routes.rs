@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use kinfra::routes::{HostMatch, Route, RouteSpec, RouteTable, strip};
+use kinfra::model::routes::{HostMatch, Route, RouteSpec, RouteTable, strip};
 use libfuzzer_sys::fuzz_target;
 
 /// How specific a route's host is for `host`, as documented (None: it does not apply).

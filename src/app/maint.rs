@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::maintenance::{self, Change, Maintenance, PageUrl, Target};
+use crate::model::maintenance::{self, Change, Maintenance, PageUrl, Target};
 use crate::pages::Pages;
 use crate::protocol::{ErrorCode, StatusView};
 use crate::state::StateFile;

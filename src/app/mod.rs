@@ -12,32 +12,25 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::config::{Config, Overrides};
-use crate::maintenance::{InvalidInput, Maintenance, PageUrl};
-use crate::notify::Notifier;
+use crate::model::maintenance::{InvalidInput, Maintenance, PageUrl};
+use crate::model::now_ms;
+use crate::model::routes::{Route, RouteTable};
 use crate::pages::Pages;
 use crate::protocol::ErrorCode;
-use crate::routes::{Route, RouteTable};
 use crate::state::{PersistedState, StateFile};
+use crate::systemd::notify::Notifier;
 use crate::upstream::Upstream;
 
 use maint::build_view;
 pub use maint::{MaintRequest, PAGE_LOOKUP_TIMEOUT};
 use services::Supervised;
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 /// The published maintenance state with its pre-rendered page.
 #[derive(Debug, Default)]
@@ -100,8 +93,8 @@ pub struct App {
     pub control_path: String,
     changed: watch::Sender<u64>,
     /// Live-update frames for `/__events__` (built by `events::run`).
-    events: crate::events::Hub,
-    client: ArcSwap<crate::custom::CustomClient>,
+    events: crate::web::events::Hub,
+    client: ArcSwap<crate::proxy::custom::CustomClient>,
     services: ArcSwap<Services>,
     /// Stop switches of the running health tasks, by service name.
     probes: Mutex<std::collections::HashMap<String, watch::Sender<bool>>>,
@@ -176,7 +169,7 @@ pub struct AppParts {
     pub notifier: Notifier,
     pub http_addrs: Vec<SocketAddr>,
     pub control_path: String,
-    pub client: crate::custom::CustomClient,
+    pub client: crate::proxy::custom::CustomClient,
 }
 
 fn lock_problems(m: &Mutex<Problems>) -> std::sync::MutexGuard<'_, Problems> {
@@ -200,7 +193,7 @@ impl App {
         }
         Ok(App {
             started: Instant::now(),
-            instance: crate::token::hex(&id),
+            instance: crate::state::token::hex(&id),
             config: ArcSwap::from_pointee(p.config),
             overrides: p.overrides,
             pages: ArcSwap::from_pointee(p.pages),
@@ -218,7 +211,7 @@ impl App {
             http_addrs: p.http_addrs,
             control_path: p.control_path,
             changed,
-            events: crate::events::Hub::default(),
+            events: crate::web::events::Hub::default(),
             client: ArcSwap::from_pointee(p.client),
             services: ArcSwap::from_pointee(services),
             probes: Mutex::new(std::collections::HashMap::new()),
@@ -256,7 +249,7 @@ impl App {
     }
 
     /// The client for custom maintenance pages.
-    pub fn client(&self) -> Arc<crate::custom::CustomClient> {
+    pub fn client(&self) -> Arc<crate::proxy::custom::CustomClient> {
         self.client.load_full()
     }
 
@@ -282,7 +275,7 @@ impl App {
     }
 
     /// The dashboard's live-update hub.
-    pub fn events(&self) -> &crate::events::Hub {
+    pub fn events(&self) -> &crate::web::events::Hub {
         &self.events
     }
 

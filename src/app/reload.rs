@@ -40,10 +40,11 @@ impl App {
         };
         let overrides = self.overrides.clone();
         let loaded = tokio::task::spawn_blocking(
-            move || -> Result<(Config, Pages, crate::custom::CustomClient), String> {
+            move || -> Result<(Config, Pages, crate::proxy::custom::CustomClient), String> {
                 let cfg = Config::load(path.as_deref(), &overrides).map_err(|e| e.to_string())?;
                 let pages = Pages::load_with(cfg.templates_dir.as_deref(), &cfg.page_config)?;
-                let client = crate::custom::CustomClient::new(cfg.upstream_ca_file.as_deref())?;
+                let client =
+                    crate::proxy::custom::CustomClient::new(cfg.upstream_ca_file.as_deref())?;
                 Ok((cfg, pages, client))
             },
         )
@@ -66,10 +67,12 @@ impl App {
             let path = cfg.token_path();
             let generate = cfg.admin_token_file.is_none();
             Some(
-                tokio::task::spawn_blocking(move || crate::token::load_or_create(&path, generate))
-                    .await
-                    .map_err(|e| OpError::new(ErrorCode::Internal, e.to_string()))?
-                    .map_err(|e| OpError::new(ErrorCode::ReloadFailed, e.to_string()))?,
+                tokio::task::spawn_blocking(move || {
+                    crate::state::token::load_or_create(&path, generate)
+                })
+                .await
+                .map_err(|e| OpError::new(ErrorCode::Internal, e.to_string()))?
+                .map_err(|e| OpError::new(ErrorCode::ReloadFailed, e.to_string()))?,
             )
         } else {
             None

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::maintenance;
+use crate::model::maintenance;
 use crate::protocol::{StatusReport, StatusView};
 
 use super::{App, lock_problems, now_ms};

@@ -5,16 +5,16 @@ use std::sync::atomic::Ordering;
 
 use tokio::sync::watch;
 
-use crate::maintenance;
+use crate::model::maintenance;
 use crate::protocol::ErrorCode;
 use crate::upstream::Upstream;
 
 use super::{App, OpError, persisted, write_state};
 
 pub(super) struct Supervised {
-    spec: crate::service::ProcessConfig,
+    spec: crate::config::service::ProcessConfig,
     stop: watch::Sender<bool>,
-    handle: crate::supervise::Handle,
+    handle: crate::supervisor::Handle,
 }
 
 impl App {
@@ -36,7 +36,7 @@ impl App {
             let (tx, rx) = watch::channel(false);
             probes.insert(up.name.clone(), tx);
             let weak = Arc::downgrade(self);
-            tokio::spawn(crate::health::run(up.clone(), rx, move |u| {
+            tokio::spawn(crate::upstream::health::run(up.clone(), rx, move |u| {
                 if let Some(app) = weak.upgrade() {
                     app.upstream_changed(u);
                 }
@@ -52,7 +52,7 @@ impl App {
         if !self.reaped.swap(true, Ordering::AcqRel) {
             // Before the first child: what a crashed predecessor left is a leftover.
             let owner = self.config().state_dir.display().to_string();
-            let n = crate::supervise::reap_leftovers(&owner);
+            let n = crate::supervisor::reap_leftovers(&owner);
             if n > 0 {
                 tracing::warn!(
                     processes = n,
@@ -80,7 +80,7 @@ impl App {
                 continue;
             }
             let (tx, rx) = watch::channel(false);
-            let ps = crate::supervise::ProcessSpec {
+            let ps = crate::supervisor::ProcessSpec {
                 name: up.name.clone(),
                 argv: spec.argv.clone(),
                 cwd: spec.cwd.clone(),
@@ -101,7 +101,7 @@ impl App {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .contains(&up.name);
-            let handle = crate::supervise::spawn(
+            let handle = crate::supervisor::spawn(
                 ps,
                 start,
                 move |port| {
@@ -139,7 +139,7 @@ impl App {
     /// Stop every supervised process, waiting (at most their stop timeouts) until they are gone.
     pub async fn stop_supervisors(&self) {
         let stopping: Vec<(
-            watch::Receiver<crate::supervise::ProcStatus>,
+            watch::Receiver<crate::supervisor::ProcStatus>,
             std::time::Duration,
         )> = {
             let mut sups = self.supervisors.lock().unwrap_or_else(|p| p.into_inner());
@@ -163,7 +163,7 @@ impl App {
     pub async fn service_command(
         &self,
         name: &str,
-        cmd: crate::supervise::Command,
+        cmd: crate::supervisor::Command,
     ) -> Result<(), OpError> {
         let handle = self.supervised(name)?;
         // Operator intent first: persisted before it is acted on and acknowledged.
@@ -171,7 +171,7 @@ impl App {
             let store = self.store.lock().await;
             let mut next = self.stopped_list();
             match cmd {
-                crate::supervise::Command::Stop => next.push(name.to_string()),
+                crate::supervisor::Command::Stop => next.push(name.to_string()),
                 _ => next.retain(|n| n != name),
             }
             next.sort();
@@ -215,10 +215,10 @@ impl App {
             .map(|m| maintenance::clean_text("message", &m))
             .transpose()
             .map_err(bad)?;
-        if steps.len() > crate::supervise::MAX_STEPS {
+        if steps.len() > crate::supervisor::MAX_STEPS {
             return Err(OpError::new(
                 ErrorCode::InvalidArgument,
-                format!("at most {} steps", crate::supervise::MAX_STEPS),
+                format!("at most {} steps", crate::supervisor::MAX_STEPS),
             ));
         }
         let mut out = Vec::new();
@@ -242,7 +242,7 @@ impl App {
                     ));
                 }
             };
-            out.push(crate::upstream::Step { text, status });
+            out.push(crate::model::Step { text, status });
         }
         if message.is_none() && out.is_empty() {
             return Err(OpError::new(
@@ -270,7 +270,7 @@ impl App {
         &self,
         name: &str,
         n: usize,
-    ) -> Result<(Vec<crate::supervise::LogLine>, u64), OpError> {
+    ) -> Result<(Vec<crate::supervisor::LogLine>, u64), OpError> {
         let h = self.supervised(name)?;
         Ok((h.logs.tail(n), h.logs.dropped()))
     }
@@ -286,7 +286,7 @@ impl App {
     }
 
     /// The supervisor of service `name`, which kinfrad must run (`command`).
-    fn supervised(&self, name: &str) -> Result<Arc<crate::supervise::Handle>, OpError> {
+    fn supervised(&self, name: &str) -> Result<Arc<crate::supervisor::Handle>, OpError> {
         self.upstream(name)?.process().clone().ok_or_else(|| {
             OpError::new(
                 ErrorCode::InvalidArgument,

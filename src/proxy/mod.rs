@@ -4,6 +4,8 @@
 //! bare 502.
 
 mod body;
+pub mod custom;
+pub mod h1;
 mod headers;
 #[cfg(test)]
 mod tests;
@@ -20,9 +22,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 
-use crate::circuit::Admit;
-use crate::routes::Route;
-use crate::service::ServiceConfig;
+use crate::config::service::ServiceConfig;
+use crate::model::circuit::Admit;
+use crate::model::routes::Route;
 use crate::upstream::Upstream;
 
 use body::{BodyFault, BodyWatch, ClientBody, IdleBody, TrialGuard};
@@ -42,9 +44,9 @@ impl UpstreamClient {
         cfg: &ServiceConfig,
         extra_ca: Option<&std::path::Path>,
     ) -> Result<UpstreamClient, String> {
-        let tls = crate::custom::tls_config(extra_ca)?.config;
+        let tls = crate::proxy::custom::tls_config(extra_ca)?.config;
         Ok(UpstreamClient {
-            client: crate::custom::pooled_client(
+            client: crate::proxy::custom::pooled_client(
                 tls,
                 cfg.timeouts.connect,
                 cfg.timeouts.idle,
@@ -115,7 +117,7 @@ fn connect_text(e: &hyper_util::client::legacy::Error) -> String {
 fn upstream_uri(cfg: &ServiceConfig, route: &Route<Upstream>, uri: &Uri) -> Result<Uri, String> {
     let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let pq = if route.strip_prefix {
-        crate::routes::strip(&route.spec.prefix, pq)
+        crate::model::routes::strip(&route.spec.prefix, pq)
     } else {
         pq.to_string()
     };

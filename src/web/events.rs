@@ -24,7 +24,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::app::App;
-use crate::supervise::LogRing;
+use crate::supervisor::LogRing;
 
 /// A quiet stream still gets a comment this often.
 pub const KEEPALIVE: Duration = Duration::from_secs(15);
@@ -90,7 +90,7 @@ pub fn frame(event: &str, id: u64, data: &str) -> Bytes {
 
 /// The `statusUpdate` document: `/__status__` with logs and routes.
 pub fn status_value(app: &App) -> Value {
-    crate::status::services_json(app, None, true).unwrap_or(Value::Null)
+    crate::web::status::services_json(app, None, true).unwrap_or(Value::Null)
 }
 
 /// The status without what changes by itself every second (compared, never sent).
@@ -308,7 +308,7 @@ pub fn log_stream(
 }
 
 /// The `log` event's data (also the JSON of `GET /api/dashboard/logs/{service}`).
-pub fn log_json(lines: &[crate::supervise::LogLine], cursor: u64, skipped: u64) -> Value {
+pub fn log_json(lines: &[crate::supervisor::LogLine], cursor: u64, skipped: u64) -> Value {
     serde_json::json!({
         "lines": lines.iter().map(crate::protocol::LogEntry::from).collect::<Vec<_>>(),
         "cursor": cursor,

@@ -29,7 +29,7 @@ fn key(token: &str) -> hmac::Key {
 pub fn mint(token: &str, now_secs: u64) -> String {
     let exp = now_secs + SESSION_SECS;
     let tag = hmac::sign(&key(token), format!("kinfra-session-v1.{exp}").as_bytes());
-    format!("v1.{exp}.{}", crate::token::hex(tag.as_ref()))
+    format!("v1.{exp}.{}", crate::state::token::hex(tag.as_ref()))
 }
 
 /// Is `value` a session minted with `token` that has not expired?
@@ -95,7 +95,7 @@ pub fn bearer(token: &str, h: &HeaderMap) -> bool {
     let Some(given) = v.strip_prefix("Bearer ").map(str::trim) else {
         return false;
     };
-    crate::token::constant_time_eq(given.as_bytes(), token.as_bytes())
+    crate::state::token::constant_time_eq(given.as_bytes(), token.as_bytes())
 }
 
 /// Does the request carry a valid session cookie?

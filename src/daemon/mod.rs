@@ -12,10 +12,10 @@ use tokio::sync::watch;
 
 use crate::app::{App, AppParts};
 use crate::config::{Config, Overrides};
-use crate::notify::Boot;
 use crate::pages::Pages;
-use crate::sockets::{self, Inherited};
 use crate::state::StateFile;
+use crate::systemd::notify::Boot;
+use crate::systemd::sockets::{self, Inherited};
 
 /// How often the maintenance hit counter is persisted when it moved.
 const HITS_FLUSH: Duration = Duration::from_secs(5);
@@ -46,7 +46,7 @@ pub fn main(args: DaemonArgs) -> ExitCode {
     let boot = unsafe { Boot::capture() };
     // SAFETY: as above.
     let inherited = unsafe { sockets::take_from_systemd() };
-    crate::logging::init();
+    crate::systemd::logging::init();
 
     if args.check_config {
         return check_config(&args);
@@ -115,7 +115,7 @@ fn check_config(args: &DaemonArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Err(e) = crate::custom::CustomClient::new(cfg.upstream_ca_file.as_deref()) {
+    if let Err(e) = crate::proxy::custom::CustomClient::new(cfg.upstream_ca_file.as_deref()) {
         eprintln!(
             "kinfrad: config invalid: {}: key `upstream_ca_file`: {e}",
             cfg.source
@@ -175,7 +175,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         tracing::error!(problem = %p, "state file problem");
     }
     let token_path = config.token_path();
-    let token = crate::token::load_or_create(&token_path, config.admin_token_file.is_none())?;
+    let token =
+        crate::state::token::load_or_create(&token_path, config.admin_token_file.is_none())?;
 
     // Listeners: systemd's first, else our own.
     let http_std = if inherited.http.is_empty() {
@@ -214,7 +215,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     control_std.set_nonblocking(true)?;
     let control = tokio::net::UnixListener::from_std(control_std)?;
 
-    let client = crate::custom::CustomClient::new(config.upstream_ca_file.as_deref())
+    let client = crate::proxy::custom::CustomClient::new(config.upstream_ca_file.as_deref())
         .map_err(|e| anyhow!(e))?;
     tracing::debug!(roots = client.roots, "TLS roots loaded for custom pages");
     let access = crate::control::Access::new(&config.control_group);
@@ -244,13 +245,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     // Supervisors first: a service's probe must find its process attached.
     app.sync_supervisors();
     app.sync_probes();
-    let http_task = tokio::spawn(crate::http::serve(
+    let http_task = tokio::spawn(crate::web::http::serve(
         app.clone(),
         http,
         stop_rx.clone(),
         grace,
     ));
-    let events_task = tokio::spawn(crate::events::run(app.clone(), stop_rx.clone()));
+    let events_task = tokio::spawn(crate::web::events::run(app.clone(), stop_rx.clone()));
     let control_task = tokio::spawn(crate::control::serve(
         app.clone(),
         control,

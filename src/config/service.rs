@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::circuit::BreakerConfig;
-use crate::routes::RouteSpec;
+use crate::model::circuit::BreakerConfig;
+use crate::model::routes::RouteSpec;
 
 /// Raw `[[service]]` table as written in the file.
 #[derive(Debug, Clone, Deserialize)]
@@ -152,7 +152,7 @@ pub struct ProcessConfig {
     pub env: Vec<(String, String)>,
     pub preferred_port: u16,
     pub port_range: (u16, u16),
-    pub restart: crate::supervise::RestartPolicy,
+    pub restart: crate::supervisor::RestartPolicy,
     pub stop_signal: nix::sys::signal::Signal,
     pub stop_timeout: Duration,
     pub log_lines: usize,
@@ -486,7 +486,7 @@ impl ServiceConfig {
             }
         };
         let message = match &raw.fallback_message {
-            Some(m) => crate::maintenance::clean_text("fallback_message", m)
+            Some(m) => crate::model::maintenance::clean_text("fallback_message", m)
                 .map_err(|e| (here("fallback_message"), e.message))?,
             None => "Service is starting up…".to_string(),
         };
@@ -591,7 +591,7 @@ impl ServiceConfig {
             Some(v) => parse_size(v).map_err(|m| (here("max_request_body"), m))?,
         };
         let display_name = match &raw.display_name {
-            Some(d) => crate::maintenance::clean_text("display_name", d)
+            Some(d) => crate::model::maintenance::clean_text("display_name", d)
                 .map_err(|e| (here("display_name"), e.message))?,
             None => name.clone(),
         };
@@ -718,8 +718,8 @@ fn process_config(
         env.push((k, v));
     }
     let restart = match &raw.restart {
-        None => crate::supervise::RestartPolicy::OnFailure,
-        Some(r) => crate::supervise::RestartPolicy::parse(r).map_err(|m| (here("restart"), m))?,
+        None => crate::supervisor::RestartPolicy::OnFailure,
+        Some(r) => crate::supervisor::RestartPolicy::parse(r).map_err(|m| (here("restart"), m))?,
     };
     let stop_signal = match &raw.stop_signal {
         None => nix::sys::signal::Signal::SIGTERM,

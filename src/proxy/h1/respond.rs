@@ -59,7 +59,7 @@ pub(super) fn maintenance_bytes(app: &App, up: Option<&Upstream>) -> bytes::Byte
     let retry = view
         .record
         .as_ref()
-        .map(|m| m.retry_after_secs(crate::app::now_ms()))
+        .map(|m| m.retry_after_secs(crate::model::now_ms()))
         .unwrap_or(0);
     let sec = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -73,7 +73,7 @@ pub(super) fn maintenance_bytes(app: &App, up: Option<&Upstream>) -> bytes::Byte
         return b;
     }
     let resp =
-        crate::http::maintenance_response(true, view.html.clone(), &app.status_view(), retry);
+        crate::web::http::maintenance_response(true, view.html.clone(), &app.status_view(), retry);
     let b = bytes::Bytes::from(serialize_full(resp));
     MAINT.with(|c| *c.borrow_mut() = Some((view, retry, sec, b.clone())));
     b

@@ -6,7 +6,7 @@ use std::path::Path;
 use bytes::Bytes;
 use tera::{Context, Tera};
 
-use crate::maintenance::Maintenance;
+use crate::model::maintenance::Maintenance;
 use crate::protocol::fmt::iso;
 
 /// Template names and their embedded sources, in the order they are loaded.
@@ -18,45 +18,48 @@ use crate::protocol::fmt::iso;
 pub const EMBEDDED: &[(&str, &str)] = &[
     (
         "_theme.css.html",
-        include_str!("../templates/_theme.css.html"),
+        include_str!("../../templates/_theme.css.html"),
     ),
-    ("_poll.js.html", include_str!("../templates/_poll.js.html")),
+    (
+        "_poll.js.html",
+        include_str!("../../templates/_poll.js.html"),
+    ),
     (
         "_states.js.html",
-        include_str!("../templates/_states.js.html"),
+        include_str!("../../templates/_states.js.html"),
     ),
     (
         "_uptime.js.html",
-        include_str!("../templates/_uptime.js.html"),
+        include_str!("../../templates/_uptime.js.html"),
     ),
     (
         "_fallback.js.html",
-        include_str!("../templates/_fallback.js.html"),
+        include_str!("../../templates/_fallback.js.html"),
     ),
     (
         "_logs.css.html",
-        include_str!("../templates/_logs.css.html"),
+        include_str!("../../templates/_logs.css.html"),
     ),
-    ("_base.html", include_str!("../templates/_base.html")),
+    ("_base.html", include_str!("../../templates/_base.html")),
     (
         "_fallback.html",
-        include_str!("../templates/_fallback.html"),
+        include_str!("../../templates/_fallback.html"),
     ),
     (
         "maintenance.html",
-        include_str!("../templates/maintenance.html"),
+        include_str!("../../templates/maintenance.html"),
     ),
-    ("landing.html", include_str!("../templates/landing.html")),
-    ("loading.html", include_str!("../templates/loading.html")),
-    ("live.html", include_str!("../templates/live.html")),
-    ("503.html", include_str!("../templates/503.html")),
-    ("status.html", include_str!("../templates/status.html")),
+    ("landing.html", include_str!("../../templates/landing.html")),
+    ("loading.html", include_str!("../../templates/loading.html")),
+    ("live.html", include_str!("../../templates/live.html")),
+    ("503.html", include_str!("../../templates/503.html")),
+    ("status.html", include_str!("../../templates/status.html")),
     (
         "dashboard.html",
-        include_str!("../templates/dashboard.html"),
+        include_str!("../../templates/dashboard.html"),
     ),
-    ("logs.html", include_str!("../templates/logs.html")),
-    ("login.html", include_str!("../templates/login.html")),
+    ("logs.html", include_str!("../../templates/logs.html")),
+    ("login.html", include_str!("../../templates/login.html")),
 ];
 
 /// A partial (`_base.html`, `_theme.css.html`, …), as opposed to a page kinfrad renders.
@@ -110,7 +113,7 @@ pub struct FallbackFacts {
     pub uptime: String,
     pub health_status: String,
     pub state: String,
-    pub steps: Vec<crate::upstream::Step>,
+    pub steps: Vec<crate::model::Step>,
     pub refresh_interval: u32,
     pub error_detail: String,
 }
@@ -126,7 +129,7 @@ impl FallbackFacts {
             uptime: String::new(),
             health_status: "Starting".into(),
             state: "starting".into(),
-            steps: vec![crate::upstream::Step {
+            steps: vec![crate::model::Step {
                 text: "Health check".into(),
                 status: "active",
             }],
@@ -284,11 +287,11 @@ impl Pages {
     pub fn render_fallback(&self, kind: &str, f: &FallbackFacts) -> Result<Bytes, String> {
         if kind == "maintenance" {
             let m = Maintenance::begin(
-                crate::maintenance::Change {
+                crate::model::maintenance::Change {
                     message: Some(f.status_message.clone()),
                     ..Default::default()
                 },
-                crate::app::now_ms(),
+                crate::model::now_ms(),
             );
             let mut ctx = Context::new();
             ctx.insert("message", &m.message);
@@ -416,7 +419,7 @@ impl Pages {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::maintenance::Change;
+    use crate::model::maintenance::Change;
 
     #[test]
     fn embedded_templates_render_and_escape() {

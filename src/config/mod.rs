@@ -3,6 +3,8 @@
 //! Every error names the file (or the command-line flag), the key, and what is wrong. With no file
 //! at all, kinfrad runs on an embedded default that works for an unprivileged user.
 
+pub mod service;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -50,7 +52,7 @@ pub struct Config {
     /// Extra CA certificates (PEM) trusted for https custom pages and upstreams.
     pub upstream_ca_file: Option<PathBuf>,
     /// Upstreams, in file order.
-    pub services: Vec<crate::service::ServiceConfig>,
+    pub services: Vec<crate::config::service::ServiceConfig>,
     /// Operator variables for page templates (`[page_config]`).
     pub page_config: serde_json::Map<String, serde_json::Value>,
     /// Largest request head (request line + headers) accepted from clients.
@@ -143,7 +145,7 @@ struct RawConfig {
     underscores_in_headers: Option<bool>,
     dashboard_hosts: Option<Vec<String>>,
     #[serde(default)]
-    service: Vec<crate::service::RawService>,
+    service: Vec<crate::config::service::RawService>,
     page_config: Option<toml::Table>,
 }
 
@@ -372,8 +374,8 @@ fn validate(source: ConfigSource, raw: RawConfig, ov: &Overrides) -> Result<Conf
     let max_header_bytes = match &raw.max_header_bytes {
         None => DEFAULT_MAX_HEADER,
         Some(v) => {
-            let n =
-                crate::service::parse_size(v).map_err(|m| invalid(file, "max_header_bytes", m))?;
+            let n = crate::config::service::parse_size(v)
+                .map_err(|m| invalid(file, "max_header_bytes", m))?;
             if !(8192..=1024 * 1024).contains(&n) {
                 return Err(invalid(
                     file,
@@ -392,9 +394,9 @@ fn validate(source: ConfigSource, raw: RawConfig, ov: &Overrides) -> Result<Conf
     let dashboard_hosts = dashboard_hosts(raw.dashboard_hosts.as_deref().unwrap_or_default())
         .map_err(|m| invalid(file, "dashboard_hosts", m))?;
 
-    let mut services: Vec<crate::service::ServiceConfig> = Vec::new();
+    let mut services: Vec<crate::config::service::ServiceConfig> = Vec::new();
     for (i, rs) in raw.service.iter().enumerate() {
-        let svc = crate::service::ServiceConfig::from_raw(i, rs)
+        let svc = crate::config::service::ServiceConfig::from_raw(i, rs)
             .map_err(|(key, m)| invalid(file, &key, m))?;
         if let Some(other) = services.iter().find(|o| o.name == svc.name) {
             return Err(invalid(
@@ -415,9 +417,10 @@ fn validate(source: ConfigSource, raw: RawConfig, ov: &Overrides) -> Result<Conf
         services.push(svc);
     }
     if let Some(exe) = &ov.demo {
-        let raw: crate::service::RawService = toml::from_str(&crate::demo::service_toml(exe))
-            .map_err(|e| invalid(file, "--demo", e.to_string()))?;
-        let svc = crate::service::ServiceConfig::from_raw(services.len(), &raw)
+        let raw: crate::config::service::RawService =
+            toml::from_str(&crate::demo::service_toml(exe))
+                .map_err(|e| invalid(file, "--demo", e.to_string()))?;
+        let svc = crate::config::service::ServiceConfig::from_raw(services.len(), &raw)
             .map_err(|(key, m)| invalid(file, &format!("--demo: {key}"), m))?;
         if let Some(other) = services
             .iter()

@@ -9,7 +9,7 @@ use axum::body::Body;
 use http::Request;
 use tokio::sync::watch;
 
-use crate::service::ProbeKind;
+use crate::config::service::ProbeKind;
 use crate::upstream::{Health, ProbeOutcome, Upstream};
 
 /// Probe interval while not healthy.
@@ -71,10 +71,10 @@ pub async fn probe(up: &Upstream) -> ProbeOutcome {
 
 /// Resolves once `status` says the process is started, or (its supervisor gone, or none)
 /// after a short pause.
-async fn started(status: Option<watch::Receiver<crate::supervise::ProcStatus>>) {
+async fn started(status: Option<watch::Receiver<crate::supervisor::ProcStatus>>) {
     if let Some(mut rx) = status
         && rx
-            .wait_for(|s| s.state == crate::supervise::ProcState::Started)
+            .wait_for(|s| s.state == crate::supervisor::ProcState::Started)
             .await
             .is_ok()
     {

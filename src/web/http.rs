@@ -21,7 +21,8 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 use tower::ServiceExt;
 
-use crate::app::{App, MaintRequest, OpError, now_ms};
+use crate::app::{App, MaintRequest, OpError};
+use crate::model::now_ms;
 use crate::protocol::ErrorCode;
 use crate::proxy::ForwardError;
 
@@ -44,40 +45,43 @@ pub fn router(app: Arc<App>) -> Router {
         )
         // kinfrad's own API namespaces; the rest of /api/ belongs to services that route it.
         .route("/api/maintenance/{*rest}", any(api_not_found))
-        .route("/api/dashboard/routes", get(crate::dashboard::routes))
+        .route("/api/dashboard/routes", get(crate::web::dashboard::routes))
         .route(
             "/api/dashboard/maintenance",
-            get(crate::dashboard::maintenance),
+            get(crate::web::dashboard::maintenance),
         )
-        .route("/api/dashboard/session", get(crate::dashboard::session))
+        .route(
+            "/api/dashboard/session",
+            get(crate::web::dashboard::session),
+        )
         .route(
             "/api/dashboard/logs/{service}",
-            get(crate::dashboard::logs_json),
+            get(crate::web::dashboard::logs_json),
         )
         .route("/api/dashboard/{*rest}", any(api_not_found))
         .route("/api/kinfra/{*rest}", any(api_not_found))
         .route("/api/{*rest}", any(api_or_route))
         .route("/__status__", get(services_status))
-        .route("/kinfra", get(crate::dashboard::page))
-        .route("/kinfra/", get(crate::dashboard::page))
+        .route("/kinfra", get(crate::web::dashboard::page))
+        .route("/kinfra/", get(crate::web::dashboard::page))
         .route(
             "/kinfra/login",
-            get(crate::dashboard::login_form)
-                .post(crate::dashboard::login)
+            get(crate::web::dashboard::login_form)
+                .post(crate::web::dashboard::login)
                 .layer(DefaultBodyLimit::max(MAX_API_BODY)),
         )
         .route(
             "/kinfra/logout",
-            axum::routing::post(crate::dashboard::logout),
+            axum::routing::post(crate::web::dashboard::logout),
         )
         .route("/kinfra/{*rest}", any(not_found))
         .route("/__action__", any(not_found))
         .route("/__action__/", any(not_found))
-        .route("/__action__/{*rest}", any(crate::dashboard::action))
+        .route("/__action__/{*rest}", any(crate::web::dashboard::action))
         .route("/__logs__", any(not_found))
         .route("/__logs__/", any(not_found))
-        .route("/__logs__/{*rest}", get(crate::dashboard::logs_page))
-        .route("/__events__", get(crate::dashboard::events))
+        .route("/__logs__/{*rest}", get(crate::web::dashboard::logs_page))
+        .route("/__events__", get(crate::web::dashboard::events))
         .fallback(front)
         .with_state(app)
 }
@@ -162,8 +166,8 @@ struct PostBody {
 }
 
 async fn post_status(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(d) = crate::auth::admin(&app.token(), &headers, crate::dashboard::now_secs()) {
-        return crate::dashboard::unauthorized(d);
+    if let Err(d) = crate::web::auth::admin(&app.token(), &headers, crate::model::now_secs()) {
+        return crate::web::dashboard::unauthorized(d);
     }
     let body: PostBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
@@ -233,8 +237,8 @@ async fn services_status(
     }
     // Log lines, upstream URLs and raw errors are for dashboard readers; fallback pages (any
     // visitor) get the rest.
-    let reader = crate::dashboard::readable(&app, &uri, &headers, peer.map(|p| p.0));
-    match crate::status::services_json(&app, q.service.as_deref(), reader) {
+    let reader = crate::web::dashboard::readable(&app, &uri, &headers, peer.map(|p| p.0));
+    match crate::web::status::services_json(&app, q.service.as_deref(), reader) {
         Ok(v) => json_response(StatusCode::OK, &v),
         Err(e) => error_response(StatusCode::NOT_FOUND, "unknown_service", &e),
     }
@@ -477,7 +481,7 @@ async fn serve_maintenance(
     if let Some(page) = view.page_url.clone() {
         let peer = req.extensions().get::<Peer>().map(|p| p.0);
         let underscores = app.services().underscores;
-        match crate::custom::forward(
+        match crate::proxy::custom::forward(
             &app.client(),
             &app.instance,
             &page,
@@ -605,11 +609,11 @@ pub async fn serve(
                 tokio::spawn(async move {
                     let _guard = guard;
                     let outcome = if fast {
-                        crate::h1::serve(&app, &router, stream, peer, &mut stop).await
+                        crate::proxy::h1::serve(&app, &router, stream, peer, &mut stop).await
                     } else {
-                        crate::h1::Outcome::Handoff(stream, Vec::new())
+                        crate::proxy::h1::Outcome::Handoff(stream, Vec::new())
                     };
-                    let crate::h1::Outcome::Handoff(stream, pre) = outcome else { return };
+                    let crate::proxy::h1::Outcome::Handoff(stream, pre) = outcome else { return };
                     if *stop.borrow() {
                         return;
                     }
@@ -627,7 +631,7 @@ pub async fn serve(
                             }
                         }
                     });
-                    let io = TokioIo::new(crate::h1::Prefixed::new(stream, pre, send_limit(&app)));
+                    let io = TokioIo::new(crate::proxy::h1::Prefixed::new(stream, pre, send_limit(&app)));
                     let conn = builder.serve_connection_with_upgrades(io, svc);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(error = %e, %peer, "connection ended with an error");
@@ -698,7 +702,7 @@ fn send_limit(app: &App) -> Duration {
         .iter()
         .map(|u| u.cfg().timeouts.idle)
         .max()
-        .unwrap_or(crate::h1::SEND_LIMIT)
+        .unwrap_or(crate::proxy::h1::SEND_LIMIT)
 }
 
 /// A request refused before routing; the connection closes after it. A 405 says which

@@ -301,13 +301,13 @@ pub async fn dispatch(app: &Arc<App>, req: Request) -> Response {
             services: app.service_reports(),
         }),
         Request::ServiceStart { service } => {
-            service_action(app, service, crate::supervise::Command::Start).await
+            service_action(app, service, crate::supervisor::Command::Start).await
         }
         Request::ServiceStop { service } => {
-            service_action(app, service, crate::supervise::Command::Stop).await
+            service_action(app, service, crate::supervisor::Command::Stop).await
         }
         Request::ServiceRestart { service } => {
-            service_action(app, service, crate::supervise::Command::Restart).await
+            service_action(app, service, crate::supervisor::Command::Restart).await
         }
         Request::ServiceProgress {
             service,
@@ -341,7 +341,7 @@ pub async fn dispatch(app: &Arc<App>, req: Request) -> Response {
 async fn service_action(
     app: &Arc<App>,
     service: String,
-    cmd: crate::supervise::Command,
+    cmd: crate::supervisor::Command,
 ) -> Result<Response, crate::app::OpError> {
     app.service_command(&service, cmd).await?;
     Ok(Response::ServiceAction {
@@ -352,7 +352,7 @@ async fn service_action(
 
 /// The newest lines that fit one frame (with room for the envelope), and how many older ones
 /// were left out. Lines are converted newest first, and only as many as fit.
-fn fit_frame(lines: &[crate::supervise::LogLine]) -> (Vec<crate::protocol::LogEntry>, u64) {
+fn fit_frame(lines: &[crate::supervisor::LogLine]) -> (Vec<crate::protocol::LogEntry>, u64) {
     let budget = crate::protocol::MAX_FRAME - 1024;
     let mut used = 0usize;
     let mut kept = Vec::new();

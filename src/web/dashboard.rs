@@ -17,16 +17,13 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 use serde::Deserialize;
 
-use crate::app::{App, now_ms};
-use crate::auth::{self, Denied};
-use crate::http::{Peer, error_response, json_response, wants_html};
-
-pub(crate) fn now_secs() -> u64 {
-    now_ms() / 1000
-}
+use crate::app::App;
+use crate::model::now_secs;
+use crate::web::auth::{self, Denied};
+use crate::web::http::{Peer, error_response, json_response, wants_html};
 
 fn html(status: StatusCode, body: Bytes) -> Response {
-    let mut r = crate::http::html_response(body);
+    let mut r = crate::web::http::html_response(body);
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -127,7 +124,7 @@ pub async fn page(State(app): State<Arc<App>>, req: Request) -> Response {
         return not_readable(h, "/kinfra");
     }
     let logged_in = auth::session(&app.token(), h, now_secs());
-    let initial = crate::events::status_value(&app);
+    let initial = crate::web::events::status_value(&app);
     let access = app.config().dashboard_access.as_str();
     match app.pages().render_dashboard(&initial, logged_in, access) {
         Ok(b) => html(StatusCode::OK, b),
@@ -171,7 +168,7 @@ pub async fn login(
     };
     let next = auth::local_next(form.next.as_deref().unwrap_or("/kinfra")).to_string();
     let token = app.token();
-    if !crate::token::constant_time_eq(form.token.trim().as_bytes(), token.as_bytes()) {
+    if !crate::state::token::constant_time_eq(form.token.trim().as_bytes(), token.as_bytes()) {
         // Slow down guessing (a 256-bit token can't be guessed, a short configured one might).
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         tracing::warn!("dashboard login with a wrong token");
@@ -234,9 +231,9 @@ pub async fn events(
         return unauthorized(Denied::Unauthenticated);
     }
     match q.logs {
-        None => sse(crate::events::status_stream(&app)),
+        None => sse(crate::web::events::status_stream(&app)),
         Some(name) => match ring(&app, &name) {
-            Ok(ring) => sse(crate::events::log_stream(&app, ring, q.since)),
+            Ok(ring) => sse(crate::web::events::log_stream(&app, ring, q.since)),
             Err(e) => e.response(),
         },
     }
@@ -252,7 +249,7 @@ impl Refusal {
 }
 
 /// The supervisor of service `name`, which kinfrad must run (404 unknown, 409 it has a url).
-fn supervised(app: &App, name: &str) -> Result<Arc<crate::supervise::Handle>, Refusal> {
+fn supervised(app: &App, name: &str) -> Result<Arc<crate::supervisor::Handle>, Refusal> {
     let Some(up) = app.services().get(name).cloned() else {
         return Err(Refusal(
             StatusCode::NOT_FOUND,
@@ -270,7 +267,7 @@ fn supervised(app: &App, name: &str) -> Result<Arc<crate::supervise::Handle>, Re
 }
 
 /// The log ring of `name` (404 unknown, 409 not run by kinfrad).
-fn ring(app: &App, name: &str) -> Result<Arc<crate::supervise::LogRing>, Refusal> {
+fn ring(app: &App, name: &str) -> Result<Arc<crate::supervisor::LogRing>, Refusal> {
     supervised(app, name)
         .map(|h| h.logs.clone())
         .map_err(|Refusal(s, c, m)| Refusal(s, c, format!("{m}: no captured logs")))
@@ -297,12 +294,15 @@ pub async fn logs_json(
         Ok(r) => r,
         Err(e) => return e.response(),
     };
-    let limit = q.limit.unwrap_or(crate::events::LOG_BATCH).clamp(1, 10_000);
+    let limit = q
+        .limit
+        .unwrap_or(crate::web::events::LOG_BATCH)
+        .clamp(1, 10_000);
     let since = q
         .since
         .unwrap_or_else(|| (ring.dropped() + ring.len() as u64).saturating_sub(limit as u64));
     let (lines, next, skipped) = ring.since(since, limit);
-    let mut v = crate::events::log_json(&lines, next, skipped);
+    let mut v = crate::web::events::log_json(&lines, next, skipped);
     v["service"] = name.into();
     v["dropped"] = ring.dropped().into();
     json_response(StatusCode::OK, &v)
@@ -332,7 +332,7 @@ pub async fn logs_page(
     let (supervised, initial) = match up.process().as_ref().map(|h| h.logs.clone()) {
         Some(ring) => {
             let (lines, next, _) = ring.since(0, usize::MAX);
-            let mut v = crate::events::log_json(&lines, next, 0);
+            let mut v = crate::web::events::log_json(&lines, next, 0);
             v["dropped"] = ring.dropped().into();
             (true, v)
         }
@@ -389,7 +389,7 @@ pub async fn action(
     if let Err(d) = auth::admin(&app.token(), &headers, now_secs()) {
         return challenge(fail(d.status(), d.code(), d.message()), d);
     }
-    let Some(cmd) = crate::supervise::Command::parse(&verb) else {
+    let Some(cmd) = crate::supervisor::Command::parse(&verb) else {
         return fail(
             StatusCode::NOT_FOUND,
             "unknown_action",
@@ -420,7 +420,7 @@ pub async fn routes(State(app): State<Arc<App>>, req: Request) -> Response {
     if !readable(&app, req.uri(), req.headers(), peer_of(&req)) {
         return unauthorized(Denied::Unauthenticated);
     }
-    json_response(StatusCode::OK, &crate::status::routes_json(&app))
+    json_response(StatusCode::OK, &crate::web::status::routes_json(&app))
 }
 
 /// `GET /api/dashboard/maintenance`.
@@ -428,7 +428,7 @@ pub async fn maintenance(State(app): State<Arc<App>>, req: Request) -> Response 
     if !readable(&app, req.uri(), req.headers(), peer_of(&req)) {
         return unauthorized(Denied::Unauthenticated);
     }
-    json_response(StatusCode::OK, &crate::status::maintenance_json(&app))
+    json_response(StatusCode::OK, &crate::web::status::maintenance_json(&app))
 }
 
 /// `GET /api/dashboard/session`: what this client may do.

@@ -19,7 +19,7 @@ use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use crate::maintenance::PageUrl;
+use crate::model::maintenance::PageUrl;
 
 /// Header carrying this daemon's instance id on forwarded requests.
 pub const LOOP_HEADER: &str = "x-kinfra-loop";
@@ -109,7 +109,7 @@ pub fn tls_config(extra_ca: Option<&std::path::Path>) -> Result<Tls, String> {
 /// Is this a browser navigation (rather than a sub-resource)?
 pub fn is_navigation(req: &Request<Body>) -> bool {
     (req.method() == http::Method::GET || req.method() == http::Method::HEAD)
-        && crate::http::wants_html(req.headers())
+        && crate::web::http::wants_html(req.headers())
 }
 
 /// Forward `req` to the custom page. `Err` means: serve the default page instead.

@@ -166,7 +166,7 @@ pub(super) fn classify(
                         "Host header is not text".into(),
                     );
                 };
-                match crate::http::parse_host(text) {
+                match crate::web::http::parse_host(text) {
                     Ok(k) => k.into(),
                     Err(e) => return Plan::Reject(StatusCode::BAD_REQUEST, "bad_request", e),
                 }
@@ -236,7 +236,7 @@ pub(super) fn classify(
     out.push(b' ');
     out.extend_from_slice(cfg.url.base_path.as_bytes());
     if route.strip_prefix {
-        out.extend_from_slice(crate::routes::strip(&route.spec.prefix, target).as_bytes());
+        out.extend_from_slice(crate::model::routes::strip(&route.spec.prefix, target).as_bytes());
     } else {
         out.extend_from_slice(target.as_bytes());
     }
@@ -352,6 +352,6 @@ fn local_request(
             HeaderValue::from_bytes(x.value).map_err(|_| format!("invalid value of {}", x.name))?;
         h.append(n, v);
     }
-    r.extensions_mut().insert(crate::http::Peer(peer));
+    r.extensions_mut().insert(crate::web::http::Peer(peer));
     Ok(r)
 }

@@ -2,6 +2,8 @@
 //! the last error, counters, and its pre-rendered fallback page. Shared by the request path
 //! (reads atomics, takes the breaker's short mutex) and its health task.
 
+pub mod health;
+
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -9,8 +11,9 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 
-use crate::circuit::{Admit, Breaker, CircuitState};
-use crate::service::{FallbackPage, ProbeKind, ServiceConfig};
+use crate::config::service::{FallbackPage, ProbeKind, ServiceConfig};
+use crate::model::Step;
+use crate::model::circuit::{Admit, Breaker, CircuitState};
 
 /// Readiness as kinfrad sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,13 +51,6 @@ pub enum ProbeOutcome {
     ConnectFailed(String),
     /// Connected, but the check failed (bad status, timeout, reset).
     CheckFailed(String),
-}
-
-/// A progress step shown on the loading page.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Step {
-    pub text: String,
-    pub status: &'static str,
 }
 
 #[derive(Debug, Default)]
@@ -154,7 +150,7 @@ pub struct Upstream {
     /// Idle keep-alive connections of the HTTP/1.1 fast path (`h1`), most recent last.
     idle: Mutex<Vec<(tokio::net::TcpStream, Instant)>>,
     /// The supervisor of a service kinfrad runs (`command`); attach with `set_process`.
-    process: arc_swap::ArcSwapOption<crate::supervise::Handle>,
+    process: arc_swap::ArcSwapOption<crate::supervisor::Handle>,
     /// Derived from `process`: no supervisor, or its process is started (and ready, with
     /// `ready = "notify"`).
     proc_up: std::sync::atomic::AtomicBool,
@@ -413,12 +409,12 @@ impl Upstream {
     }
 
     /// The supervisor of a service kinfrad runs (none for a `url` service).
-    pub fn process(&self) -> arc_swap::Guard<Option<std::sync::Arc<crate::supervise::Handle>>> {
+    pub fn process(&self) -> arc_swap::Guard<Option<std::sync::Arc<crate::supervisor::Handle>>> {
         self.process.load()
     }
 
     /// The supervisor's state, for a service kinfrad runs.
-    pub fn process_status(&self) -> Option<crate::supervise::ProcStatus> {
+    pub fn process_status(&self) -> Option<crate::supervisor::ProcStatus> {
         self.process
             .load()
             .as_ref()
@@ -441,16 +437,16 @@ impl Upstream {
             .load()
             .process
             .as_ref()
-            .is_some_and(|p| p.ready == crate::service::Ready::Notify);
+            .is_some_and(|p| p.ready == crate::config::service::Ready::Notify);
         let up = self.process.load().as_ref().is_none_or(|h| {
             let s = h.status.borrow();
-            s.state == crate::supervise::ProcState::Started && (s.ready || !needs_notify)
+            s.state == crate::supervisor::ProcState::Started && (s.ready || !needs_notify)
         });
         self.proc_up.store(up, Ordering::Release);
     }
 
     /// Attach (or detach) the supervisor of a service kinfrad runs.
-    pub fn set_process(&self, h: Option<std::sync::Arc<crate::supervise::Handle>>) {
+    pub fn set_process(&self, h: Option<std::sync::Arc<crate::supervisor::Handle>>) {
         self.process.store(h);
         self.refresh_process();
     }
@@ -472,7 +468,7 @@ impl Upstream {
         self.process
             .load()
             .as_ref()
-            .is_none_or(|h| h.status.borrow().state == crate::supervise::ProcState::Started)
+            .is_none_or(|h| h.status.borrow().state == crate::supervisor::ProcState::Started)
     }
 
     /// The supervisor started a process on `port`: traffic follows the port, and health starts
@@ -484,7 +480,7 @@ impl Upstream {
         if cur.url.port != port {
             let mut next = (*cur).clone();
             let text = format!("http://127.0.0.1:{port}");
-            if let Ok(u) = crate::service::parse_upstream_url(&text) {
+            if let Ok(u) = crate::config::service::parse_upstream_url(&text) {
                 next.url = u;
                 next.url_text = text;
                 self.cfg.store(std::sync::Arc::new(next));
@@ -510,7 +506,7 @@ impl Upstream {
 
     pub fn state_name(&self, now: Instant) -> &'static str {
         if let Some(p) = self.process.load().as_ref() {
-            use crate::supervise::ProcState;
+            use crate::supervisor::ProcState;
             match p.status.borrow().state {
                 ProcState::Stopped => return "stopped",
                 ProcState::Starting => return "starting",
@@ -584,7 +580,7 @@ impl Upstream {
         let proc = self.process_status();
         let mut steps = Vec::new();
         if let Some(p) = &proc {
-            use crate::supervise::ProcState;
+            use crate::supervisor::ProcState;
             let (alloc, start) = match p.state {
                 ProcState::Started | ProcState::Stopping => ("completed", "completed"),
                 ProcState::Crashed => ("completed", "failed"),
@@ -614,7 +610,7 @@ impl Upstream {
         }
         let probing = proc
             .as_ref()
-            .is_none_or(|p| p.state == crate::supervise::ProcState::Started);
+            .is_none_or(|p| p.state == crate::supervisor::ProcState::Started);
         let progress = lock(&self.progress).clone();
         if let Some((_, extra)) = &progress {
             steps.extend(extra.iter().cloned());
@@ -674,8 +670,8 @@ impl Upstream {
             state,
             // A probe's last verdict says nothing once the process is gone.
             health: match proc.as_ref().map(|p| p.state) {
-                None | Some(crate::supervise::ProcState::Started) => health,
-                Some(crate::supervise::ProcState::Starting) => Health::Starting,
+                None | Some(crate::supervisor::ProcState::Started) => health,
+                Some(crate::supervisor::ProcState::Starting) => Health::Starting,
                 Some(_) => Health::Unhealthy,
             },
             status_message,
@@ -736,7 +732,7 @@ mod tests {
     }
 
     fn up(extra: &str) -> Upstream {
-        let raw: crate::service::RawService = toml::from_str(&format!(
+        let raw: crate::config::service::RawService = toml::from_str(&format!(
             "name = \"api\"\nurl = \"http://127.0.0.1:1\"\nroutes = [\"/\"]\n{extra}"
         ))
         .expect("raw");

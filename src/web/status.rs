@@ -82,7 +82,7 @@ pub fn services_json(app: &App, service: Option<&str>, reader: bool) -> Result<V
         services.insert(up.name.clone(), v);
         snaps.insert(up.name.as_str(), snap);
     }
-    let timestamp = crate::protocol::fmt::iso(crate::app::now_ms());
+    let timestamp = crate::protocol::fmt::iso(crate::model::now_ms());
     let mut top = match (service, chosen) {
         (Some(_), Some(v)) => v,
         (Some(name), None) => return Err(format!("no service named {name:?}")),
@@ -156,9 +156,9 @@ fn route_rows(
             let snap = snaps.get(up.name.as_str())?;
             let rec = maint.record.as_ref().filter(|m| m.target.covers(&up.name));
             let domain = match &r.spec.host {
-                crate::routes::HostMatch::Any => "*".to_string(),
-                crate::routes::HostMatch::Exact(h) => h.clone(),
-                crate::routes::HostMatch::Suffix(s) => format!("*{s}"),
+                crate::model::routes::HostMatch::Any => "*".to_string(),
+                crate::model::routes::HostMatch::Exact(h) => h.clone(),
+                crate::model::routes::HostMatch::Suffix(s) => format!("*{s}"),
             };
             let mut row = json!({
                 "domain": domain,

@@ -10,6 +10,8 @@
 //! writable by nobody else. Writes go to a fresh temp file created with `O_EXCL|O_NOFOLLOW` under a
 //! random name, so nothing planted in the directory is followed or overwritten.
 
+pub mod token;
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt};
@@ -17,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::maintenance::Maintenance;
+use crate::model::maintenance::Maintenance;
 use crate::paths::STATE_FILE;
 
 /// The newest format this build reads and writes.
@@ -54,7 +56,7 @@ impl PersistedState {
         if let Some(bad) = self
             .stopped_services
             .iter()
-            .find(|n| !crate::service::valid_name(n))
+            .find(|n| !crate::config::service::valid_name(n))
         {
             return Err(format!(
                 "stopped_services: {bad:?} is not a service name (letters, digits, '-', '_' and '.', 64 at most)"
@@ -368,7 +370,7 @@ impl StateFile {
                 "{}{}-{}",
                 temp_prefix(),
                 std::process::id(),
-                crate::token::hex(&r)
+                crate::state::token::hex(&r)
             ));
             match create_excl(&tmp) {
                 Ok(f) => return Ok((tmp, f)),
@@ -423,7 +425,7 @@ pub fn decode(bytes: &[u8]) -> Result<PersistedState, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::maintenance::{Change, Maintenance};
+    use crate::model::maintenance::{Change, Maintenance};
     use std::os::unix::fs::PermissionsExt;
 
     fn sample() -> PersistedState {

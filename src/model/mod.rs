@@ -1,0 +1,30 @@
+//! The pure model: the maintenance record and its rules, the circuit breaker, the route table,
+//! and the few plain values the layers above share. Nothing here does I/O or reads a clock on
+//! its own: the rules take `now` as an argument, and [`now_ms`] is the one clock read, for
+//! callers to pass in.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub mod circuit;
+pub mod maintenance;
+pub mod routes;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    now_ms() / 1000
+}
+
+/// A progress step shown on the loading page.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Step {
+    pub text: String,
+    pub status: &'static str,
+}

@@ -1,0 +1,9 @@
+//! kinfrad's own HTTP endpoints: the router, the admin API, the dashboard and its login, the
+//! status JSON and the server-sent event streams. Reads `App`; reaches the request path only
+//! through `proxy`'s front door and shared answers.
+
+pub mod auth;
+pub mod dashboard;
+pub mod events;
+pub mod http;
+pub mod status;
