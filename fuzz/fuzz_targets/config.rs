@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use kinfra::config::{Config, Overrides};
 use kinfra::model::routes::{HostMatch, RouteSpec};
-use kinfra::config::service::valid_name;
+use kinfra::model::valid_name;
 use libfuzzer_sys::fuzz_target;
 
 const FILE: &str = "fuzz.toml";

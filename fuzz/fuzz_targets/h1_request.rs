@@ -73,7 +73,7 @@ fn app(maintenance: Option<Target>) -> Arc<App> {
         notifier: kinfra::systemd::notify::Notifier::disabled(),
         http_addrs: vec!["127.0.0.1:9100".parse().expect("addr")],
         control_path: "control.sock".into(),
-        client: kinfra::proxy::custom::CustomClient::new(None).expect("client"),
+        client: kinfra::upstream::client::CustomClient::new(None).expect("client"),
         overrides: kinfra::config::Overrides::default(),
         config,
     })

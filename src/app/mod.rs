@@ -2,6 +2,7 @@
 //! socket) call. Read-mostly data is behind `ArcSwap`, so the request path never takes a lock;
 //! writers are serialized by the state-file mutex and persist before they publish.
 
+mod feed;
 mod maint;
 mod pages;
 mod reload;
@@ -28,9 +29,14 @@ use crate::state::{PersistedState, StateFile};
 use crate::systemd::notify::Notifier;
 use crate::upstream::Upstream;
 
+pub use feed::{Feed, Hub};
 use maint::build_view;
 pub use maint::{MaintRequest, PAGE_LOOKUP_TIMEOUT};
 use services::Supervised;
+
+/// The name of the dashboard's session cookie. The dashboard sets it; the request path takes it
+/// out of every request it forwards, so no service ever sees an admin session.
+pub const SESSION_COOKIE: &str = "kinfra_session";
 
 /// The published maintenance state with its pre-rendered page.
 #[derive(Debug, Default)]
@@ -93,8 +99,8 @@ pub struct App {
     pub control_path: String,
     changed: watch::Sender<u64>,
     /// Live-update frames for `/__events__` (built by `events::run`).
-    events: crate::web::events::Hub,
-    client: ArcSwap<crate::proxy::custom::CustomClient>,
+    events: Hub,
+    client: ArcSwap<crate::upstream::client::CustomClient>,
     services: ArcSwap<Services>,
     /// Stop switches of the running health tasks, by service name.
     probes: Mutex<std::collections::HashMap<String, watch::Sender<bool>>>,
@@ -169,7 +175,7 @@ pub struct AppParts {
     pub notifier: Notifier,
     pub http_addrs: Vec<SocketAddr>,
     pub control_path: String,
-    pub client: crate::proxy::custom::CustomClient,
+    pub client: crate::upstream::client::CustomClient,
 }
 
 fn lock_problems(m: &Mutex<Problems>) -> std::sync::MutexGuard<'_, Problems> {
@@ -211,7 +217,7 @@ impl App {
             http_addrs: p.http_addrs,
             control_path: p.control_path,
             changed,
-            events: crate::web::events::Hub::default(),
+            events: Hub::default(),
             client: ArcSwap::from_pointee(p.client),
             services: ArcSwap::from_pointee(services),
             probes: Mutex::new(std::collections::HashMap::new()),
@@ -249,7 +255,7 @@ impl App {
     }
 
     /// The client for custom maintenance pages.
-    pub fn client(&self) -> Arc<crate::proxy::custom::CustomClient> {
+    pub fn client(&self) -> Arc<crate::upstream::client::CustomClient> {
         self.client.load_full()
     }
 
@@ -275,7 +281,7 @@ impl App {
     }
 
     /// The dashboard's live-update hub.
-    pub fn events(&self) -> &crate::web::events::Hub {
+    pub fn events(&self) -> &Hub {
         &self.events
     }
 

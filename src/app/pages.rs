@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::pages::FallbackFacts;
 use crate::upstream::Upstream;
 
 use super::App;
@@ -17,7 +18,7 @@ impl App {
             .load()
             .list
             .iter()
-            .map(|u| crate::pages::FallbackFacts::of(&u.snapshot(now)))
+            .map(|u| facts_of(&u.snapshot(now)))
             .collect();
         self.pages.load().render_status(&facts).unwrap_or_else(|e| {
             tracing::error!(error = %e, "status page failed to render");
@@ -40,7 +41,7 @@ impl App {
         }
         let now = std::time::Instant::now();
         let kind = up.page_kind(now);
-        let facts = crate::pages::FallbackFacts::of(&up.snapshot(now));
+        let facts = facts_of(&up.snapshot(now));
         let html = match self.pages.load().render_fallback(kind, &facts) {
             Ok(h) => h,
             Err(e) => {
@@ -57,5 +58,23 @@ impl App {
         });
         up.rendered.store(r.clone());
         r
+    }
+}
+
+/// What a fallback page shows of an upstream's snapshot.
+pub(crate) fn facts_of(s: &crate::upstream::Snapshot) -> FallbackFacts {
+    FallbackFacts {
+        id: s.name.clone(),
+        display_name: s.display_name.clone(),
+        status_message: s.status_message.clone(),
+        port: s.port.clone(),
+        pid: s.pid.clone(),
+        uptime: s.uptime.clone(),
+        health_status: s.health.label().to_string(),
+        state: s.state.to_string(),
+        steps: s.steps.clone(),
+        refresh_interval: s.refresh_interval,
+        // Fallback pages are public: a summary of the error, never its raw text.
+        error_detail: crate::upstream::public_error(&s.error_detail),
     }
 }

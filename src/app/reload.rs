@@ -40,11 +40,11 @@ impl App {
         };
         let overrides = self.overrides.clone();
         let loaded = tokio::task::spawn_blocking(
-            move || -> Result<(Config, Pages, crate::proxy::custom::CustomClient), String> {
+            move || -> Result<(Config, Pages, crate::upstream::client::CustomClient), String> {
                 let cfg = Config::load(path.as_deref(), &overrides).map_err(|e| e.to_string())?;
                 let pages = Pages::load_with(cfg.templates_dir.as_deref(), &cfg.page_config)?;
                 let client =
-                    crate::proxy::custom::CustomClient::new(cfg.upstream_ca_file.as_deref())?;
+                    crate::upstream::client::CustomClient::new(cfg.upstream_ca_file.as_deref())?;
                 Ok((cfg, pages, client))
             },
         )

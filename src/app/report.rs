@@ -146,3 +146,26 @@ fn truncate(s: &str, n: usize) -> String {
         t
     }
 }
+
+/// A line as `/__status__` and the control protocol show it: timestamp, level, stream, message.
+/// The wire conversion lives here, not in the supervisor, so the code that forks children never
+/// names a protocol type.
+impl From<&crate::supervisor::LogLine> for crate::protocol::LogEntry {
+    fn from(l: &crate::supervisor::LogLine) -> Self {
+        let ms =
+            l.at.duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+        crate::protocol::LogEntry {
+            timestamp: crate::protocol::fmt::iso(ms),
+            // The status JSON's shape: lower-case levels.
+            level: l.level.as_str().to_ascii_lowercase(),
+            stream: match l.stream {
+                crate::supervisor::Stream::Stdout => "stdout",
+                crate::supervisor::Stream::Stderr => "stderr",
+            }
+            .to_string(),
+            message: l.text.clone(),
+        }
+    }
+}

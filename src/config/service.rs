@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::model::circuit::BreakerConfig;
 use crate::model::routes::RouteSpec;
+use crate::model::valid_name;
 
 /// Raw `[[service]]` table as written in the file.
 #[derive(Debug, Clone, Deserialize)]
@@ -152,7 +153,7 @@ pub struct ProcessConfig {
     pub env: Vec<(String, String)>,
     pub preferred_port: u16,
     pub port_range: (u16, u16),
-    pub restart: crate::supervisor::RestartPolicy,
+    pub restart: RestartPolicy,
     pub stop_signal: nix::sys::signal::Signal,
     pub stop_timeout: Duration,
     pub log_lines: usize,
@@ -264,12 +265,23 @@ pub fn parse_size(v: &toml::Value) -> Result<u64, String> {
     }
 }
 
-/// Is `s` a valid service name (also used as route id and in URLs)?
-pub fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+/// When a stopped-by-itself child is started again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+impl RestartPolicy {
+    pub fn parse(s: &str) -> Result<RestartPolicy, String> {
+        match s {
+            "always" => Ok(RestartPolicy::Always),
+            "on-failure" => Ok(RestartPolicy::OnFailure),
+            "never" => Ok(RestartPolicy::Never),
+            o => Err(format!("{o:?} must be one of always, on-failure, never")),
+        }
+    }
 }
 
 /// Parse an upstream URL: http or https, a host, optional port and base path, no query.
@@ -718,8 +730,8 @@ fn process_config(
         env.push((k, v));
     }
     let restart = match &raw.restart {
-        None => crate::supervisor::RestartPolicy::OnFailure,
-        Some(r) => crate::supervisor::RestartPolicy::parse(r).map_err(|m| (here("restart"), m))?,
+        None => RestartPolicy::OnFailure,
+        Some(r) => RestartPolicy::parse(r).map_err(|m| (here("restart"), m))?,
     };
     let stop_signal = match &raw.stop_signal {
         None => nix::sys::signal::Signal::SIGTERM,

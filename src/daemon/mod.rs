@@ -1,6 +1,8 @@
 //! kinfrad's life cycle: take what systemd handed over, load config, templates and state, bind,
 //! report READY=1, then one loop over signals, watchdog and housekeeping until a graceful stop.
 
+pub mod server;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -115,7 +117,7 @@ fn check_config(args: &DaemonArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Err(e) = crate::proxy::custom::CustomClient::new(cfg.upstream_ca_file.as_deref()) {
+    if let Err(e) = crate::upstream::client::CustomClient::new(cfg.upstream_ca_file.as_deref()) {
         eprintln!(
             "kinfrad: config invalid: {}: key `upstream_ca_file`: {e}",
             cfg.source
@@ -215,7 +217,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     control_std.set_nonblocking(true)?;
     let control = tokio::net::UnixListener::from_std(control_std)?;
 
-    let client = crate::proxy::custom::CustomClient::new(config.upstream_ca_file.as_deref())
+    let client = crate::upstream::client::CustomClient::new(config.upstream_ca_file.as_deref())
         .map_err(|e| anyhow!(e))?;
     tracing::debug!(roots = client.roots, "TLS roots loaded for custom pages");
     let access = crate::control::Access::new(&config.control_group);
@@ -245,7 +247,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     // Supervisors first: a service's probe must find its process attached.
     app.sync_supervisors();
     app.sync_probes();
-    let http_task = tokio::spawn(crate::web::http::serve(
+    let http_task = tokio::spawn(crate::daemon::server::serve(
         app.clone(),
         http,
         stop_rx.clone(),

@@ -28,3 +28,11 @@ pub struct Step {
     pub text: String,
     pub status: &'static str,
 }
+
+/// Is `s` a valid service name (also used as route id, in URLs and in the state file)?
+pub fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+}

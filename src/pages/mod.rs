@@ -137,24 +137,6 @@ impl FallbackFacts {
             error_detail: String::new(),
         }
     }
-
-    /// From an upstream's snapshot.
-    pub fn of(s: &crate::upstream::Snapshot) -> FallbackFacts {
-        FallbackFacts {
-            id: s.name.clone(),
-            display_name: s.display_name.clone(),
-            status_message: s.status_message.clone(),
-            port: s.port.clone(),
-            pid: s.pid.clone(),
-            uptime: s.uptime.clone(),
-            health_status: s.health.label().to_string(),
-            state: s.state.to_string(),
-            steps: s.steps.clone(),
-            refresh_interval: s.refresh_interval,
-            // Fallback pages are public: a summary of the error, never its raw text.
-            error_detail: crate::upstream::public_error(&s.error_detail),
-        }
-    }
 }
 
 /// Loaded templates plus the bodies that do not depend on state.

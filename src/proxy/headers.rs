@@ -46,7 +46,7 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
 /// upstream may see). `None`: the value does not carry it (forward it as it is);
 /// `Some(rest)`: the other cookies, `"; "`-joined (empty when it was the only one).
 pub fn without_session_cookie(value: &[u8]) -> Option<Vec<u8>> {
-    let name = crate::web::auth::COOKIE.as_bytes();
+    let name = crate::app::SESSION_COOKIE.as_bytes();
     memchr::memmem::find(value, name)?;
     let mut out = Vec::with_capacity(value.len());
     let mut dropped = false;

@@ -3,8 +3,10 @@
 //! Any failure before the upstream's response head becomes the upstream's fallback page, never a
 //! bare 502.
 
+pub mod answers;
 mod body;
 pub mod custom;
+pub mod front;
 pub mod h1;
 mod headers;
 #[cfg(test)]
@@ -17,15 +19,13 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 
 use crate::config::service::ServiceConfig;
 use crate::model::circuit::Admit;
 use crate::model::routes::Route;
 use crate::upstream::Upstream;
+use crate::upstream::client::connect_text;
 
 use body::{BodyFault, BodyWatch, ClientBody, IdleBody, TrialGuard};
 pub(crate) use headers::add_forwarded;
@@ -34,47 +34,8 @@ pub use headers::{
     without_session_cookie,
 };
 
-/// A pooled client for one upstream.
-pub struct UpstreamClient {
-    client: Client<HttpsConnector<HttpConnector>, Body>,
-}
-
-impl UpstreamClient {
-    pub fn new(
-        cfg: &ServiceConfig,
-        extra_ca: Option<&std::path::Path>,
-    ) -> Result<UpstreamClient, String> {
-        let tls = crate::proxy::custom::tls_config(extra_ca)?.config;
-        Ok(UpstreamClient {
-            client: crate::proxy::custom::pooled_client(
-                tls,
-                cfg.timeouts.connect,
-                cfg.timeouts.idle,
-                1024,
-            ),
-        })
-    }
-}
-
-impl UpstreamClient {
-    /// Send a probe and read its status (the body is drained and dropped).
-    /// `Err((is_connect_error, text))`.
-    pub async fn probe(&self, req: Request<Body>) -> Result<u16, (bool, String)> {
-        match self.client.request(req).await {
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                let _ = http_body_util::BodyExt::collect(http_body_util::Limited::new(
-                    resp.into_body(),
-                    64 * 1024,
-                ))
-                .await;
-                Ok(status)
-            }
-            Err(e) if e.is_connect() => Err((true, connect_text(&e))),
-            Err(e) => Err((false, crate::errors::error_chain(&e))),
-        }
-    }
-}
+/// How long a client may take to send a request head (slow-loris guard).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why forwarding failed.
 #[derive(Debug)]
@@ -95,22 +56,6 @@ pub enum ForwardError {
     /// The client stopped sending its request body for longer than the header timeout: 408,
     /// the client's fault.
     ClientStalled(Duration),
-}
-
-/// Human text for a connect error ("Connection refused").
-fn connect_text(e: &hyper_util::client::legacy::Error) -> String {
-    let mut cur: Option<&dyn std::error::Error> = Some(e);
-    while let Some(c) = cur {
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            return match io.kind() {
-                std::io::ErrorKind::ConnectionRefused => "Connection refused".to_string(),
-                std::io::ErrorKind::TimedOut => "Connect timed out".to_string(),
-                _ => io.to_string(),
-            };
-        }
-        cur = c.source();
-    }
-    crate::errors::error_chain(e)
 }
 
 /// The URI to send upstream.

@@ -26,7 +26,7 @@ fn hop_by_hop_headers_go() {
 
 #[test]
 fn the_session_cookie_never_leaves() {
-    let c = crate::web::auth::COOKIE;
+    let c = crate::app::SESSION_COOKIE;
     assert_eq!(without_session_cookie(b"a=1; b=2"), None);
     assert_eq!(
         without_session_cookie(format!("a=1; {c}=v1.2.x; b=2").as_bytes()),

@@ -56,7 +56,7 @@ impl PersistedState {
         if let Some(bad) = self
             .stopped_services
             .iter()
-            .find(|n| !crate::config::service::valid_name(n))
+            .find(|n| !crate::model::valid_name(n))
         {
             return Err(format!(
                 "stopped_services: {bad:?} is not a service name (letters, digits, '-', '_' and '.', 64 at most)"

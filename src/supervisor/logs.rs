@@ -79,28 +79,6 @@ pub struct LogLine {
     pub text: String,
 }
 
-/// A line as `/__status__` and the control protocol show it (seed shape: timestamp, level,
-/// stream, message).
-impl From<&LogLine> for crate::protocol::LogEntry {
-    fn from(l: &LogLine) -> Self {
-        let ms =
-            l.at.duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0);
-        crate::protocol::LogEntry {
-            timestamp: crate::protocol::fmt::iso(ms),
-            // Seed 001's shape: lower-case levels.
-            level: l.level.as_str().to_ascii_lowercase(),
-            stream: match l.stream {
-                Stream::Stdout => "stdout",
-                Stream::Stderr => "stderr",
-            }
-            .to_string(),
-            message: l.text.clone(),
-        }
-    }
-}
-
 /// Longest line kept; longer ones are cut (and say so).
 pub const MAX_LINE: usize = 16 * 1024;
 

@@ -38,24 +38,7 @@ pub use status::{
 };
 use task::Task;
 
-/// When a stopped-by-itself child is started again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RestartPolicy {
-    Always,
-    OnFailure,
-    Never,
-}
-
-impl RestartPolicy {
-    pub fn parse(s: &str) -> Result<RestartPolicy, String> {
-        match s {
-            "always" => Ok(RestartPolicy::Always),
-            "on-failure" => Ok(RestartPolicy::OnFailure),
-            "never" => Ok(RestartPolicy::Never),
-            o => Err(format!("{o:?} must be one of always, on-failure, never")),
-        }
-    }
-}
+pub use crate::config::service::RestartPolicy;
 
 /// Everything needed to run one service's process.
 #[derive(Debug, Clone)]

@@ -2,6 +2,7 @@
 //! the last error, counters, and its pre-rendered fallback page. Shared by the request path
 //! (reads atomics, takes the breaker's short mutex) and its health task.
 
+pub mod client;
 pub mod health;
 
 use std::sync::Mutex;
@@ -134,7 +135,7 @@ pub struct Snapshot {
 pub struct Upstream {
     pub name: String,
     cfg: ArcSwap<ServiceConfig>,
-    pub client: ArcSwap<crate::proxy::UpstreamClient>,
+    pub client: ArcSwap<crate::upstream::client::UpstreamClient>,
     health: AtomicU8,
     breaker: Mutex<Breaker>,
     detail: Mutex<Detail>,
@@ -175,7 +176,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Upstream {
     pub fn new(cfg: ServiceConfig, extra_ca: Option<&std::path::Path>) -> Result<Upstream, String> {
-        let client = crate::proxy::UpstreamClient::new(&cfg, extra_ca)?;
+        let client = crate::upstream::client::UpstreamClient::new(&cfg, extra_ca)?;
         let now = Instant::now();
         Ok(Upstream {
             name: cfg.name.clone(),
@@ -249,10 +250,9 @@ impl Upstream {
         cfg: ServiceConfig,
         extra_ca: Option<&std::path::Path>,
     ) -> Result<(), String> {
-        self.client
-            .store(std::sync::Arc::new(crate::proxy::UpstreamClient::new(
-                &cfg, extra_ca,
-            )?));
+        self.client.store(std::sync::Arc::new(
+            crate::upstream::client::UpstreamClient::new(&cfg, extra_ca)?,
+        ));
         lock(&self.breaker).reconfigure(cfg.breaker.clone());
         if cfg.url != self.cfg.load().url {
             // Pooled connections lead to the old address.

@@ -14,8 +14,8 @@ use ring::hmac;
 
 use crate::config::DashboardAccess;
 
-/// The session cookie's name.
-pub const COOKIE: &str = "kinfra_session";
+/// The session cookie's name (defined with `App`: the request path strips it too).
+pub use crate::app::SESSION_COOKIE as COOKIE;
 /// How long a login lasts.
 pub const SESSION_SECS: u64 = 12 * 3600;
 /// The header a cookie-authenticated POST must carry.
@@ -204,24 +204,10 @@ pub fn can_read(
     }
 }
 
-/// The host a request names: its target's authority (absolute-form, or HTTP/2's `:authority`),
-/// else its one `Host` header; lower-case, without port or trailing dot. `None` when it names
-/// none, names two, or the value is not a host.
+/// The host a request names ([`crate::proxy::answers::host_of`], the request path's own
+/// reading), without a trailing dot; `None` when it names none, names two, or is not a host.
 pub fn request_host(uri: &http::Uri, h: &HeaderMap) -> Option<String> {
-    let authority = match uri.authority() {
-        Some(a) => a.clone(),
-        None => {
-            let mut hosts = h.get_all(header::HOST).iter();
-            let (Some(v), None) = (hosts.next(), hosts.next()) else {
-                return None;
-            };
-            http::uri::Authority::try_from(v.as_bytes()).ok()?
-        }
-    };
-    if authority.as_str().contains('@') {
-        return None;
-    }
-    let host = authority.host().to_ascii_lowercase();
+    let host = crate::proxy::answers::host_of(uri, h).ok()?;
     let host = host.strip_suffix('.').unwrap_or(&host);
     (!host.is_empty()).then(|| host.to_string())
 }

@@ -19,11 +19,11 @@ use serde::Deserialize;
 
 use crate::app::App;
 use crate::model::now_secs;
+use crate::proxy::answers::{Peer, error_response, json_response, wants_html};
 use crate::web::auth::{self, Denied};
-use crate::web::http::{Peer, error_response, json_response, wants_html};
 
 fn html(status: StatusCode, body: Bytes) -> Response {
-    let mut r = crate::web::http::html_response(body);
+    let mut r = crate::proxy::answers::html_response(body);
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -23,7 +23,7 @@ use http_body::{Body, Frame};
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::app::App;
+use crate::app::{App, Feed};
 use crate::supervisor::LogRing;
 
 /// A quiet stream still gets a comment this often.
@@ -34,54 +34,6 @@ pub const TICK: Duration = Duration::from_secs(1);
 pub const LOG_BATCH: usize = 500;
 /// Told to EventSource: wait this long before reconnecting (ms).
 const RETRY_MS: u32 = 2000;
-
-/// What the hub publishes: the newest frames and their sequence numbers.
-#[derive(Debug, Clone, Default)]
-pub struct Feed {
-    pub status_seq: u64,
-    pub status: Bytes,
-    pub countdown_seq: u64,
-    pub countdown: Bytes,
-    /// kinfrad is stopping: every stream ends.
-    pub closing: bool,
-}
-
-/// The hub's output; status streams follow it. Log followers watch only `closing`, so they do
-/// not count as subscribers the hub builds status documents for.
-#[derive(Debug)]
-pub struct Hub {
-    tx: watch::Sender<Arc<Feed>>,
-    closing: watch::Sender<bool>,
-}
-
-impl Default for Hub {
-    fn default() -> Self {
-        Hub {
-            tx: watch::channel(Arc::new(Feed::default())).0,
-            closing: watch::channel(false).0,
-        }
-    }
-}
-
-impl Hub {
-    pub fn subscribe(&self) -> watch::Receiver<Arc<Feed>> {
-        self.tx.subscribe()
-    }
-
-    /// Live status streams.
-    fn subscribers(&self) -> usize {
-        self.tx.receiver_count()
-    }
-
-    fn close(&self) {
-        self.closing.send_replace(true);
-        self.tx.send_modify(|f| {
-            let mut next = (**f).clone();
-            next.closing = true;
-            *f = Arc::new(next);
-        });
-    }
-}
 
 /// One SSE frame. `data` must be one line (serde_json never writes a newline).
 pub fn frame(event: &str, id: u64, data: &str) -> Bytes {
@@ -156,7 +108,7 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             last = None;
             continue;
         }
-        let mut feed = (**hub.tx.borrow()).clone();
+        let mut feed = hub.current();
         let mut moved = false;
         let v = status_value(&app);
         let fp = fingerprint(&v);
@@ -176,7 +128,7 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             was_active = active;
         }
         if moved {
-            hub.tx.send_replace(Arc::new(feed));
+            hub.publish(feed);
         }
     }
     app.events().close();
@@ -299,7 +251,7 @@ pub fn log_stream(
         cursor: since.unwrap_or(0),
         ring,
         lines,
-        closing: app.events().closing.subscribe(),
+        closing: app.events().closing(),
         ping: Box::pin(tokio::time::sleep(KEEPALIVE)),
         id: 0,
         first: true,

@@ -2,8 +2,9 @@
 //! status JSON and the server-sent event streams. Reads `App`; reaches the request path only
 //! through `proxy`'s front door and shared answers.
 
+pub mod api;
 pub mod auth;
 pub mod dashboard;
 pub mod events;
-pub mod http;
+pub mod router;
 pub mod status;

@@ -166,7 +166,7 @@ pub(super) fn classify(
                         "Host header is not text".into(),
                     );
                 };
-                match crate::web::http::parse_host(text) {
+                match crate::proxy::answers::parse_host(text) {
                     Ok(k) => k.into(),
                     Err(e) => return Plan::Reject(StatusCode::BAD_REQUEST, "bad_request", e),
                 }
@@ -352,6 +352,6 @@ fn local_request(
             HeaderValue::from_bytes(x.value).map_err(|_| format!("invalid value of {}", x.name))?;
         h.append(n, v);
     }
-    r.extensions_mut().insert(crate::web::http::Peer(peer));
+    r.extensions_mut().insert(crate::proxy::answers::Peer(peer));
     Ok(r)
 }

@@ -467,6 +467,6 @@ async fn fail(
     e: ForwardError,
 ) -> io::Result<bool> {
     // Head and body were consumed when forwarding began: the connection stays usable.
-    let r = crate::web::http::failure_response(app, &p.up, p.browser, p.gate, e);
+    let r = crate::proxy::answers::failure_response(app, &p.up, p.browser, p.gate, e);
     write_response(client, r, p.head_only, p.close).await
 }

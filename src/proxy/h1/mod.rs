@@ -128,7 +128,7 @@ async fn read_head(
         let idle = buf.len() == 0;
         let wait = match started {
             None => KEEPALIVE_IDLE,
-            Some(t) => crate::web::http::HEADER_READ_TIMEOUT.saturating_sub(t.elapsed()),
+            Some(t) => crate::proxy::HEADER_READ_TIMEOUT.saturating_sub(t.elapsed()),
         };
         // Biased, the read first: a request already there is taken without polling the stop
         // wait (or drawing a random branch order).
@@ -145,7 +145,7 @@ async fn read_head(
 
 /// Answer a request that cannot be served with an error, and close the connection.
 async fn refuse(stream: &mut TcpStream, status: StatusCode, code: &str, why: &str) -> Outcome {
-    let r = crate::web::http::refuse(status, code, why);
+    let r = crate::proxy::answers::refuse(status, code, why);
     let _ = write_response(stream, r, false, true).await;
     Outcome::Closed
 }

@@ -72,8 +72,12 @@ pub(super) fn maintenance_bytes(app: &App, up: Option<&Upstream>) -> bytes::Byte
     if let Some(b) = hit {
         return b;
     }
-    let resp =
-        crate::web::http::maintenance_response(true, view.html.clone(), &app.status_view(), retry);
+    let resp = crate::proxy::answers::maintenance_response(
+        true,
+        view.html.clone(),
+        &app.status_view(),
+        retry,
+    );
     let b = bytes::Bytes::from(serialize_full(resp));
     MAINT.with(|c| *c.borrow_mut() = Some((view, retry, sec, b.clone())));
     b

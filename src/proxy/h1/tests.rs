@@ -93,7 +93,7 @@ fn plain_hosts_agree_with_the_full_parser() {
         "a_b-c.d",
         "localhost:65535",
     ] {
-        let full = crate::web::http::parse_host(h).expect("valid");
+        let full = crate::proxy::answers::parse_host(h).expect("valid");
         assert_eq!(plain_host(h.as_bytes()), Some(full.as_str()), "{h}");
     }
     // Left to the full parser (which lower-cases, or refuses).

@@ -1,0 +1,142 @@
+//! The front door of the hyper path: everything that is not kinfrad's own endpoint. A request
+//! is matched to a route; then maintenance (the default page or the operator's custom page),
+//! the proxied service (or its fallback page), or, when nothing matches, the landing page, the
+//! status grid or a JSON 404.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::extract::{Request, State};
+use axum::response::Response;
+use http::StatusCode;
+use http::header::{self, HeaderValue};
+
+use crate::app::App;
+use crate::model::now_ms;
+use crate::proxy::answers::*;
+
+/// Everything that is not kinfrad's own: maintenance, a proxied upstream (or its fallback page),
+/// or kinfrad's own landing / status page.
+pub async fn front(State(app): State<Arc<App>>, req: Request) -> Response {
+    let host = match request_host(&req) {
+        Ok(h) => h,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, "bad_request", &e),
+    };
+    let services = app.services_full();
+    let route = services.table.lookup(&host, req.uri().path());
+    let Some(route) = route else {
+        let covered = app
+            .maint()
+            .record
+            .as_ref()
+            .is_some_and(|m| m.target.covers_unrouted());
+        if covered {
+            return serve_maintenance(&app, req, None).await;
+        }
+        return unrouted(&app, &req, &services);
+    };
+    let up = route.target.clone();
+    let in_maint = app
+        .maint()
+        .record
+        .as_ref()
+        .is_some_and(|m| m.target.covers(&up.name));
+    if in_maint {
+        return serve_maintenance(&app, req, Some(&up)).await;
+    }
+    let gate = up.cfg().fallback.enabled;
+    let peer = req.extensions().get::<Peer>().map(|p| p.0);
+    let browser = wants_html(req.headers());
+    match crate::proxy::forward(&up, route, req, peer, gate, services.underscores).await {
+        Ok(r) => r,
+        Err(e) => failure_response(&app, &up, browser, gate, e),
+    }
+}
+
+/// A request that matched no route.
+fn unrouted(app: &App, req: &Request, services: &crate::app::Services) -> Response {
+    let status = if req.uri().path() == "/" && services.list.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    };
+    if wants_html(req.headers()) {
+        let body = if services.list.is_empty() {
+            app.pages().landing.clone()
+        } else {
+            app.status_page()
+        };
+        let mut r = html_response(body);
+        *r.status_mut() = status;
+        r.headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("Accept"));
+        r
+    } else {
+        json_response(
+            status,
+            &serde_json::json!({
+                "service": "kinfrad",
+                "message": if status == StatusCode::OK { "KInfra is running; no services are configured" } else { "no route matches this host and path" },
+                "status": crate::pages::SERVICE_STATUS_URL,
+                "health": crate::pages::HEALTH_URL,
+            }),
+        )
+    }
+}
+
+/// Maintenance for a request (`up`: the upstream it was routed to, if any).
+async fn serve_maintenance(
+    app: &Arc<App>,
+    req: Request,
+    up: Option<&Arc<crate::upstream::Upstream>>,
+) -> Response {
+    let view = app.maint_full();
+    let Some(m) = view.record.as_ref() else {
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "maintenance",
+            "maintenance",
+        );
+    };
+    app.hit();
+    if let Some(u) = up {
+        u.maintenance_hits.fetch_add(1, Ordering::Relaxed);
+    }
+    let retry = m.retry_after_secs(now_ms());
+    let browser = wants_html(req.headers());
+    if let Some(page) = view.page_url.clone() {
+        let peer = req.extensions().get::<Peer>().map(|p| p.0);
+        let underscores = app.services().underscores;
+        match crate::proxy::custom::forward(
+            &app.client(),
+            &app.instance,
+            &page,
+            req,
+            peer,
+            retry,
+            underscores,
+        )
+        .await
+        {
+            Ok(r) => return r,
+            Err(e) => warn_custom_page(&e),
+        }
+    }
+    maintenance_response(browser, view.html.clone(), &app.status_view(), retry)
+}
+
+fn warn_custom_page(e: &str) {
+    use std::sync::atomic::AtomicU64;
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = now_ms() / 1000;
+    let last = LAST.load(Ordering::Relaxed);
+    if now >= last + 10
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(error = %e, "custom maintenance page failed; serving the default page");
+    } else {
+        tracing::debug!(error = %e, "custom maintenance page failed");
+    }
+}
