@@ -191,12 +191,7 @@ impl App {
         let (changed, _) = watch::channel(0);
         let services = Services::build(&p.config, None)?;
         let mut id = [0u8; 8];
-        {
-            use std::io::Read;
-            std::fs::File::open("/dev/urandom")
-                .and_then(|mut f| f.read_exact(&mut id))
-                .map_err(|e| format!("/dev/urandom: {e}"))?;
-        }
+        crate::state::token::random_bytes(&mut id).map_err(|e| format!("/dev/urandom: {e}"))?;
         Ok(App {
             started: Instant::now(),
             instance: crate::state::token::hex(&id),

@@ -42,9 +42,14 @@ pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// Fill `buf` from the kernel's random source (tokens, the instance id).
+pub(crate) fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
+    std::fs::File::open("/dev/urandom")?.read_exact(buf)
+}
+
 fn create(path: &Path) -> io::Result<String> {
     let mut raw = [0u8; 32];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut raw)?;
+    random_bytes(&mut raw)?;
     let token = hex(&raw);
     let mut f = std::fs::OpenOptions::new()
         .write(true)

@@ -45,7 +45,8 @@ pub(crate) async fn get_status(State(app): State<Arc<App>>) -> Response {
     json_response(StatusCode::OK, &app.status_view())
 }
 
-/// Seed 004's POST body, plus KInfra's fields.
+/// The body of `POST /api/maintenance/status` (camelCase, as its `GET` answers), plus KInfra's
+/// fields.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct PostBody {
@@ -117,7 +118,7 @@ pub(crate) struct StatusQuery {
     service: Option<String>,
 }
 
-/// `GET /__status__`: seed 000/001's JSON (top level: the `?service=` asked for, else kinfrad),
+/// `GET /__status__`: the services' status JSON (top level: the `?service=` asked for, else kinfrad),
 /// or the status grid for browsers.
 pub(crate) async fn services_status(
     State(app): State<Arc<App>>,
@@ -142,7 +143,7 @@ pub(crate) async fn services_status(
 }
 
 /// An `/api/...` path outside kinfrad's own namespaces: the service whose route matches it (the
-/// seeds route "/api/" to backends), else kinfrad's JSON 404.
+/// usual setup routes "/api/" to backends), else kinfrad's JSON 404.
 pub(crate) async fn api_or_route(State(app): State<Arc<App>>, req: Request) -> Response {
     let routed = request_host(&req)
         .is_ok_and(|h| app.services().table.lookup(&h, req.uri().path()).is_some());

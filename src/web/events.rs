@@ -70,7 +70,7 @@ fn fingerprint(v: &Value) -> Value {
     v
 }
 
-/// Seed 004's `countdownUpdate`: seconds left (null without an estimate).
+/// The `countdownUpdate` event: seconds left (null without an estimate).
 fn countdown_value(app: &App) -> (bool, Value) {
     let v = app.status_view();
     (

@@ -125,7 +125,7 @@ pub fn services_json(app: &App, service: Option<&str>, reader: bool) -> Result<V
     Ok(top)
 }
 
-/// Every route with its service's state, maintenance and circuit (seed 002's `RouteStatus`).
+/// Every route with its service's state, maintenance and circuit (the dashboard's `RouteStatus`).
 /// Drain is not built yet: its fields read zero. `maintenance_hits` counts the hits of the
 /// route's service (all its routes together).
 pub fn routes_json(app: &App) -> Value {
@@ -187,8 +187,8 @@ fn route_rows(
     Value::Array(rows)
 }
 
-/// Seed 002's `GET /api/dashboard/maintenance`: totals, and the routes in maintenance or with
-/// hits. `maintenance` adds the seed-004 view of the maintenance itself.
+/// `GET /api/dashboard/maintenance`: totals, and the routes in maintenance or with hits.
+/// `maintenance` adds the `/api/maintenance/status` view of the maintenance itself.
 pub fn maintenance_json(app: &App) -> Value {
     let routes = match routes_json(app) {
         Value::Array(v) => v,
