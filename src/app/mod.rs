@@ -98,7 +98,7 @@ pub struct App {
     pub http_addrs: Vec<SocketAddr>,
     pub control_path: String,
     changed: watch::Sender<u64>,
-    /// Live-update frames for `/__events__` (built by `events::run`).
+    /// Live-update frames for `/__events__` (built by `web::events::run`).
     events: Hub,
     client: ArcSwap<crate::upstream::client::CustomClient>,
     services: ArcSwap<Services>,

@@ -2,7 +2,7 @@
 
 /// The route key of the common Host value, without allocating: a lower-case name or IPv4
 /// address (letters, digits, '-', '.', '_') with an optional numeric port. Anything else
-/// (upper case, IPv6, odd characters) is for `http::parse_host`.
+/// (upper case, IPv6, odd characters) is for `answers::parse_host`.
 pub(super) fn plain_host(h: &[u8]) -> Option<&str> {
     let name_len = h
         .iter()

@@ -17,7 +17,7 @@
 //!   and its response is written by `write_response`.
 //!
 //! Failures before the upstream's response head get exactly what the hyper path gives
-//! (`http::failure_response`: the fallback page). Limits match hyper's configuration:
+//! (`answers::failure_response`: the fallback page). Limits match hyper's configuration:
 //! `max_header_bytes` (431), the 30 s head timeout, a keep-alive idle timeout.
 
 use std::mem::MaybeUninit;
