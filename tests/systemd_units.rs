@@ -9,7 +9,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const KINFRAD: &str = env!("CARGO_BIN_EXE_kinfrad");
+use common::{KINFRAD, output_text as text};
+
 const UNITS: [&str; 3] = ["kinfra.service", "kinfra.socket", "kinfra-control.socket"];
 /// kinfrad's default `shutdown_grace`; kinfra.service's TimeoutStopSec must exceed it.
 const DEFAULT_GRACE_SECS: u64 = 10;
@@ -29,15 +30,6 @@ fn have(tool: &str) -> bool {
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success())
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// A command with the environment systemd would have handed kinfrad removed.

@@ -3,13 +3,13 @@
 //! `/__status__` reports it, waited on instead of slept for.
 
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::http::get;
+use super::http::{Resp, get, request};
 use super::python::python_app;
 use super::{KINFRAD, eventually, free_port, kinfractl};
 
@@ -96,12 +96,7 @@ impl Daemon {
     }
 
     pub fn ctl(&self, args: &[&str]) -> Output {
-        Command::new(kinfractl())
-            .arg("--socket")
-            .arg(&self.control)
-            .args(args)
-            .output()
-            .expect("run kinfractl")
+        kinfractl_at(&self.control, args)
     }
 
     /// kinfractl that must succeed; returns stdout.
@@ -156,6 +151,18 @@ impl Drop for Daemon {
     }
 }
 
+/// kinfractl with `args`, talking to the control socket at `socket` (whatever KINFRA_SOCKET
+/// says).
+pub fn kinfractl_at(socket: &Path, args: &[&str]) -> Output {
+    Command::new(kinfractl())
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .env_remove("KINFRA_SOCKET")
+        .output()
+        .expect("run kinfractl")
+}
+
 /// kinfrad with a supervised `web` (display name `display`) and a url-only `ext`, plus `extra`
 /// top-level settings.
 pub fn dashboard_daemon(extra: &str, display: &str, banner: &str) -> Daemon {
@@ -198,6 +205,14 @@ pub fn service(d: &Daemon, name: &str) -> serde_json::Value {
     get(d.addr, &format!("/__status__?service={name}")).json()
 }
 
+/// The pid of a service's process, from its status.
+pub fn pid_of(s: &Value) -> i32 {
+    s["pid"]
+        .as_str()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {s}"))
+}
+
 /// `/__status__?service=NAME` once its state is `state` (15 s at most).
 pub fn wait_service(d: &Daemon, name: &str, state: &str) -> serde_json::Value {
     wait_service_until(d, name, &format!("{name} to be {state}"), WAIT, |s| {
@@ -227,6 +242,32 @@ pub fn wait_service_until(
         let s = service(d, name);
         pred(&s).then_some(s)
     })
+}
+
+/// `POST path` to kinfrad with `headers` and `body`.
+pub fn post(d: &Daemon, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
+    request(d.addr, "POST", path, headers, body.as_bytes()).expect("POST")
+}
+
+/// Log in to the dashboard through the form; the session cookie's `name=value`.
+pub fn login(d: &Daemon) -> String {
+    let form = format!("token={}&next=%2F__logs__%2Fweb", d.token());
+    let r = post(
+        d,
+        "/kinfra/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        &form,
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(r.header("location"), Some("/__logs__/web"));
+    let c = r
+        .header("set-cookie")
+        .expect("a session cookie")
+        .to_string();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="] {
+        assert!(c.contains(attr), "cookie lacks {attr}: {c}");
+    }
+    c.split(';').next().expect("name=value").to_string()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -66,6 +66,18 @@ pub fn output_text(o: &Output) -> String {
     )
 }
 
+/// Running: neither gone nor a zombie waiting for its new parent to reap it.
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|st| {
+            st.rsplit(')')
+                .next()
+                .map(|r| r.trim_start().starts_with('Z'))
+        })
+        .is_some_and(|zombie| !zombie)
+}
+
 /// A process's resident set size in KiB (`VmRSS` in /proc/PID/status); `None` once it is gone.
 pub fn vmrss_kib(pid: i32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

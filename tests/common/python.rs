@@ -47,3 +47,31 @@ pub fn python_app(dir: &Path, banner: &str) -> String {
         r#"b"app pid=%d" % os.getpid()"#,
     )
 }
+
+/// A Python HTTP server that answers every GET with `tag`, its pid, its port and its
+/// NOTIFY_SOCKET, after `delay` seconds of "startup" (written to `dir/TAG.py`).
+pub fn server_script(dir: &Path, tag: &str, delay: f32) -> String {
+    python_http_server(
+        &dir.join(format!("{tag}.py")),
+        &format!("time.sleep({delay})"),
+        "",
+        &format!(
+            r#"("{tag} pid=%d port=%s notify=%s" % (os.getpid(), os.environ["PORT"], os.environ.get("NOTIFY_SOCKET", "none"))).encode()"#
+        ),
+    )
+}
+
+/// A `[[service]]` running a `server_script` on a free port at `/`, probed every 200 ms.
+pub fn python_service(name: &str, script: &str) -> String {
+    format!(
+        r#"
+[[service]]
+name = "{name}"
+command = ["python3", "{script}", "{{port}}"]
+preferred_port = {}
+routes = ["/"]
+health_check = {{ interval = "200ms" }}
+"#,
+        super::free_port()
+    )
+}

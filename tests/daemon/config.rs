@@ -108,12 +108,7 @@ fn embedded_default_runs_as_an_unprivileged_user() {
     let sock = p.join("control.sock");
     assert!(p.join("admin-token").exists(), "state dir under $HOME");
     assert!(sock.exists(), "control socket in the state dir");
-    let o = Command::new(kinfractl())
-        .arg("--socket")
-        .arg(&sock)
-        .args(["maint", "enter"])
-        .output()
-        .expect("ctl");
+    let o = kinfractl_at(&sock, &["maint", "enter"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(p.join("state.json").exists());
     let _ = nix::sys::signal::kill(
