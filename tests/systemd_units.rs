@@ -88,7 +88,7 @@ fn stage_units(dir: &Path) -> Vec<PathBuf> {
 
 /// Run `systemd-analyze`. As root it leaves /run/systemd/systemd-units-load behind (a timestamp
 /// of its unit loading): remove it again when it was not there before, under the lock
-/// tests/systemd_user.rs takes for its changes to /run/systemd.
+/// tests/systemd_user/ takes for its changes to /run/systemd.
 fn analyze(dir: &Path, args: &[&str], files: &[PathBuf]) -> Output {
     const STAMP: &str = "/run/systemd/systemd-units-load";
     let lock = std::fs::File::options()

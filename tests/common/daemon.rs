@@ -29,6 +29,24 @@ pub struct Daemon {
     pub log: PathBuf,
 }
 
+/// kinfrad listening on `addr`, with its control socket and state directory where given, and
+/// none of what systemd would have handed it (so a test run under systemd starts it plain).
+pub fn kinfrad_command(addr: SocketAddr, control: &Path, state_dir: &Path) -> Command {
+    let mut cmd = Command::new(KINFRAD);
+    cmd.arg("--listen")
+        .arg(addr.to_string())
+        .arg("--control-socket")
+        .arg(control)
+        .arg("--state-dir")
+        .arg(state_dir)
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_PID")
+        .env_remove("LISTEN_FDNAMES")
+        .env_remove("JOURNAL_STREAM");
+    cmd
+}
+
 impl Daemon {
     /// Start kinfrad with `--listen`, `--control-socket`, `--state-dir` in a fresh temp dir.
     pub fn start() -> Daemon {
@@ -43,19 +61,8 @@ impl Daemon {
         let state_dir = dir.path().join("state");
         let log = dir.path().join(format!("kinfrad-{port}.log"));
         let logf = std::fs::File::create(&log).expect("log file");
-        let mut cmd = Command::new(KINFRAD);
-        cmd.arg("--listen")
-            .arg(addr.to_string())
-            .arg("--control-socket")
-            .arg(&control)
-            .arg("--state-dir")
-            .arg(&state_dir)
-            .args(args)
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("LISTEN_FDS")
-            .env_remove("LISTEN_PID")
-            .env_remove("LISTEN_FDNAMES")
-            .env_remove("JOURNAL_STREAM")
+        let mut cmd = kinfrad_command(addr, &control, &state_dir);
+        cmd.args(args)
             .stdin(Stdio::null())
             .stdout(logf.try_clone().expect("dup"))
             .stderr(logf);
@@ -149,6 +156,11 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `kinfractl --json status`, parsed.
+pub fn status_json(d: &Daemon) -> Value {
+    serde_json::from_str(&d.ctl_ok(&["--json", "status"])).expect("status json")
 }
 
 /// kinfractl with `args`, talking to the control socket at `socket` (whatever KINFRA_SOCKET

@@ -9,10 +9,6 @@ use std::time::Duration;
 
 use crate::common::*;
 
-fn status_json(d: &Daemon) -> serde_json::Value {
-    serde_json::from_str(&d.ctl_ok(&["--json", "status"])).expect("status json")
-}
-
 fn frame(payload: &[u8]) -> Vec<u8> {
     let mut v = (payload.len() as u32).to_be_bytes().to_vec();
     v.extend_from_slice(payload);
