@@ -5,7 +5,7 @@
 # proxy, supervisor and dashboard tests once more with kinfrad on one current-thread runtime).
 #
 #   scripts/test.sh            # everything
-#   scripts/test.sh daemon     # only tests/daemon.rs (any cargo test filter works after --test)
+#   scripts/test.sh daemon     # only tests/daemon/ (any cargo test filter works after --test)
 #
 # KINFRA_FUZZ_SECONDS=N also runs every fuzz target (fuzz/, scripts/fuzz.sh) for N seconds at the
 # end. Off by default: it needs a nightly toolchain and cargo-fuzz, and a cold build of fuzz/

@@ -100,8 +100,7 @@ fn named(dir: &Path, prefix: &str) -> Vec<String> {
 
 /// The maintenance state kinfrad reports, after checking it reports no problem.
 fn loaded(d: &Daemon, ctx: &str) -> Maint {
-    let report: serde_json::Value =
-        serde_json::from_str(&d.ctl_ok(&["--json", "status"])).expect("status JSON");
+    let report = status_json(d);
     assert_eq!(
         report["problems"],
         serde_json::json!([]),

@@ -11,7 +11,7 @@ mod webdriver;
 
 use std::time::{Duration, Instant};
 
-use common::{Daemon, dashboard_daemon, eventually, service, wait_service};
+use common::{Daemon, dashboard_daemon, eventually, pid_of, service, wait_service};
 use serde_json::json;
 use webdriver::Browser;
 
@@ -71,10 +71,7 @@ fn click(b: &Browser, id: &str, action: &str) {
 
 /// `kill -9` the process kinfrad runs for service `name`.
 fn kill9(d: &Daemon, name: &str) {
-    let pid: i32 = service(d, name)["pid"]
-        .as_str()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("{name} has no pid"));
+    let pid = pid_of(&service(d, name));
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGKILL,

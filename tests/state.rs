@@ -29,17 +29,8 @@ fn kept_aside(dir: &Path) -> Vec<PathBuf> {
 /// Run kinfrad on `state_dir` when it is expected to refuse to start: its output once it exited.
 /// A kinfrad still running after 10 s started after all: killed, and the test fails.
 fn kinfrad_refuses(dir: &Path, state_dir: &Path) -> Output {
-    let child = Command::new(KINFRAD)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{}", free_port()))
-        .arg("--control-socket")
-        .arg(dir.join("control.sock"))
-        .arg("--state-dir")
-        .arg(state_dir)
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("LISTEN_FDS")
-        .env_remove("LISTEN_PID")
-        .env_remove("JOURNAL_STREAM")
+    let addr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let child = kinfrad_command(addr, &dir.join("control.sock"), state_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

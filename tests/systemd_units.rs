@@ -9,7 +9,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const KINFRAD: &str = env!("CARGO_BIN_EXE_kinfrad");
+use common::{KINFRAD, output_text as text};
+
 const UNITS: [&str; 3] = ["kinfra.service", "kinfra.socket", "kinfra-control.socket"];
 /// kinfrad's default `shutdown_grace`; kinfra.service's TimeoutStopSec must exceed it.
 const DEFAULT_GRACE_SECS: u64 = 10;
@@ -29,15 +30,6 @@ fn have(tool: &str) -> bool {
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success())
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// A command with the environment systemd would have handed kinfrad removed.
@@ -96,7 +88,7 @@ fn stage_units(dir: &Path) -> Vec<PathBuf> {
 
 /// Run `systemd-analyze`. As root it leaves /run/systemd/systemd-units-load behind (a timestamp
 /// of its unit loading): remove it again when it was not there before, under the lock
-/// tests/systemd_user.rs takes for its changes to /run/systemd.
+/// tests/systemd_user/ takes for its changes to /run/systemd.
 fn analyze(dir: &Path, args: &[&str], files: &[PathBuf]) -> Output {
     const STAMP: &str = "/run/systemd/systemd-units-load";
     let lock = std::fs::File::options()

@@ -1,12 +1,12 @@
 //! A minimal W3C WebDriver client for the browser tests: starts `chromedriver` on a free loopback
-//! port, drives one headless Chromium session over plain HTTP/1.1 (std `TcpStream`), and tears
-//! everything down again (session, chromedriver and every process in its process group).
+//! port, drives one headless Chromium session over plain HTTP/1.1 (the harness's raw client),
+//! and tears everything down again (session, chromedriver and every process in its process
+//! group).
 // Shared by several test binaries, each using a part of it.
 #![allow(dead_code)]
 
 use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::{Resp, eventually, free_port, parse_response};
+use crate::common::{Resp, eventually, free_port, request_bytes, send_and_read};
 
 /// One browser at a time: the machines running the suite may have two CPUs, and the timing
 /// assertions (live updates within a few seconds) should not depend on the test thread count.
@@ -324,7 +324,7 @@ impl Drop for Browser {
 }
 
 /// One HTTP/1.1 exchange with chromedriver. It answers `Connection: close` but keeps the socket
-/// open for a while, so read exactly `Content-Length` bytes instead of waiting for EOF.
+/// open for a while, so the response is read by its framing instead of waiting for EOF.
 fn request(
     addr: SocketAddr,
     method: &str,
@@ -332,40 +332,8 @@ fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<Resp> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes())?;
-    s.write_all(body)?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16384];
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let len = head.lines().find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                (k.trim() == "content-length").then(|| v.trim().parse::<usize>().ok())?
-            });
-            if len.is_some_and(|n| buf.len() >= end + 4 + n) {
-                break;
-            }
-        }
-        let n = s.read(&mut chunk)?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    parse_response(&buf).ok_or_else(|| {
-        std::io::Error::other(format!("unparseable: {:?}", String::from_utf8_lossy(&buf)))
-    })
+    let req = request_bytes(addr, method, path, None, headers, body);
+    send_and_read(addr, &req, Duration::from_secs(30))
 }
 
 /// Start chromedriver on a free loopback port and wait until `/status` says ready.

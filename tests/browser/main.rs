@@ -1,0 +1,23 @@
+//! End-to-end tests of the maintenance, landing and fallback pages in a real headless Chromium,
+//! driven through ChromeDriver: the live countdown, in-place updates, the automatic reload when
+//! maintenance ends or a proxied upstream comes back, hostile text, and a phone-sized viewport.
+//! Screenshots go to `artifacts/browser/`. One file a theme; the harness they share is in
+//! tests/common, the WebDriver client in webdriver.rs beside this file.
+//!
+//! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (scripts/test.sh installs them); without
+//! them the tests fail, unless `KINFRA_SKIP_BROWSER=1`.
+
+#[path = "../common/mod.rs"]
+mod common;
+mod webdriver;
+
+mod app;
+mod fallback_look;
+mod fallback_return;
+mod maintenance;
+mod page;
+
+use std::time::Duration;
+
+/// Generous: the browser polls every 2 s, and CI machines can be slow.
+const LIVE: Duration = Duration::from_secs(5);

@@ -1,0 +1,179 @@
+//! Maintenance mode end to end: entered, updated and left with kinfractl, what browsers and API
+//! clients get meanwhile, and maintenance, its countdown and the hit count surviving a kill -9,
+//! a graceful restart and a corrupt state file.
+
+use crate::T;
+use crate::common::*;
+use nix::sys::signal::Signal;
+
+#[test]
+fn maintenance_on_and_off_with_kinfractl() {
+    let d = Daemon::start();
+    let landing = get_html(d.addr, "/");
+    assert_eq!(landing.status, 200);
+    assert!(landing.text().contains("KInfra"));
+    assert!(landing.header("x-maintenance-mode").is_none());
+
+    d.ctl_ok(&[
+        "maint",
+        "enter",
+        "--message",
+        "Upgrading the database",
+        "--issue",
+        "Migrating users",
+        "--countdown",
+        "600",
+    ]);
+    let page = get_html(d.addr, "/shop/cart?x=1");
+    assert_eq!(page.status, 503);
+    assert_eq!(page.header("x-maintenance-mode"), Some("true"));
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    let retry: u64 = page
+        .header("retry-after")
+        .expect("retry-after")
+        .parse()
+        .expect("int");
+    assert!((590..=600).contains(&retry), "Retry-After {retry}");
+    assert!(
+        page.header("content-type")
+            .unwrap_or("")
+            .starts_with("text/html")
+    );
+    let html = page.text();
+    assert!(html.contains("Upgrading the database") && html.contains("Migrating users"));
+
+    // API clients get JSON with the same facts.
+    let api = get(d.addr, "/shop/cart");
+    assert_eq!(api.status, 503);
+    let j = api.json();
+    assert_eq!(j["maintenance"]["message"], "Upgrading the database");
+    assert_eq!(j["maintenance"]["isActive"], true);
+
+    // Own endpoints are never in maintenance.
+    assert_eq!(get(d.addr, "/health").status, 200);
+    let st = get(d.addr, "/api/maintenance/status").json();
+    assert_eq!(st["isActive"], true);
+    assert_eq!(st["currentIssue"], "Migrating users");
+    assert!(st["countdown"].as_u64().expect("countdown") <= 600);
+    assert!(st["hits"].as_u64().expect("hits") >= 2);
+
+    // Updating what the page shows (seed 004's status flags).
+    d.ctl_ok(&["status", "--message", "Almost there", "--time", "2"]);
+    let st = get(d.addr, "/api/maintenance/status").json();
+    assert_eq!(st["message"], "Almost there");
+    assert_eq!(st["currentIssue"], "Migrating users");
+    assert!(st["countdown"].as_u64().expect("cd") <= 120);
+    let human = d.ctl_ok(&["status"]);
+    assert!(
+        human.contains("maintenance: ON") && human.contains("Almost there"),
+        "{human}"
+    );
+
+    d.ctl_ok(&["maint", "exit"]);
+    let after = get_html(d.addr, "/shop/cart");
+    assert_eq!(
+        after.status, 404,
+        "landing page answers unknown paths with 404"
+    );
+    assert!(after.header("x-maintenance-mode").is_none());
+    assert_eq!(
+        get(d.addr, "/api/maintenance/status").json()["isActive"],
+        false
+    );
+    // Updating while not in maintenance is refused with a clear error.
+    let o = d.ctl(&["status", "--message", "x"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not active"));
+}
+
+#[test]
+fn kill_9_in_maintenance_keeps_maintenance_and_eta() {
+    let d = Daemon::start();
+    d.ctl_ok(&[
+        "maint",
+        "enter",
+        "--message",
+        "Crash-proof",
+        "--issue",
+        "Step 2",
+        "--countdown",
+        "900",
+    ]);
+    for _ in 0..3 {
+        assert_eq!(get_html(d.addr, "/").status, 503);
+    }
+    let before = get(d.addr, "/api/maintenance/status").json();
+    let dir = d.crash();
+    let d2 = Daemon::start_with(dir, &[], &[]);
+    let after = get(d2.addr, "/api/maintenance/status").json();
+    assert_eq!(after["isActive"], true);
+    assert_eq!(after["message"], "Crash-proof");
+    assert_eq!(after["currentIssue"], "Step 2");
+    assert_eq!(after["estimatedCompletion"], before["estimatedCompletion"]);
+    assert_eq!(after["startTime"], before["startTime"]);
+    let page = get_html(d2.addr, "/");
+    assert_eq!(page.status, 503);
+    assert!(page.text().contains("Crash-proof"));
+}
+
+#[test]
+fn hits_survive_a_graceful_restart() {
+    let mut d = Daemon::start();
+    d.ctl_ok(&["maint", "enter"]);
+    for _ in 0..5 {
+        get(d.addr, "/x");
+    }
+    d.signal(Signal::SIGTERM);
+    assert!(d.wait_exit(T).success());
+    let dir = d.crash();
+    let d2 = Daemon::start_with(dir, &[], &[]);
+    assert_eq!(get(d2.addr, "/api/maintenance/status").json()["hits"], 5);
+}
+
+#[test]
+fn corrupt_state_file_is_kept_and_reported() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).expect("mkdir");
+    std::fs::write(
+        state.join("state.json"),
+        b"{\"version\": 1, \"maintenance\": {\"mess",
+    )
+    .expect("w");
+    let mut notify = NotifyRx::new(dir.path());
+    let sock = notify.path.display().to_string();
+    let d = Daemon::start_with(dir, &[], &[("NOTIFY_SOCKET", sock.as_str())]);
+    let ready = notify.wait_for(T, "READY", |m| m.contains("READY=1"));
+    assert!(
+        ready.contains("PROBLEM") && ready.contains("kept as"),
+        "{ready}"
+    );
+    let kept: Vec<_> = std::fs::read_dir(&d.state_dir)
+        .expect("ls")
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("state.json.corrupt-")
+        })
+        .collect();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(
+        std::fs::read(kept[0].path()).expect("r"),
+        b"{\"version\": 1, \"maintenance\": {\"mess"
+    );
+    let st = d.ctl_ok(&["status"]);
+    assert!(
+        st.contains("PROBLEM") && st.contains("not valid state JSON"),
+        "{st}"
+    );
+    assert!(d.log_text().contains("state file problem"));
+    assert!(!d.log_text().contains('\x1b'), "no ANSI colours in a pipe");
+    // Still serving and still accepting changes.
+    assert_eq!(get(d.addr, "/health").status, 200);
+    d.ctl_ok(&["maint", "enter", "--message", "fresh"]);
+    assert_eq!(
+        get(d.addr, "/api/maintenance/status").json()["message"],
+        "fresh"
+    );
+}

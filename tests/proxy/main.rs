@@ -1,0 +1,36 @@
+//! End-to-end tests of the reverse proxy: the real kinfrad binary in front of real upstream
+//! servers these tests run themselves on 127.0.0.1 (the fake upstream of `common::upstream`, a
+//! tokio WebSocket echo server). Routing, header handling, keep-alive, fallback pages when an
+//! upstream dies, fails mid-request or stalls, the circuit breaker, readiness gating, WebSocket
+//! upgrades, streamed large bodies, hostile input and HTTP/2 clients; then the edge cases of
+//! kinfrad's own HTTP/1.1 loop (pipelining, response framings, stale upstream connections,
+//! broken upstream responses, `Connection: close`, vanishing clients, idle connections' memory).
+//! One file a theme; the harness they share is in tests/common.
+//!
+//! `KINFRA_TEST_FAST_PATH=0` runs the whole binary against the hyper path (kinfrad started with
+//! `KINFRA_FAST_PATH=0`); unset, kinfrad's HTTP/1.1 fast path serves plain HTTP/1.1.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod bodies;
+mod circuit;
+mod clients;
+mod fallback;
+mod framing;
+mod headers;
+mod hostile;
+mod pipelining;
+mod pooling;
+mod routing;
+mod upgrades;
+
+/// What every theme file uses: the shared harness, with the names these tests have always
+/// called its proxy helpers by.
+mod prelude {
+    pub use crate::common::*;
+    pub use crate::common::{start_proxy as start, url_service as service};
+
+    /// How long the tests wait for kinfrad or an upstream to get somewhere.
+    pub const T: std::time::Duration = std::time::Duration::from_secs(10);
+}
