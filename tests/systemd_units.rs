@@ -265,14 +265,23 @@ fn service_exposure_stays_low() {
     );
 }
 
-/// Keys of `RawConfig` in src/config.rs: the only keys kinfrad accepts.
+/// Keys of `RawConfig` (in the `config` folder of src/): the only keys kinfrad accepts.
 fn config_keys() -> Vec<String> {
-    let src = read(&repo().join("src/config.rs"));
-    let body = src
-        .split("struct RawConfig {")
-        .nth(1)
-        .and_then(|b| b.split('}').next())
-        .expect("RawConfig in src/config.rs");
+    let dir = repo().join("src/config");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .collect();
+    files.sort();
+    let body = files
+        .iter()
+        .map(|f| read(f))
+        .find_map(|src| {
+            let body = src.split("struct RawConfig {").nth(1)?.split('}').next()?;
+            Some(body.to_string())
+        })
+        .expect("RawConfig in src/config/");
     body.lines()
         .filter_map(|l| l.trim().split_once(':'))
         .map(|(k, _)| k.trim().to_string())
@@ -298,7 +307,7 @@ fn example_config_passes_check_config() {
     // It documents every key kinfrad accepts, as a commented `#key = value` line...
     let body = read(&example);
     let keys = config_keys();
-    assert!(keys.len() >= 8, "parsed keys from src/config.rs: {keys:?}");
+    assert!(keys.len() >= 8, "parsed keys of RawConfig: {keys:?}");
     // Tables (`[[service]]`, `[page_config]`) are shown as commented table headers instead.
     let is_table = |l: &str, k: &str| l == format!("#[[{k}]]") || l == format!("#[{k}]");
     for k in &keys {
