@@ -1,0 +1,238 @@
+//! The maintenance model: what the operator asked for, validated, and the JSON view of it that
+//! `GET /api/maintenance/status` serves.
+//!
+//! This module is pure: no I/O, no clocks of its own (callers pass `now_ms`), so every rule here is
+//! unit-tested directly.
+//!
+//! The rules each piece of input must pass (text, times, the custom page URL) are in `validate`;
+//! this file holds the record, how a change applies to it, and what it means for `Retry-After`.
+
+#[cfg(test)]
+mod tests;
+mod validate;
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::StatusView;
+
+pub use validate::{
+    InvalidInput, MAX_COUNTDOWN_SECS, MAX_TEXT_CHARS, MAX_TIME_MS, MAX_URL_LEN, PageUrl,
+    check_eta_ms, clean_text, countdown_to_eta, parse_page_url,
+};
+use validate::{bad, check_time};
+
+/// `Retry-After` when no estimate is known.
+pub const DEFAULT_RETRY_AFTER: u64 = 300;
+/// `Retry-After` once the estimate has passed.
+pub const OVERDUE_RETRY_AFTER: u64 = 30;
+/// Message shown when the operator gave none.
+pub const DEFAULT_MESSAGE: &str = "Scheduled maintenance in progress";
+
+/// Which routes maintenance covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum Target {
+    All,
+    Routes(Vec<String>),
+}
+
+impl From<Target> for String {
+    fn from(t: Target) -> String {
+        t.to_string()
+    }
+}
+
+impl TryFrom<String> for Target {
+    type Error = String;
+    fn try_from(s: String) -> Result<Target, String> {
+        Target::parse(&s)
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::All => f.write_str("ALL"),
+            Target::Routes(r) => f.write_str(&r.join(",")),
+        }
+    }
+}
+
+impl Target {
+    /// `ALL` (any case) or a comma-separated list of route ids.
+    pub fn parse(s: &str) -> Result<Target, String> {
+        let s = s.trim();
+        if s.is_empty() || s.eq_ignore_ascii_case("all") {
+            return Ok(Target::All);
+        }
+        let mut ids = Vec::new();
+        for id in s.split(',') {
+            let id = id.trim();
+            if id.is_empty() {
+                return Err(format!("target {s:?} has an empty route id"));
+            }
+            if id.len() > 64
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+            {
+                return Err(format!(
+                    "route id {id:?} may only hold letters, digits, '-', '_' and '.' (64 at most)"
+                ));
+            }
+            if !ids.iter().any(|x| x == id) {
+                ids.push(id.to_string());
+            }
+        }
+        Ok(Target::Routes(ids))
+    }
+
+    /// Does maintenance apply to the route (service) named `id`?
+    pub fn covers(&self, id: &str) -> bool {
+        match self {
+            Target::All => true,
+            Target::Routes(ids) => ids.iter().any(|x| x == id),
+        }
+    }
+
+    /// Does maintenance apply to traffic that matched no route (kinfrad's own landing page)?
+    pub fn covers_unrouted(&self) -> bool {
+        matches!(self, Target::All)
+    }
+}
+
+/// Persisted maintenance record: everything needed to show the same page after a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Maintenance {
+    pub message: String,
+    #[serde(default)]
+    pub current_issue: String,
+    pub start_time_ms: u64,
+    #[serde(default)]
+    pub estimated_completion_ms: Option<u64>,
+    #[serde(default)]
+    pub page_url: Option<String>,
+    pub target: Target,
+    #[serde(default)]
+    pub hits: u64,
+}
+
+/// A validated change requested by an operator (all fields optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Change {
+    pub message: Option<String>,
+    pub current_issue: Option<String>,
+    /// `Some(None)` clears the estimate.
+    pub eta_ms: Option<Option<u64>>,
+    /// `Some(None)` switches back to the default page.
+    pub page_url: Option<Option<String>>,
+    pub target: Option<Target>,
+}
+
+impl Maintenance {
+    /// Check a record that did not come through `begin`/`apply` (one read from disk): every
+    /// field must be one an operator could have entered, so nothing downstream meets a value it
+    /// cannot render or count with.
+    pub fn check(&self) -> Result<(), InvalidInput> {
+        clean_text("message", &self.message)?;
+        clean_text("current_issue", &self.current_issue)?;
+        check_time("start_time_ms", self.start_time_ms)?;
+        if let Some(eta) = self.estimated_completion_ms {
+            check_time("estimated_completion_ms", eta)?;
+        }
+        if let Some(u) = &self.page_url {
+            parse_page_url(u).map_err(|e| bad("page_url", e.message))?;
+        }
+        // `target` is checked by `Target::parse` when it is deserialized.
+        Ok(())
+    }
+
+    /// Start maintenance with `change` applied to defaults.
+    pub fn begin(change: Change, now_ms: u64) -> Maintenance {
+        let mut m = Maintenance {
+            message: DEFAULT_MESSAGE.to_string(),
+            current_issue: String::new(),
+            start_time_ms: now_ms,
+            estimated_completion_ms: None,
+            page_url: None,
+            target: Target::All,
+            hits: 0,
+        };
+        m.apply(change);
+        m
+    }
+
+    /// Apply an operator's change; start time and hits are kept.
+    pub fn apply(&mut self, change: Change) {
+        if let Some(msg) = change.message {
+            self.message = if msg.is_empty() {
+                DEFAULT_MESSAGE.to_string()
+            } else {
+                msg
+            };
+        }
+        if let Some(issue) = change.current_issue {
+            self.current_issue = issue;
+        }
+        if let Some(eta) = change.eta_ms {
+            self.estimated_completion_ms = eta;
+        }
+        if let Some(url) = change.page_url {
+            self.page_url = url;
+        }
+        if let Some(t) = change.target {
+            self.target = t;
+        }
+    }
+
+    /// Whole seconds left until the estimate (0 once passed); `None` without an estimate.
+    pub fn countdown_secs(&self, now_ms: u64) -> Option<u64> {
+        self.estimated_completion_ms
+            .map(|eta| eta.saturating_sub(now_ms).div_ceil(1000))
+    }
+
+    /// `Retry-After` seconds: time to the estimate, 300 without one, 30 once it has passed.
+    pub fn retry_after_secs(&self, now_ms: u64) -> u64 {
+        match self.countdown_secs(now_ms) {
+            None => DEFAULT_RETRY_AFTER,
+            Some(0) => OVERDUE_RETRY_AFTER,
+            Some(s) => s,
+        }
+    }
+}
+
+/// What `GET /api/maintenance/status` and kinfractl show of `m` (None: not in maintenance) at
+/// `now_ms`, with the page's `hits`.
+pub fn status_view(m: Option<&Maintenance>, hits: u64, now_ms: u64) -> StatusView {
+    match m {
+        None => StatusView {
+            is_active: false,
+            message: None,
+            current_issue: None,
+            countdown: None,
+            start_time: None,
+            estimated_completion: None,
+            last_broadcast: None,
+            maintenance_page_url: None,
+            target: None,
+            hits,
+            retry_after: None,
+        },
+        Some(m) => {
+            let cd = m.countdown_secs(now_ms);
+            StatusView {
+                is_active: true,
+                message: Some(m.message.clone()),
+                current_issue: Some(m.current_issue.clone()),
+                countdown: cd,
+                start_time: Some(m.start_time_ms),
+                estimated_completion: m.estimated_completion_ms,
+                last_broadcast: cd,
+                maintenance_page_url: m.page_url.clone(),
+                target: Some(m.target.to_string()),
+                hits,
+                retry_after: Some(m.retry_after_secs(now_ms)),
+            }
+        }
+    }
+}
