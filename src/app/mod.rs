@@ -32,6 +32,7 @@ use crate::upstream::Upstream;
 pub use feed::{Feed, Hub};
 use maint::build_view;
 pub use maint::{MaintRequest, PAGE_LOOKUP_TIMEOUT};
+pub use services::NotSupervised;
 use services::Supervised;
 
 /// The name of the dashboard's session cookie. The dashboard sets it; the request path takes it

@@ -285,14 +285,21 @@ impl App {
         })
     }
 
-    /// The supervisor of service `name`, which kinfrad must run (`command`).
+    /// The supervisor of service `name`, which kinfrad must run (`command`). The one lookup
+    /// both front ends use; each answers the two refusals its own way.
+    pub fn supervisor_of(
+        &self,
+        name: &str,
+    ) -> Result<Arc<crate::supervisor::Handle>, NotSupervised> {
+        let up = self.services.load().get(name).cloned();
+        let up = up.ok_or(NotSupervised::UnknownService)?;
+        up.process().clone().ok_or(NotSupervised::HasUrl)
+    }
+
+    /// [`App::supervisor_of`] for the control socket's operations.
     fn supervised(&self, name: &str) -> Result<Arc<crate::supervisor::Handle>, OpError> {
-        self.upstream(name)?.process().clone().ok_or_else(|| {
-            OpError::new(
-                ErrorCode::InvalidArgument,
-                format!("{name:?} is not run by kinfrad (it has a url, not a command)"),
-            )
-        })
+        self.supervisor_of(name)
+            .map_err(|e| OpError::new(ErrorCode::InvalidArgument, e.message(name)))
     }
 
     /// Stop every health task.
@@ -300,6 +307,27 @@ impl App {
         let mut probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
         for (_, stop) in probes.drain() {
             let _ = stop.send(true);
+        }
+    }
+}
+
+/// Why a service has no supervisor to act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotSupervised {
+    /// No service of that name.
+    UnknownService,
+    /// The service has a `url`: kinfrad does not run it.
+    HasUrl,
+}
+
+impl NotSupervised {
+    /// The refusal's text, the same on every front end.
+    pub fn message(self, name: &str) -> String {
+        match self {
+            NotSupervised::UnknownService => format!("no service named {name:?}"),
+            NotSupervised::HasUrl => {
+                format!("{name:?} is not run by kinfrad (it has a url, not a command)")
+            }
         }
     }
 }

@@ -17,7 +17,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 use serde::Deserialize;
 
-use crate::app::App;
+use crate::app::{App, NotSupervised};
 use crate::model::now_secs;
 use crate::proxy::answers::{Peer, error_response, json_response, wants_html};
 use crate::web::auth::{self, Denied};
@@ -250,19 +250,11 @@ impl Refusal {
 
 /// The supervisor of service `name`, which kinfrad must run (404 unknown, 409 it has a url).
 fn supervised(app: &App, name: &str) -> Result<Arc<crate::supervisor::Handle>, Refusal> {
-    let Some(up) = app.services().get(name).cloned() else {
-        return Err(Refusal(
-            StatusCode::NOT_FOUND,
-            "unknown_service",
-            format!("no service named {name:?}"),
-        ));
-    };
-    up.process().clone().ok_or_else(|| {
-        Refusal(
-            StatusCode::CONFLICT,
-            "not_supervised",
-            format!("{name:?} is not run by kinfrad (it has a url, not a command)"),
-        )
+    app.supervisor_of(name).map_err(|e| match e {
+        NotSupervised::UnknownService => {
+            Refusal(StatusCode::NOT_FOUND, "unknown_service", e.message(name))
+        }
+        NotSupervised::HasUrl => Refusal(StatusCode::CONFLICT, "not_supervised", e.message(name)),
     })
 }
 
