@@ -13,9 +13,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::Deserialize;
+
 use crate::paths;
 
-use raw::RawConfig;
 use validate::validate;
 
 /// Where the configuration came from.
@@ -132,6 +133,26 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<Vec<String>>,
+    control_socket: Option<String>,
+    control_group: Option<String>,
+    state_dir: Option<String>,
+    templates_dir: Option<String>,
+    admin_token_file: Option<String>,
+    shutdown_grace: Option<String>,
+    upstream_ca_file: Option<String>,
+    max_header_bytes: Option<toml::Value>,
+    dashboard_access: Option<String>,
+    underscores_in_headers: Option<bool>,
+    dashboard_hosts: Option<Vec<String>>,
+    #[serde(default)]
+    service: Vec<crate::config::service::RawService>,
+    page_config: Option<toml::Table>,
 }
 
 impl Config {

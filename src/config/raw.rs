@@ -1,28 +1,7 @@
-//! The file as written: serde shapes of the top level and of `[[service]]` tables, unknown
-//! keys refused. Nothing here is checked; `validate` and `ServiceConfig::from_raw` do that.
+//! `[[service]]` tables as written: their serde shapes, unknown keys refused. Nothing here is
+//! checked; `ServiceConfig::from_raw` does that. (The top level's `RawConfig` is in mod.rs.)
 
 use serde::Deserialize;
-
-/// The whole file as written.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawConfig {
-    pub(super) listen: Option<Vec<String>>,
-    pub(super) control_socket: Option<String>,
-    pub(super) control_group: Option<String>,
-    pub(super) state_dir: Option<String>,
-    pub(super) templates_dir: Option<String>,
-    pub(super) admin_token_file: Option<String>,
-    pub(super) shutdown_grace: Option<String>,
-    pub(super) upstream_ca_file: Option<String>,
-    pub(super) max_header_bytes: Option<toml::Value>,
-    pub(super) dashboard_access: Option<String>,
-    pub(super) underscores_in_headers: Option<bool>,
-    pub(super) dashboard_hosts: Option<Vec<String>>,
-    #[serde(default)]
-    pub(super) service: Vec<RawService>,
-    pub(super) page_config: Option<toml::Table>,
-}
 
 /// Raw `[[service]]` table as written in the file.
 #[derive(Debug, Clone, Deserialize)]
