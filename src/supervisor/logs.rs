@@ -31,7 +31,7 @@ impl Level {
         }
     }
 
-    /// The level a line announces with a common prefix ("ERROR", "[warn]", "level=info", "E "),
+    /// The level a line announces with a common prefix (`ERROR`, `[warn]`, `level=info`, `E `),
     /// else the stream's default (stderr: warn, stdout: info).
     pub fn of(line: &str, stream: Stream) -> Level {
         let head: String = line
