@@ -5,7 +5,7 @@ use std::path::Path;
 use kinfra_proto::client::{Client, ClientError};
 use kinfra_proto::{LogEntry, Request, Response, StepSpec};
 
-use crate::args::{Cli, Command, Maint};
+use crate::args::{Cli, Command, Drain, Maint};
 use crate::render::{render, render_log_line};
 
 /// Why a command failed before or while talking to kinfrad.
@@ -60,6 +60,24 @@ pub async fn execute(cli: &Cli, path: &Path) -> Result<String, Failure> {
             steps: steps.iter().map(|s| parse_step(s)).collect(),
             clear: *clear,
         },
+        Command::Drain(Drain::Start { target, duration }) => Request::DrainStart {
+            target: target.clone(),
+            duration_ms: *duration,
+        },
+        Command::Drain(Drain::Stop) => Request::DrainStop,
+        Command::Drain(Drain::Status) => Request::DrainStatus,
+        Command::Drain(Drain::Wait) => {
+            let mut client = Client::connect(path).await?;
+            return match client.call(&Request::DrainWait).await {
+                Ok(resp) => Ok(render(&resp, cli.json)),
+                // The connection ended with no answer: kinfrad stopped or was killed.
+                Err(ClientError::Protocol(why)) => Err(Failure::Client(ClientError::Unreachable {
+                    path: path.to_path_buf(),
+                    reason: format!("kinfrad went away while waiting for the drain ({why})"),
+                })),
+                Err(e) => Err(e.into()),
+            };
+        }
         Command::Logs {
             service,
             lines,
