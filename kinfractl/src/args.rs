@@ -236,7 +236,10 @@ mod tests {
             Cli::try_parse_from(["kinfractl", "drain", "start", "--duration", "soon"]).is_err()
         );
         for verb in ["stop", "status", "wait"] {
-            assert!(Cli::try_parse_from(["kinfractl", "drain", verb]).is_ok(), "{verb}");
+            assert!(
+                Cli::try_parse_from(["kinfractl", "drain", verb]).is_ok(),
+                "{verb}"
+            );
         }
     }
 }

@@ -23,6 +23,7 @@ pub fn render(resp: &Response, json: bool) -> String {
         _ if json => match resp {
             Response::Status(r) => serde_json::to_string_pretty(r).unwrap_or_default(),
             Response::Maintenance(v) => serde_json::to_string_pretty(v).unwrap_or_default(),
+            Response::Drain(d) => serde_json::to_string_pretty(d).unwrap_or_default(),
             other => serde_json::to_string_pretty(other).unwrap_or_default(),
         },
         Response::Status(r) => render_report(r),
@@ -347,9 +348,7 @@ mod tests {
             drain_progress: Some(0.42),
             ..s
         };
-        assert!(
-            render_ps(std::slice::from_ref(&draining)).contains("circuit_open (draining 42%)")
-        );
+        assert!(render_ps(std::slice::from_ref(&draining)).contains("circuit_open (draining 42%)"));
     }
 
     #[test]
@@ -376,9 +375,18 @@ mod tests {
             drained_at: None,
         };
         let t = render_drain(&d);
-        assert!(t.starts_with("drain: draining ALL (api, web) since 2025-06-15T"), "{t}");
-        assert!(t.contains("(in 15s)") && t.contains("75% (new requests refused: 50%)"), "{t}");
-        assert!(t.contains("refused:     12") && t.contains("in flight:   3"), "{t}");
+        assert!(
+            t.starts_with("drain: draining ALL (api, web) since 2025-06-15T"),
+            "{t}"
+        );
+        assert!(
+            t.contains("(in 15s)") && t.contains("75% (new requests refused: 50%)"),
+            "{t}"
+        );
+        assert!(
+            t.contains("refused:     12") && t.contains("in flight:   3"),
+            "{t}"
+        );
         d.drained = true;
         d.drained_at = Some(1_750_000_060_100);
         assert!(render_drain(&d).starts_with("drain: DRAINED ALL (api, web) at "));

@@ -143,7 +143,15 @@ mod tests {
         assert_eq!(parse_duration_ms("500ms"), Ok(500));
         assert_eq!(parse_duration_ms("2m 5s"), Ok(125_000));
         assert_eq!(parse_duration_ms("0s"), Ok(0));
-        for bad in ["", "s", "5x", "-5s", "1..5s", "99999999999999999999", "1e400s"] {
+        for bad in [
+            "",
+            "s",
+            "5x",
+            "-5s",
+            "1..5s",
+            "99999999999999999999",
+            "1e400s",
+        ] {
             assert!(parse_duration_ms(bad).is_err(), "{bad:?}");
         }
     }

@@ -260,7 +260,10 @@ mod tests {
         // the optional fields still reads.
         let off = DrainReport::default();
         let text = serde_json::to_string(&Response::Drain(off.clone())).expect("ser");
-        assert!(text.starts_with(r#"{"type":"drain","active":false,"#), "{text}");
+        assert!(
+            text.starts_with(r#"{"type":"drain","active":false,"#),
+            "{text}"
+        );
         assert_eq!(
             serde_json::from_str::<Response>(&text).expect("de"),
             Response::Drain(off)

@@ -43,7 +43,7 @@ pub struct StatusReport {
     pub services: Vec<ServiceReport>,
     /// The drain, while one is set (absent from daemons without drains).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub drain: Option<DrainReport>,
+    pub drain: Option<Box<DrainReport>>,
 }
 
 /// One service as `kinfractl status` shows it.

@@ -288,7 +288,8 @@ impl App {
 
     /// The id of the drain, when it is drained (for the `drained` event).
     pub fn drained_id(&self) -> Option<u64> {
-        match *self.drain.phase.borrow() {
+        let now = *self.drain.phase.borrow();
+        match now {
             Phase::Drained(id) => Some(id),
             _ => None,
         }
@@ -311,12 +312,7 @@ impl App {
             .render_drain(&record)
             .map_err(|e| OpError::new(ErrorCode::Internal, e))?;
         let id = self.drain.ids.fetch_add(1, Ordering::Relaxed) + 1;
-        let active = Arc::new(ActiveDrain::new(
-            record,
-            id,
-            html,
-            &self.services.load(),
-        ));
+        let active = Arc::new(ActiveDrain::new(record, id, html, &self.services.load()));
         let state = super::persisted_state(
             self.maint_to_persist(),
             self.stopped_list(),
@@ -349,7 +345,11 @@ impl App {
         self.drain.set(None);
         drop(store);
         let rejected = cur.rejected_total();
-        tracing::info!(rejected, drained = cur.drained_at().is_some(), "drain stopped");
+        tracing::info!(
+            rejected,
+            drained = cur.drained_at().is_some(),
+            "drain stopped"
+        );
         self.publish();
         Ok(DrainReport {
             rejected,
@@ -375,7 +375,8 @@ impl App {
             )
         };
         loop {
-            match *phase.borrow_and_update() {
+            let now = *phase.borrow_and_update();
+            match now {
                 Phase::Drained(_) => return Ok(self.drain_report()),
                 Phase::Idle => {
                     return Err(OpError::new(

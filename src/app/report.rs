@@ -36,7 +36,7 @@ impl App {
             open_connections: self.connections.load(Ordering::Relaxed),
             maintenance: self.status_view(),
             services: self.service_reports(),
-            drain: Some(self.drain_report()).filter(|d| d.active),
+            drain: Some(Box::new(self.drain_report())).filter(|d| d.active),
         }
     }
 

@@ -222,7 +222,10 @@ mod tests {
                 .filter(|i| rejects(p, (*i as f64 + 0.5) / n as f64))
                 .count();
             let want = rejection_probability(p) * n as f64;
-            assert!((refused as f64 - want).abs() <= 1.0, "{p}: {refused} vs {want}");
+            assert!(
+                (refused as f64 - want).abs() <= 1.0,
+                "{p}: {refused} vs {want}"
+            );
         }
         let d = drain(0, 1_000);
         assert!(!d.rejects(400, 0.0));

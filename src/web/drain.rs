@@ -44,9 +44,7 @@ fn duration_ms(b: &StartBody) -> Result<u64, String> {
             crate::protocol::fmt::parse_duration_ms(s).map_err(|e| format!("duration: {e}"))
         }
         (Some(serde_json::Value::Number(n)), None) => match n.as_f64() {
-            Some(secs) if secs >= 0.0 && secs.is_finite() && secs < 1e15 => {
-                Ok((secs * 1000.0).round() as u64)
-            }
+            Some(secs) if (0.0..1e15).contains(&secs) => Ok((secs * 1000.0).round() as u64),
             _ => Err(format!("duration: {n} is not a number of seconds")),
         },
         (Some(other), None) => Err(format!(

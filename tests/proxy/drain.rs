@@ -122,7 +122,10 @@ fn drain_refuses_along_the_linear_curve() {
             assert!(s.refused, "served {} ms after the end", s.sent - end);
         }
     }
-    assert!(samples.iter().any(|s| s.sent >= end), "no request after the end");
+    assert!(
+        samples.iter().any(|s| s.sent >= end),
+        "no request after the end"
+    );
     // Each tenth of the second half: the refused share within a tolerance of the mean of the
     // rule over that tenth ((a + b) - 1 for progress a..b).
     for k in 5..10 {
@@ -132,7 +135,7 @@ fn drain_refuses_along_the_linear_curve() {
             .filter(|s| {
                 let mid = (s.sent + s.got) as f64 / 2.0;
                 let p = (mid - start as f64) / duration_ms as f64;
-                p >= a && p < b
+                (a..b).contains(&p)
             })
             .collect();
         let n = in_decile.len();
@@ -160,7 +163,14 @@ fn drain_refuses_along_the_linear_curve() {
     // Another route of the same service counts its own refusals.
     let www = "www.test";
     for _ in 0..3 {
-        let r = call(d.addr, "GET", "/", Some(www), &[("Accept", "application/json")], b"");
+        let r = call(
+            d.addr,
+            "GET",
+            "/",
+            Some(www),
+            &[("Accept", "application/json")],
+            b"",
+        );
         assert!(is_refusal(&r), "{r:?}");
     }
     let rows = get(d.addr, "/api/dashboard/routes").json();
@@ -380,7 +390,10 @@ fn drain_over_the_http_api() {
     assert_eq!(drain_status(&d)["active"], false);
     for (body, why) in [
         (r#"{"duration": "soon"}"#, "duration"),
-        (r#"{"duration": "30s", "target": "nope"}"#, "unknown service"),
+        (
+            r#"{"duration": "30s", "target": "nope"}"#,
+            "unknown service",
+        ),
         (r#"{"target": "web"}"#, "duration is required"),
         (r#"{"duration": "30s", "colour": 1}"#, "unknown field"),
     ] {
