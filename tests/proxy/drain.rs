@@ -143,6 +143,7 @@ fn drain_refuses_along_the_linear_curve() {
         let share = in_decile.iter().filter(|s| s.refused).count() as f64 / n as f64;
         let want = a + b - 1.0;
         let tolerance = 0.1 + 2.5 * (0.25 / n as f64).sqrt();
+        eprintln!("progress {a:.1}..{b:.1}: {n} requests, {share:.3} refused (rule: {want:.2})");
         assert!(
             (share - want).abs() <= tolerance,
             "{a:.1}..{b:.1}: {share:.3} refused of {n}, want {want:.2} ± {tolerance:.3}"
