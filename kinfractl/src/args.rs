@@ -128,9 +128,11 @@ pub enum Maint {
 
 #[derive(Debug, Subcommand)]
 pub enum Drain {
-    /// Start draining (a drain already running starts over): past half the duration new
-    /// requests are refused with rising probability (503, X-Drain-Mode), all from the end on,
-    /// until 'drain stop'; requests in flight finish
+    /// Start draining (a drain already running starts over)
+    ///
+    /// Past half the duration new requests are refused with rising probability (503,
+    /// X-Drain-Mode), all of them from the end on, until 'drain stop'. Requests in flight
+    /// finish.
     Start {
         /// ALL (the default), or comma-separated service names
         #[arg(long, value_name = "ALL|NAME,...")]
@@ -144,8 +146,10 @@ pub enum Drain {
     Stop,
     /// Show the drain: progress, refused requests, requests in flight
     Status,
-    /// Wait until drained (time over, nothing in flight) and exit 0; exit non-zero if the drain
-    /// is stopped first, none is running, or kinfrad goes away
+    /// Wait until drained (time over, nothing in flight), then exit 0
+    ///
+    /// Exits non-zero when no drain is running or it is stopped first (1), or when kinfrad goes
+    /// away (3).
     Wait,
 }
 

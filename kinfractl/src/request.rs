@@ -70,11 +70,12 @@ pub async fn execute(cli: &Cli, path: &Path) -> Result<String, Failure> {
             let mut client = Client::connect(path).await?;
             return match client.call(&Request::DrainWait).await {
                 Ok(resp) => Ok(render(&resp, cli.json)),
-                // The connection ended with no answer: kinfrad stopped or was killed.
-                Err(ClientError::Protocol(why)) => Err(Failure::Client(ClientError::Unreachable {
-                    path: path.to_path_buf(),
-                    reason: format!("kinfrad went away while waiting for the drain ({why})"),
-                })),
+                // kinfrad stopped (it said so) or was killed (the connection ended with no
+                // answer): either way it went away, exit 3.
+                Err(ClientError::Protocol(why)) => Err(went_away(path, &why)),
+                Err(ClientError::Refused { code, message }) if code == "shutting_down" => {
+                    Err(went_away(path, &message))
+                }
                 Err(e) => Err(e.into()),
             };
         }
@@ -98,6 +99,14 @@ pub async fn execute(cli: &Cli, path: &Path) -> Result<String, Failure> {
     let mut client = Client::connect(path).await?;
     let resp = client.call(&req).await?;
     Ok(render(&resp, cli.json))
+}
+
+/// kinfrad went away while `drain wait` waited (stopped or killed).
+fn went_away(path: &Path, why: &str) -> Failure {
+    Failure::Client(ClientError::Unreachable {
+        path: path.to_path_buf(),
+        reason: format!("kinfrad went away while waiting for the drain ({why})"),
+    })
 }
 
 /// "Installing:completed" → step; without a status, "active".

@@ -361,20 +361,29 @@ fn drain_wait_refuses_when_stopped_or_gone() {
         "{}",
         output_text(&o)
     );
-    // kinfrad goes away.
-    d.ctl_ok(&["drain", "start", "--duration", "10m"]);
-    let mut w = spawn_wait(&d);
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(w.try_wait().expect("try_wait").is_none(), "returned early");
-    let _dir = d.crash();
-    eventually(T, "drain wait to return", || w.try_wait().expect("wait"));
-    let o = w.wait_with_output().expect("output");
-    assert!(!o.status.success(), "{}", output_text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("went away"),
-        "{}",
-        output_text(&o)
-    );
+    // kinfrad goes away: stopped (it says so), then killed (it says nothing): exit 3.
+    let fast = if fast_path() { "1" } else { "0" };
+    let mut d = d;
+    for graceful in [true, false] {
+        d.ctl_ok(&["drain", "start", "--duration", "10m"]);
+        let mut w = spawn_wait(&d);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(w.try_wait().expect("try_wait").is_none(), "returned early");
+        if graceful {
+            d.signal(nix::sys::signal::Signal::SIGTERM);
+            assert!(d.wait_exit(T).success(), "{}", d.log_text());
+        }
+        let dir = d.crash();
+        eventually(T, "drain wait to return", || w.try_wait().expect("wait"));
+        let o = w.wait_with_output().expect("output");
+        assert_eq!(o.status.code(), Some(3), "{}", output_text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("went away"),
+            "{}",
+            output_text(&o)
+        );
+        d = start_config(dir, &config, &[("KINFRA_FAST_PATH", fast)]);
+    }
 }
 
 #[test]
