@@ -1,7 +1,7 @@
 //! The live dashboard (`/kinfra`) and the log page (`/__logs__/`) in a real headless Chromium,
 //! driven through ChromeDriver against the real kinfrad and real child processes: cards for the
 //! configured services, a killed process turning its card red with no reload, logging in and
-//! clicking Restart, the maintenance countdown, the live log tail and search, hostile text, a
+//! clicking Restart, the maintenance countdown, a drain's progress, the live log tail and search, hostile text, a
 //! phone-sized screen, and the connection pill when kinfrad goes away. Screenshots go to
 //! `artifacts/browser/`.
 
@@ -199,6 +199,56 @@ fn maintenance_countdown_ticks_and_routes_show() {
         "maintenance to end on the page",
         "return !/Upgrading the database/.test(document.getElementById('maint').textContent);",
     );
+}
+
+#[test]
+fn drain_progress_shows_live() {
+    let Some(b) = Browser::launch(1280, 900) else {
+        return;
+    };
+    let d = dashboard_daemon("", "Web", "INFO hi");
+    open_dashboard(&b, &d);
+    let hidden = "return document.getElementById('drain').hidden;";
+    assert_eq!(
+        b.js(hidden),
+        json!(true),
+        "the drain panel shows with no drain"
+    );
+    d.ctl_ok(&["drain", "start", "--target", "web", "--duration", "4s"]);
+    let pct = |b: &Browser| -> Option<u64> {
+        let t = b.text("drain-state")?;
+        t.strip_prefix("Draining ")?.strip_suffix('%')?.parse().ok()
+    };
+    let first = eventually(T, "the drain's progress to show", || pct(&b));
+    let later = eventually(PUSHED, "the drain's progress to move", || {
+        pct(&b).filter(|p| *p > first)
+    });
+    eprintln!("dashboard drain progress {first}% → {later}%");
+    let text = b.text("drain-text").unwrap_or_default();
+    assert!(text.starts_with("web (web): "), "{text}");
+    let routes = b.text("routes").unwrap_or_default();
+    assert!(routes.contains("draining"), "{routes}");
+    b.js("document.getElementById('drain').scrollIntoView({block: 'center'}); return true;");
+    b.screenshot("dashboard-drain.png");
+    b.wait_js(
+        T,
+        "the drain to show as drained",
+        "return document.getElementById('drain-state').textContent === 'Drained';",
+    );
+    b.screenshot("dashboard-drained.png");
+    d.ctl_ok(&["drain", "stop"]);
+    b.wait_js(T, "the drain panel to go", hidden);
+    // What a visitor's browser gets once a drain refuses everything.
+    d.ctl_ok(&["drain", "start", "--target", "web", "--duration", "0s"]);
+    b.goto(&format!("http://{}/", d.addr));
+    b.wait_js(
+        T,
+        "the drain page",
+        "return /switching to a new version/.test(document.body.textContent);",
+    );
+    assert_no_overflow(&b, "the drain page");
+    b.screenshot("drain-page.png");
+    d.ctl_ok(&["drain", "stop"]);
 }
 
 /// "09:59", "1:02:03" → seconds.

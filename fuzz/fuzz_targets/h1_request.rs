@@ -126,6 +126,8 @@ fuzz_target!(|data: &[u8]| {
             assert!(head_len <= sent.len() && head_len <= max_head);
             assert!(sent[..head_len].ends_with(b"\n"));
         }
+        // These apps never start a drain.
+        Decision::Drained { consumed } => panic!("refused by a drain ({consumed} bytes)"),
         Decision::Proxy {
             service,
             upstream,

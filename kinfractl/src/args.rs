@@ -16,6 +16,7 @@ Examples:
   kinfractl ps
   kinfractl restart web
   kinfractl logs web -n 50
+  kinfractl drain start --target web --duration 60s && kinfractl drain wait
   curl -H \"Authorization: Bearer $(kinfractl token)\" ...
 
 Exit codes: 0 ok, 1 refused by kinfrad, 2 usage error, 3 kinfrad unreachable, 4 protocol error.";
@@ -66,6 +67,9 @@ pub enum Command {
         #[arg(long, conflicts_with_all = ["message", "steps"])]
         clear: bool,
     },
+    /// Take services out of rotation gradually before a deploy stops them
+    #[command(subcommand)]
+    Drain(Drain),
     /// Print a service's captured output
     Logs {
         service: String,
@@ -120,6 +124,37 @@ pub enum Maint {
     },
     /// Leave maintenance
     Exit,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Drain {
+    /// Start draining (a drain already running starts over)
+    ///
+    /// Past half the duration new requests are refused with rising probability (503,
+    /// X-Drain-Mode), all of them from the end on, until 'drain stop'. Requests in flight
+    /// finish.
+    Start {
+        /// ALL (the default), or comma-separated service names
+        #[arg(long, value_name = "ALL|NAME,...")]
+        target: Option<String>,
+        /// How long until every new request is refused: 60s, 5m, 1h30m (a plain number is
+        /// seconds)
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        duration: u64,
+    },
+    /// Stop draining: every request passes again
+    Stop,
+    /// Show the drain: progress, refused requests, requests in flight
+    Status,
+    /// Wait until drained (time over, nothing in flight), then exit 0
+    ///
+    /// Exits non-zero when no drain is running or it is stopped first (1), or when kinfrad goes
+    /// away (3).
+    Wait,
+}
+
+fn parse_duration(s: &str) -> Result<u64, String> {
+    kinfra_proto::fmt::parse_duration_ms(s)
 }
 
 impl PageArgs {
@@ -179,5 +214,36 @@ mod tests {
         let c = Cli::try_parse_from(["kinfractl", "maint", "enter", "--countdown", "-5"])
             .expect("negative parses");
         assert!(matches!(c.command, Command::Maint(Maint::Enter { .. })));
+    }
+
+    #[test]
+    fn drain_verbs() {
+        let c = Cli::try_parse_from([
+            "kinfractl",
+            "drain",
+            "start",
+            "--target",
+            "web",
+            "--duration",
+            "1m30s",
+        ])
+        .expect("parse");
+        match c.command {
+            Command::Drain(Drain::Start { target, duration }) => {
+                assert_eq!(target.as_deref(), Some("web"));
+                assert_eq!(duration, 90_000);
+            }
+            _ => panic!("wrong command"),
+        }
+        assert!(Cli::try_parse_from(["kinfractl", "drain", "start"]).is_err());
+        assert!(
+            Cli::try_parse_from(["kinfractl", "drain", "start", "--duration", "soon"]).is_err()
+        );
+        for verb in ["stop", "status", "wait"] {
+            assert!(
+                Cli::try_parse_from(["kinfractl", "drain", verb]).is_ok(),
+                "{verb}"
+            );
+        }
     }
 }

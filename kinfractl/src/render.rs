@@ -1,7 +1,9 @@
 //! An answer as text for people, or as JSON with `--json`.
 
 use kinfra_proto::fmt::{human_secs, iso};
-use kinfra_proto::{LogEntry, MAX_FRAME, Response, ServiceReport, StatusReport, StatusView};
+use kinfra_proto::{
+    DrainReport, LogEntry, MAX_FRAME, Response, ServiceReport, StatusReport, StatusView,
+};
 
 pub fn render_log_line(l: &LogEntry, json: bool) -> String {
     if json {
@@ -21,6 +23,7 @@ pub fn render(resp: &Response, json: bool) -> String {
         _ if json => match resp {
             Response::Status(r) => serde_json::to_string_pretty(r).unwrap_or_default(),
             Response::Maintenance(v) => serde_json::to_string_pretty(v).unwrap_or_default(),
+            Response::Drain(d) => serde_json::to_string_pretty(d).unwrap_or_default(),
             other => serde_json::to_string_pretty(other).unwrap_or_default(),
         },
         Response::Status(r) => render_report(r),
@@ -52,6 +55,51 @@ pub fn render(resp: &Response, json: bool) -> String {
             out.join("\n")
         }
         Response::Error { code, message } => format!("error: {message} ({})", code.as_str()),
+        Response::Drain(d) => render_drain(d),
+    }
+}
+
+/// `kinfractl drain …`, and the drain's lines of `kinfractl status`.
+fn render_drain(d: &DrainReport) -> String {
+    if !d.active {
+        return match d.rejected {
+            0 => "drain: off".to_string(),
+            n => format!("drain: off (the stopped drain refused {n} requests)"),
+        };
+    }
+    let target = d.target.as_deref().unwrap_or("ALL");
+    let services = if d.services.is_empty() {
+        "no configured service".to_string()
+    } else {
+        d.services.join(", ")
+    };
+    let mut out = match (d.drained, d.drained_at) {
+        (true, at) => format!(
+            "drain: DRAINED {target} ({services}){}; new requests are refused until 'kinfractl drain stop'\n",
+            at.map(|t| format!(" at {}", iso(t))).unwrap_or_default()
+        ),
+        (false, _) => format!(
+            "drain: draining {target} ({services}) since {}, over at {} (in {})\n",
+            d.start_time.map(iso).unwrap_or_default(),
+            d.end_time.map(iso).unwrap_or_default(),
+            human_secs(d.remaining_ms.div_ceil(1000))
+        ),
+    };
+    out.push_str(&format!(
+        "  progress:    {:.0}% (new requests refused: {:.0}%)\n",
+        d.progress * 100.0,
+        d.rejection_probability * 100.0
+    ));
+    out.push_str(&format!("  refused:     {}\n", d.rejected));
+    out.push_str(&format!("  in flight:   {}", d.in_flight));
+    out
+}
+
+/// A service's state, with the drain's progress while one covers it.
+fn with_drain(state: String, s: &ServiceReport) -> String {
+    match s.drain_progress {
+        Some(p) => format!("{state} (draining {:.0}%)", p * 100.0),
+        None => state,
     }
 }
 
@@ -75,7 +123,7 @@ fn render_ps(list: &[ServiceReport]) -> String {
         .map(|s| {
             [
                 s.name.clone(),
-                s.state.clone(),
+                with_drain(s.state.clone(), s),
                 s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                 s.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                 s.uptime_secs.map(human_secs).unwrap_or_else(|| "-".into()),
@@ -162,6 +210,10 @@ fn render_report(r: &StatusReport) -> String {
         r.open_connections
     );
     out.push_str(&render_maint(&r.maintenance));
+    if let Some(d) = &r.drain {
+        out.push('\n');
+        out.push_str(&render_drain(d));
+    }
     out.push_str(&render_services(&r.services));
     for p in &r.problems {
         out.push_str(&format!("\nPROBLEM: {p}"));
@@ -194,6 +246,7 @@ fn render_services(list: &[ServiceReport]) -> String {
             } else {
                 s.state.clone()
             };
+            let state = with_drain(state, s);
             [
                 s.name.clone(),
                 state,
@@ -264,6 +317,7 @@ mod tests {
             uptime_secs: Some(65),
             restarts: 2,
             last_exit: "Process exited with code 1".into(),
+            drain_progress: None,
         };
         let t = render_services(std::slice::from_ref(&s));
         assert!(t.contains("SERVICE") && t.contains("circuit_open"), "{t}");
@@ -290,5 +344,51 @@ mod tests {
         ] {
             assert!(row.contains(cell), "{cell} missing: {ps}");
         }
+        let draining = ServiceReport {
+            drain_progress: Some(0.42),
+            ..s
+        };
+        assert!(render_ps(std::slice::from_ref(&draining)).contains("circuit_open (draining 42%)"));
+    }
+
+    #[test]
+    fn drains_read_as_text() {
+        assert_eq!(render_drain(&DrainReport::default()), "drain: off");
+        let stopped = DrainReport {
+            rejected: 7,
+            ..DrainReport::default()
+        };
+        assert!(render_drain(&stopped).contains("refused 7 requests"));
+        let mut d = DrainReport {
+            active: true,
+            target: Some("ALL".into()),
+            services: vec!["api".into(), "web".into()],
+            start_time: Some(1_750_000_000_000),
+            duration_ms: Some(60_000),
+            end_time: Some(1_750_000_060_000),
+            progress: 0.75,
+            remaining_ms: 15_000,
+            rejection_probability: 0.5,
+            rejected: 12,
+            in_flight: 3,
+            drained: false,
+            drained_at: None,
+        };
+        let t = render_drain(&d);
+        assert!(
+            t.starts_with("drain: draining ALL (api, web) since 2025-06-15T"),
+            "{t}"
+        );
+        assert!(
+            t.contains("(in 15s)") && t.contains("75% (new requests refused: 50%)"),
+            "{t}"
+        );
+        assert!(
+            t.contains("refused:     12") && t.contains("in flight:   3"),
+            "{t}"
+        );
+        d.drained = true;
+        d.drained_at = Some(1_750_000_060_100);
+        assert!(render_drain(&d).starts_with("drain: DRAINED ALL (api, web) at "));
     }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use kinfra_proto::client::{Client, ClientError};
 use kinfra_proto::{LogEntry, Request, Response, StepSpec};
 
-use crate::args::{Cli, Command, Maint};
+use crate::args::{Cli, Command, Drain, Maint};
 use crate::render::{render, render_log_line};
 
 /// Why a command failed before or while talking to kinfrad.
@@ -60,6 +60,25 @@ pub async fn execute(cli: &Cli, path: &Path) -> Result<String, Failure> {
             steps: steps.iter().map(|s| parse_step(s)).collect(),
             clear: *clear,
         },
+        Command::Drain(Drain::Start { target, duration }) => Request::DrainStart {
+            target: target.clone(),
+            duration_ms: *duration,
+        },
+        Command::Drain(Drain::Stop) => Request::DrainStop,
+        Command::Drain(Drain::Status) => Request::DrainStatus,
+        Command::Drain(Drain::Wait) => {
+            let mut client = Client::connect(path).await?;
+            return match client.call(&Request::DrainWait).await {
+                Ok(resp) => Ok(render(&resp, cli.json)),
+                // kinfrad stopped (it said so) or was killed (the connection ended with no
+                // answer): either way it went away, exit 3.
+                Err(ClientError::Protocol(why)) => Err(went_away(path, &why)),
+                Err(ClientError::Refused { code, message }) if code == "shutting_down" => {
+                    Err(went_away(path, &message))
+                }
+                Err(e) => Err(e.into()),
+            };
+        }
         Command::Logs {
             service,
             lines,
@@ -80,6 +99,14 @@ pub async fn execute(cli: &Cli, path: &Path) -> Result<String, Failure> {
     let mut client = Client::connect(path).await?;
     let resp = client.call(&req).await?;
     Ok(render(&resp, cli.json))
+}
+
+/// kinfrad went away while `drain wait` waited (stopped or killed).
+fn went_away(path: &Path, why: &str) -> Failure {
+    Failure::Client(ClientError::Unreachable {
+        path: path.to_path_buf(),
+        reason: format!("kinfrad went away while waiting for the drain ({why})"),
+    })
 }
 
 /// "Installing:completed" → step; without a status, "active".

@@ -1,4 +1,5 @@
-//! Times as kinfractl, the pages and `/__status__` print them: one copy for all.
+//! Times as kinfractl, the pages and `/__status__` print them, and durations as operators write
+//! them: one copy for all.
 
 /// RFC 3339 UTC (whole seconds) for a Unix time in ms. Total: a year past 9999, which RFC 3339
 /// cannot write, comes out in ISO 8601's expanded form (`+10000-01-01T00:00:00Z`), never a panic.
@@ -45,6 +46,48 @@ pub fn human_secs(s: u64) -> String {
     }
 }
 
+/// A duration as an operator writes it, in milliseconds: a number of seconds (`60`), or
+/// numbers with units, summed (`90s`, `5m`, `1h30m`, `1.5s`, `500ms`; units `ms`, `s`, `m`,
+/// `h`, `d`). Used alike by kinfractl's `--duration` and kinfrad's HTTP API.
+pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err("empty duration; give e.g. 60s, 5m or 1h30m".to_string());
+    }
+    let bad = || format!("{t:?} is not a duration; give e.g. 60 (seconds), 90s, 5m or 1h30m");
+    if let Ok(secs) = t.parse::<u64>() {
+        return secs.checked_mul(1000).ok_or_else(bad);
+    }
+    let mut total: u64 = 0;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (num, tail) = rest.split_at(num_len);
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit_len);
+        let scale: f64 = match unit.trim() {
+            "ms" => 1.0,
+            "s" | "sec" | "secs" => 1000.0,
+            "m" | "min" | "mins" => 60_000.0,
+            "h" => 3_600_000.0,
+            "d" => 86_400_000.0,
+            _ => return Err(bad()),
+        };
+        let n: f64 = num.parse().map_err(|_| bad())?;
+        let ms = n * scale;
+        if !ms.is_finite() || ms >= u64::MAX as f64 {
+            return Err(bad());
+        }
+        total = total.checked_add(ms.round() as u64).ok_or_else(bad)?;
+        rest = next.trim_start();
+    }
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +132,27 @@ mod tests {
         assert_eq!(human_secs(125), "2m 5s");
         assert_eq!(human_secs(7300), "2h 1m");
         assert_eq!(human_secs(90_000), "1d 1h");
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration_ms("60"), Ok(60_000));
+        assert_eq!(parse_duration_ms("60s"), Ok(60_000));
+        assert_eq!(parse_duration_ms(" 1h30m "), Ok(5_400_000));
+        assert_eq!(parse_duration_ms("1.5s"), Ok(1_500));
+        assert_eq!(parse_duration_ms("500ms"), Ok(500));
+        assert_eq!(parse_duration_ms("2m 5s"), Ok(125_000));
+        assert_eq!(parse_duration_ms("0s"), Ok(0));
+        for bad in [
+            "",
+            "s",
+            "5x",
+            "-5s",
+            "1..5s",
+            "99999999999999999999",
+            "1e400s",
+        ] {
+            assert!(parse_duration_ms(bad).is_err(), "{bad:?}");
+        }
     }
 }

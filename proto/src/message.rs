@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::{LogEntry, ServiceReport, StatusReport, StatusView, StepSpec};
+use crate::report::{DrainReport, LogEntry, ServiceReport, StatusReport, StatusView, StepSpec};
 
 /// Version of this protocol. Bumped only for incompatible changes.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -78,6 +78,22 @@ pub enum Request {
         #[serde(default)]
         clear: bool,
     },
+    /// Start draining the target's services over `duration_ms` (a drain already running is
+    /// replaced, its counters reset). → `Drain` | `Error{invalid_argument}`
+    DrainStart {
+        /// `ALL` (the default) or comma-separated service names.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
+        duration_ms: u64,
+    },
+    /// Stop draining: every request passes again. → `Drain` (inactive; also when none ran)
+    DrainStop,
+    /// The drain's progress. → `Drain`
+    DrainStatus,
+    /// Answered once the drain is drained (its time is over and nothing is in flight on its
+    /// services); follows a drain restarted meanwhile. → `Drain` |
+    /// `Error{not_draining | drain_stopped | shutting_down}`
+    DrainWait,
 }
 
 /// A response from the daemon.
@@ -115,6 +131,7 @@ pub enum Response {
         code: ErrorCode,
         message: String,
     },
+    Drain(DrainReport),
 }
 
 /// Stable error codes; the message is for humans.
@@ -136,6 +153,12 @@ pub enum ErrorCode {
     StateWriteFailed,
     PermissionDenied,
     Internal,
+    /// `drain_wait` with no drain running.
+    NotDraining,
+    /// The drain waited for was stopped before it was drained.
+    DrainStopped,
+    /// kinfrad is stopping; the request could not finish.
+    ShuttingDown,
 }
 
 impl ErrorCode {
@@ -151,6 +174,9 @@ impl ErrorCode {
             ErrorCode::StateWriteFailed => "state_write_failed",
             ErrorCode::PermissionDenied => "permission_denied",
             ErrorCode::Internal => "internal",
+            ErrorCode::NotDraining => "not_draining",
+            ErrorCode::DrainStopped => "drain_stopped",
+            ErrorCode::ShuttingDown => "shutting_down",
         }
     }
 }
@@ -195,6 +221,76 @@ mod tests {
             serde_json::to_string(&e).expect("ser"),
             r#"{"type":"error","code":"not_in_maintenance","message":"no"}"#
         );
+    }
+
+    #[test]
+    fn drain_shapes() {
+        let r = Request::DrainStart {
+            target: None,
+            duration_ms: 60_000,
+        };
+        assert_eq!(
+            serde_json::to_string(&r).expect("ser"),
+            r#"{"type":"drain_start","duration_ms":60000}"#
+        );
+        let r: Request =
+            serde_json::from_str(r#"{"type":"drain_start","target":"api,web","duration_ms":5}"#)
+                .expect("de");
+        assert_eq!(
+            r,
+            Request::DrainStart {
+                target: Some("api,web".into()),
+                duration_ms: 5
+            }
+        );
+        for (req, text) in [
+            (Request::DrainStop, r#"{"type":"drain_stop"}"#),
+            (Request::DrainStatus, r#"{"type":"drain_status"}"#),
+            (Request::DrainWait, r#"{"type":"drain_wait"}"#),
+        ] {
+            assert_eq!(serde_json::to_string(&req).expect("ser"), text);
+        }
+        assert!(serde_json::from_str::<Request>(r#"{"type":"drain_start"}"#).is_err());
+        let e = Response::error(ErrorCode::DrainStopped, "stopped");
+        assert_eq!(
+            serde_json::to_string(&e).expect("ser"),
+            r#"{"type":"error","code":"drain_stopped","message":"stopped"}"#
+        );
+        // An inactive report, and one with every field: both round-trip; a report missing
+        // the optional fields still reads.
+        let off = DrainReport::default();
+        let text = serde_json::to_string(&Response::Drain(off.clone())).expect("ser");
+        assert!(
+            text.starts_with(r#"{"type":"drain","active":false,"#),
+            "{text}"
+        );
+        assert_eq!(
+            serde_json::from_str::<Response>(&text).expect("de"),
+            Response::Drain(off)
+        );
+        let on = DrainReport {
+            active: true,
+            target: Some("ALL".into()),
+            services: vec!["api".into()],
+            start_time: Some(1_750_000_000_000),
+            duration_ms: Some(60_000),
+            end_time: Some(1_750_000_060_000),
+            progress: 0.75,
+            remaining_ms: 15_000,
+            rejection_probability: 0.5,
+            rejected: 12,
+            in_flight: 1,
+            drained: false,
+            drained_at: None,
+        };
+        let text = serde_json::to_string(&Response::Drain(on.clone())).expect("ser");
+        assert_eq!(
+            serde_json::from_str::<Response>(&text).expect("de"),
+            Response::Drain(on)
+        );
+        let short: Response =
+            serde_json::from_str(r#"{"type":"drain","active":false}"#).expect("de");
+        assert_eq!(short, Response::Drain(DrainReport::default()));
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub struct StatusReport {
     /// Configured services, in config order (absent from daemons older than the proxy).
     #[serde(default)]
     pub services: Vec<ServiceReport>,
+    /// The drain, while one is set (absent from daemons without drains).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<Box<DrainReport>>,
 }
 
 /// One service as `kinfractl status` shows it.
@@ -79,6 +82,36 @@ pub struct ServiceReport {
     /// "Process exited with code 1", "" when none.
     #[serde(default)]
     pub last_exit: String,
+    /// The drain's progress (0..1) while a drain covers this service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_progress: Option<f64>,
+}
+
+/// A drain as `kinfractl drain status` and `GET /api/kinfra/drain` show it. Times are Unix ms.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DrainReport {
+    /// A drain is set (running, or over and still refusing every request until stopped).
+    pub active: bool,
+    /// `ALL` or the comma-separated service names it covers.
+    pub target: Option<String>,
+    /// The configured services it covers now.
+    pub services: Vec<String>,
+    pub start_time: Option<u64>,
+    pub duration_ms: Option<u64>,
+    pub end_time: Option<u64>,
+    /// Elapsed / duration, 0..1.
+    pub progress: f64,
+    pub remaining_ms: u64,
+    /// The chance a new request is refused now (0 up to half way, then rising to 1 at the end).
+    pub rejection_probability: f64,
+    /// Requests refused since the drain started.
+    pub rejected: u64,
+    /// Requests (and upgraded connections) on the covered services still being served.
+    pub in_flight: u64,
+    /// The time is over and nothing is in flight: the services may be stopped.
+    pub drained: bool,
+    pub drained_at: Option<u64>,
 }
 
 /// Seed 004's `GET /api/maintenance/status` shape, plus KInfra's fields (added, never renamed).

@@ -16,6 +16,8 @@ pub struct Feed {
     pub countdown: Bytes,
     /// kinfrad is stopping: every stream ends.
     pub closing: bool,
+    /// The `drained` event of the drain that is drained now: its id and frame.
+    pub drained: Option<(u64, Bytes)>,
 }
 
 /// The hub's output; status streams follow it. Log followers watch only `closing`, so they do

@@ -9,7 +9,7 @@ use crate::pages::Pages;
 use crate::protocol::{ErrorCode, StatusView};
 use crate::state::StateFile;
 
-use super::{App, MaintView, OpError, now_ms, persisted, write_state};
+use super::{App, MaintView, OpError, now_ms, write_state};
 
 /// What an operator may send to enter or change maintenance (from either front end).
 #[derive(Debug, Clone, Default)]
@@ -144,7 +144,7 @@ impl App {
         let pages = self.pages.load_full();
         let view = build_view(&pages, next.clone(), now_ms())
             .map_err(|e| OpError::new(ErrorCode::Internal, e))?;
-        let state = persisted(next, self.stopped_list());
+        let state = self.persisted(next, self.stopped_list());
         write_state(store, state).await?;
         self.maint.store(Arc::new(view));
         Ok(())
@@ -226,7 +226,7 @@ impl App {
             return;
         };
         m.hits = hits;
-        let state = persisted(Some(m.clone()), self.stopped_list());
+        let state = self.persisted(Some(m.clone()), self.stopped_list());
         match write_state(&store, state).await {
             Ok(()) => {
                 self.persisted_hits.store(hits, Ordering::Relaxed);

@@ -2,6 +2,7 @@
 //! socket) call. Read-mostly data is behind `ArcSwap`, so the request path never takes a lock;
 //! writers are serialized by the state-file mutex and persist before they publish.
 
+mod drain;
 mod feed;
 mod maint;
 mod pages;
@@ -29,6 +30,7 @@ use crate::state::{PersistedState, StateFile};
 use crate::systemd::notify::Notifier;
 use crate::upstream::Upstream;
 
+pub use drain::ActiveDrain;
 pub use feed::{Feed, Hub};
 use maint::build_view;
 pub use maint::{MaintRequest, PAGE_LOOKUP_TIMEOUT};
@@ -111,6 +113,8 @@ pub struct App {
     reaped: std::sync::atomic::AtomicBool,
     /// Services an operator stopped; persisted in state.json (written under `store`).
     stopped: Mutex<std::collections::BTreeSet<String>>,
+    /// The drain in effect, if any (`drain`).
+    drain: drain::Drains,
 }
 
 /// The upstreams and the route table over them, swapped whole on reload.
@@ -191,6 +195,7 @@ impl App {
         let view = build_view(&p.pages, p.state.maintenance, now_ms())?;
         let (changed, _) = watch::channel(0);
         let services = Services::build(&p.config, None)?;
+        let drain = drain::Drains::load(p.state.drain, &p.pages, &services)?;
         let mut id = [0u8; 8];
         crate::state::token::random_bytes(&mut id).map_err(|e| format!("/dev/urandom: {e}"))?;
         Ok(App {
@@ -220,6 +225,7 @@ impl App {
             supervisors: Mutex::new(std::collections::HashMap::new()),
             reaped: std::sync::atomic::AtomicBool::new(false),
             stopped: Mutex::new(stopped),
+            drain,
         })
     }
 
@@ -292,12 +298,29 @@ impl App {
     }
 }
 
-/// The state file's contents for `maintenance` and the operator-stopped services.
-fn persisted(maintenance: Option<Maintenance>, stopped_services: Vec<String>) -> PersistedState {
+impl App {
+    /// The state file's contents for `maintenance` and the operator-stopped services, with the
+    /// drain in effect.
+    fn persisted(
+        &self,
+        maintenance: Option<Maintenance>,
+        stopped_services: Vec<String>,
+    ) -> PersistedState {
+        persisted_state(maintenance, stopped_services, self.drain_record())
+    }
+}
+
+/// The state file's contents.
+fn persisted_state(
+    maintenance: Option<Maintenance>,
+    stopped_services: Vec<String>,
+    drain: Option<crate::model::drain::Drain>,
+) -> PersistedState {
     PersistedState {
         version: crate::state::FORMAT_VERSION,
         maintenance,
         stopped_services,
+        drain,
     }
 }
 

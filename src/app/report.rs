@@ -36,6 +36,7 @@ impl App {
             open_connections: self.connections.load(Ordering::Relaxed),
             maintenance: self.status_view(),
             services: self.service_reports(),
+            drain: Some(Box::new(self.drain_report())).filter(|d| d.active),
         }
     }
 
@@ -43,6 +44,11 @@ impl App {
     pub fn service_reports(&self) -> Vec<crate::protocol::ServiceReport> {
         let now = std::time::Instant::now();
         let maint = self.maint.load();
+        let drain = self.drain_current();
+        let progress = drain
+            .as_ref()
+            .map(|d| d.record.progress(now_ms()))
+            .unwrap_or(0.0);
         self.services
             .load()
             .list
@@ -79,6 +85,10 @@ impl App {
                     },
                     restarts: s.restarts,
                     last_exit: s.last_exit,
+                    drain_progress: drain
+                        .as_ref()
+                        .filter(|d| d.covers(&up.name))
+                        .map(|_| progress),
                 }
             })
             .collect()
@@ -117,6 +127,16 @@ impl App {
                 )
             }
         };
+        if let Some(d) = self.drain_current() {
+            match d.drained_at() {
+                Some(_) => s.push_str(&format!("; drained ({})", d.record.target)),
+                None => s.push_str(&format!(
+                    "; draining ({}) until {}",
+                    d.record.target,
+                    crate::protocol::fmt::iso(d.record.end_ms())
+                )),
+            }
+        }
         for p in self.problems() {
             s.push_str(" | PROBLEM: ");
             s.push_str(&truncate(&p, 160));

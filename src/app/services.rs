@@ -9,7 +9,7 @@ use crate::model::maintenance;
 use crate::protocol::ErrorCode;
 use crate::upstream::Upstream;
 
-use super::{App, OpError, persisted, write_state};
+use super::{App, OpError, write_state};
 
 pub(super) struct Supervised {
     spec: crate::config::service::ProcessConfig,
@@ -181,7 +181,7 @@ impl App {
                     m.hits = self.hits();
                     m
                 });
-                let state = persisted(maint, next.clone());
+                let state = self.persisted(maint, next.clone());
                 write_state(&store, state).await?;
                 *self.stopped.lock().unwrap_or_else(|p| p.into_inner()) =
                     next.into_iter().collect();

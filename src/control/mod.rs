@@ -1,6 +1,8 @@
 //! The control socket server: one task per connection, peers checked with SO_PEERCRED,
 //! requests answered in order (see `protocol` for the wire format).
 
+mod wait;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -203,7 +205,14 @@ async fn handle(app: Arc<App>, mut stream: UnixStream, access: Access) {
                 }
             }
         }
-        let resp = dispatch(&app, req).await;
+        let resp = if matches!(req, Request::DrainWait) {
+            tokio::select! {
+                r = dispatch(&app, req) => r,
+                () = wait::hung_up(&stream) => return,
+            }
+        } else {
+            dispatch(&app, req).await
+        };
         if protocol::send_response(&mut stream, &resp).await.is_err() {
             return;
         }
@@ -320,6 +329,16 @@ pub async fn dispatch(app: &Arc<App>, req: Request) -> Response {
                 service,
                 action: "progress".to_string(),
             }),
+        Request::DrainStart {
+            target,
+            duration_ms,
+        } => app
+            .drain_start(target.as_deref(), duration_ms)
+            .await
+            .map(Response::Drain),
+        Request::DrainStop => app.drain_stop().await.map(Response::Drain),
+        Request::DrainStatus => Ok(Response::Drain(app.drain_report())),
+        Request::DrainWait => app.drain_wait().await.map(Response::Drain),
         Request::Logs { service, lines } => app
             .service_logs(&service, lines.min(100_000) as usize)
             .map(|(lines, dropped)| {

@@ -247,6 +247,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     // Supervisors first: a service's probe must find its process attached.
     app.sync_supervisors();
     app.sync_probes();
+    app.resume_drain();
     let http_task = tokio::spawn(crate::daemon::server::serve(
         app.clone(),
         http,
@@ -285,7 +286,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 let _ = app.reload().await;
             }
             _ = watchdog.tick(), if watchdog_on => notifier.watchdog(),
-            _ = flush.tick() => app.flush_hits().await,
+            _ = flush.tick() => {
+                app.flush_hits().await;
+                app.flush_drain().await;
+            }
             _ = wait_stop(&mut external_stop) => { tracing::info!("stop requested"); break; }
         }
     }
@@ -304,6 +308,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     // In-flight requests are done: now the services kinfrad runs may go.
     app.stop_supervisors().await;
     app.flush_hits().await;
+    app.flush_drain().await;
     if let Some(p) = own_control {
         let _ = std::fs::remove_file(p);
     }

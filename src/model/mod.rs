@@ -1,11 +1,12 @@
-//! The pure model: the maintenance record and its rules, the circuit breaker, the route table,
-//! and the few plain values the layers above share. Nothing here does I/O or reads a clock on
-//! its own: the rules take `now` as an argument, and [`now_ms`] is the one clock read, for
-//! callers to pass in.
+//! The pure model: the maintenance record and its rules, the drain and its rejection curve, the
+//! circuit breaker, the route table, and the few plain values the layers above share. Nothing
+//! here does I/O or reads a clock on its own: the rules take `now` as an argument, and
+//! [`now_ms`] is the one clock read, for callers to pass in.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub mod circuit;
+pub mod drain;
 pub mod maintenance;
 pub mod routes;
 

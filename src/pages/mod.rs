@@ -85,6 +85,13 @@ impl Pages {
         // Prove the maintenance template renders with every variable it may use.
         let sample = Maintenance::begin(Default::default(), 1_750_000_000_000);
         pages.render_maintenance(&sample, 1_750_000_000_000)?;
+        let drain = crate::model::drain::Drain::begin(
+            crate::model::maintenance::Target::All,
+            60_000,
+            1_750_000_000_000,
+        )
+        .map_err(|e| e.to_string())?;
+        pages.render_drain(&drain)?;
         let snap = FallbackFacts::sample();
         for kind in ["loading", "live", "503", "maintenance"] {
             pages.render_fallback(kind, &snap)?;

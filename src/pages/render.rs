@@ -90,6 +90,18 @@ impl Pages {
         self.render("maintenance.html", &ctx)
     }
 
+    /// The page a drain's refused browsers get (`d`: the drain, rendered when it starts).
+    pub fn render_drain(&self, d: &crate::model::drain::Drain) -> Result<Bytes, String> {
+        let mut ctx = Context::new();
+        ctx.insert("start_time_ms", &d.start_ms);
+        ctx.insert("start_time_iso", &iso(d.start_ms));
+        ctx.insert("drain_end_ms", &d.end_ms());
+        ctx.insert("drain_end_iso", &iso(d.end_ms()));
+        ctx.insert("retry_after", &crate::model::drain::RETRY_AFTER_SECS);
+        ctx.insert("version", version());
+        self.render("drain.html", &ctx)
+    }
+
     /// A service's fallback page (`kind`: loading, live, 503 or maintenance).
     pub fn render_fallback(&self, kind: &str, f: &FallbackFacts) -> Result<Bytes, String> {
         if kind == "maintenance" {

@@ -53,6 +53,7 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ),
     ("logs.html", include_str!("../../templates/logs.html")),
     ("login.html", include_str!("../../templates/login.html")),
+    ("drain.html", include_str!("../../templates/drain.html")),
 ];
 
 /// A partial (`_base.html`, `_theme.css.html`, …), as opposed to a page kinfrad renders.
@@ -83,6 +84,9 @@ pub const RESERVED: &[&str] = &[
     "start_time_iso",
     "eta_ms",
     "services",
+    // The drain page's.
+    "drain_end_ms",
+    "drain_end_iso",
     // Set by the fallback pages' layout, _fallback.html.
     "title_before",
     "title_after",

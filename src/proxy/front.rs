@@ -1,7 +1,7 @@
 //! The front door of the hyper path: everything that is not kinfrad's own endpoint. A request
 //! is matched to a route; then maintenance (the default page or the operator's custom page),
-//! the proxied service (or its fallback page), or, when nothing matches, the landing page, the
-//! status grid or a JSON 404.
+//! a drain's refusal, the proxied service (or its fallback page), or, when nothing matches, the
+//! landing page, the status grid or a JSON 404.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -43,6 +43,9 @@ pub async fn front(State(app): State<Arc<App>>, req: Request) -> Response {
         .is_some_and(|m| m.target.covers(&up.name));
     if in_maint {
         return serve_maintenance(&app, req, Some(&up)).await;
+    }
+    if let Some(d) = app.drain_check(route) {
+        return crate::proxy::drain::drain_response(wants_html(req.headers()), &d, &up.name);
     }
     let gate = up.cfg().fallback.enabled;
     let peer = req.extensions().get::<Peer>().map(|p| p.0);

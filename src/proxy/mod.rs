@@ -6,6 +6,7 @@
 pub mod answers;
 mod body;
 pub mod custom;
+pub mod drain;
 pub mod front;
 pub mod h1;
 mod headers;
@@ -85,6 +86,8 @@ pub async fn forward(
     gate: bool,
     underscores: bool,
 ) -> Result<Response<Body>, ForwardError> {
+    // Counted in flight (for drains) until the response body is done, or the tunnel closed.
+    let flight = crate::upstream::InFlight::enter(up.clone());
     let now = Instant::now();
     let admit = if gate {
         match up.admit(now) {
@@ -207,6 +210,7 @@ pub async fn forward(
         };
         let upstream_up = hyper::upgrade::on(&mut resp);
         tokio::spawn(async move {
+            let _flight = flight;
             match tokio::try_join!(client_up, upstream_up) {
                 Ok((c, u)) => {
                     let mut c = TokioIo::new(c);
@@ -231,6 +235,9 @@ pub async fn forward(
     let idle = cfg.timeouts.idle;
     Ok(Response::from_parts(
         parts,
-        Body::new(IdleBody::new(body, idle)),
+        Body::new(drain::Held {
+            inner: IdleBody::new(body, idle),
+            _flight: flight,
+        }),
     ))
 }

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::drain::Drain;
 use crate::model::maintenance::Maintenance;
 
 /// The newest format this build reads and writes.
@@ -18,6 +19,9 @@ pub struct PersistedState {
     /// Services an operator stopped (`kinfractl stop`): they stay stopped across restarts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stopped_services: Vec<String>,
+    /// The drain, while one is set (`kinfractl drain start` until `drain stop`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<Drain>,
 }
 
 impl PersistedState {
@@ -26,6 +30,7 @@ impl PersistedState {
             version: FORMAT_VERSION,
             maintenance: None,
             stopped_services: Vec::new(),
+            drain: None,
         }
     }
 
@@ -33,6 +38,9 @@ impl PersistedState {
     pub fn check(&self) -> Result<(), String> {
         if let Some(m) = &self.maintenance {
             m.check().map_err(|e| format!("maintenance.{e}"))?;
+        }
+        if let Some(d) = &self.drain {
+            d.check().map_err(|e| format!("drain.{e}"))?;
         }
         if let Some(bad) = self
             .stopped_services

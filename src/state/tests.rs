@@ -23,6 +23,7 @@ fn sample() -> PersistedState {
             1_900_000_000_000,
         )),
         stopped_services: vec!["api".into()],
+        drain: None,
     }
 }
 
@@ -329,4 +330,37 @@ fn decode_rejects_bad_shapes() {
     assert!(decode(br#"{"maintenance":null}"#).is_err());
     assert!(decode(br#"{"version":1,"maintenance":{"message":5}}"#).is_err());
     assert!(decode(br#"{"version":1,"maintenance":null,"future_field":true}"#).is_ok());
+}
+
+#[test]
+fn a_drain_is_kept_and_checked() {
+    // A file written before drains existed reads as "no drain".
+    let old = decode(br#"{"version":1,"maintenance":null}"#).expect("old file");
+    assert!(old.drain.is_none());
+    let d = tempfile::tempdir().expect("tmp");
+    let l = StateFile::open(d.path()).expect("open");
+    let mut state = sample();
+    state.drain = Some(crate::model::drain::Drain {
+        target: crate::model::maintenance::Target::parse("api").expect("target"),
+        start_ms: 1_900_000_000_000,
+        duration_ms: 60_000,
+        rejected: vec![crate::model::drain::Rejected {
+            service: "api".into(),
+            route: "/".into(),
+            count: 4,
+        }],
+    });
+    l.file.write(&state).expect("write");
+    let back = StateFile::open(d.path()).expect("reopen");
+    assert!(back.problem.is_none());
+    assert_eq!(back.state, state);
+    for bad in [
+        r#"{"target":"ALL","start_ms":1,"duration_ms":999999999999999}"#,
+        r#"{"target":"a b","start_ms":1,"duration_ms":1}"#,
+        r#"{"target":"ALL","start_ms":1,"duration_ms":1,"rejected":[{"service":"x y","route":"/","count":1}]}"#,
+        r#"{"target":"ALL","start_ms":"soon","duration_ms":1}"#,
+    ] {
+        let text = format!(r#"{{"version":1,"drain":{bad}}}"#);
+        assert!(decode(text.as_bytes()).is_err(), "{bad}");
+    }
 }

@@ -6,12 +6,14 @@
 //! supervised child is followed in `process`, and the status view is built in `snapshot`.
 
 pub mod client;
+mod flight;
 pub mod health;
 mod process;
 mod snapshot;
 #[cfg(test)]
 mod tests;
 
+pub use flight::InFlight;
 pub use snapshot::{Snapshot, public_error};
 
 use std::sync::Mutex;
@@ -98,6 +100,8 @@ pub struct Upstream {
     pub requests: AtomicU64,
     pub failures: AtomicU64,
     pub maintenance_hits: AtomicU64,
+    /// Requests being served now (see `InFlight`).
+    in_flight: AtomicU64,
     /// Processes started by the supervisor (see `starts`).
     starts: AtomicU64,
     /// Idle keep-alive connections of the HTTP/1.1 fast path (`h1`), most recent last.
@@ -143,6 +147,7 @@ impl Upstream {
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             maintenance_hits: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
             starts: AtomicU64::new(0),
             idle: Mutex::new(Vec::new()),
             process: arc_swap::ArcSwapOption::empty(),

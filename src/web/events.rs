@@ -7,9 +7,12 @@
 //! it a `Bytes` clone and one write, whatever the number of subscribers, and a slow subscriber
 //! skips to the newest state instead of queueing old ones.
 //!
-//! Events: `statusUpdate` (the `/__status__` document, plus `routes`), `countdownUpdate`
-//! (every second while maintenance is on, and once when it ends), `log` (the log stream of
-//! `/__events__?logs=SERVICE`), and `: ping` comments every 15 s so dead peers are noticed.
+//! Events: `statusUpdate` (the `/__status__` document, plus `routes` and `drain`),
+//! `countdownUpdate` (every second while maintenance is on, and once when it ends), `drained`
+//! (a drain's time is over and nothing is in flight on its services: the drain's report; sent
+//! once when it happens, and first thing to a stream opened while the drain stays drained),
+//! `log` (the log stream of `/__events__?logs=SERVICE`), and `: ping` comments every 15 s so
+//! dead peers are noticed.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -83,6 +86,12 @@ fn countdown_value(app: &App) -> (bool, Value) {
     )
 }
 
+/// The `drained` event of drain `id`: the drain's report.
+fn drained_frame(app: &App, id: u64) -> Bytes {
+    let report = serde_json::to_string(&app.drain_report()).unwrap_or_default();
+    frame("drained", id, &report)
+}
+
 /// The hub: runs until `stop`, then ends every stream.
 pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     let mut changed = app.subscribe();
@@ -103,6 +112,14 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => true,
         };
         let hub = app.events();
+        // Kept current even while nobody listens (a stream opened later must not be told of
+        // a drain that is over, or miss one): an atomic read while nothing changes.
+        let drained = app.drained_id();
+        if hub.current().drained.as_ref().map(|d| d.0) != drained {
+            let mut feed = hub.current();
+            feed.drained = drained.map(|id| (id, drained_frame(&app, id)));
+            hub.publish(feed);
+        }
         if hub.subscribers() == 0 {
             // Nobody listens: build nothing. A new subscriber builds its own first frame.
             last = None;
@@ -157,6 +174,7 @@ pub struct StatusStream {
     feed: watch::Receiver<Arc<Feed>>,
     seen_status: u64,
     seen_countdown: u64,
+    seen_drained: Option<u64>,
     first: Option<Bytes>,
     /// The next keep-alive: every `KEEPALIVE`, re-armed only when it fires (events don't
     /// touch the timer wheel).
@@ -181,10 +199,15 @@ pub fn status_stream(app: &App) -> impl Body<Data = Bytes, Error = Infallible> +
     if active {
         first.extend_from_slice(&frame("countdownUpdate", seen_countdown, &cd.to_string()));
     }
+    let seen_drained = app.drained_id();
+    if let Some(id) = seen_drained {
+        first.extend_from_slice(&drained_frame(app, id));
+    }
     let s = StatusStream {
         feed,
         seen_status,
         seen_countdown,
+        seen_drained,
         first: Some(first.freeze()),
         ping: Box::pin(tokio::time::sleep(KEEPALIVE)),
     };
@@ -219,6 +242,13 @@ async fn next_status(mut s: StatusStream) -> Option<(Bytes, StatusStream)> {
         if f.countdown_seq != s.seen_countdown {
             s.seen_countdown = f.countdown_seq;
             out.extend_from_slice(&f.countdown);
+        }
+        let drained = f.drained.as_ref().map(|d| d.0);
+        if drained != s.seen_drained {
+            s.seen_drained = drained;
+            if let Some((_, b)) = &f.drained {
+                out.extend_from_slice(b);
+            }
         }
         if !out.is_empty() {
             return Some((out.freeze(), s));

@@ -1,10 +1,11 @@
-//! kinfrad's own HTTP endpoints: the router, the admin API, the dashboard and its login, the
-//! status JSON and the server-sent event streams. Reads `App`; reaches the request path only
-//! through `proxy`'s front door and shared answers.
+//! kinfrad's own HTTP endpoints: the router, the admin API (with the drain's), the dashboard and
+//! its login, the status JSON and the server-sent event streams. Reads `App`; reaches the
+//! request path only through `proxy`'s front door and shared answers.
 
 pub mod api;
 pub mod auth;
 pub mod dashboard;
+pub mod drain;
 pub mod events;
 pub mod router;
 pub mod status;

@@ -43,6 +43,13 @@ pub fn router(app: Arc<App>) -> Router {
             get(crate::web::dashboard::logs_json),
         )
         .route("/api/dashboard/{*rest}", any(api_not_found))
+        .route(
+            "/api/kinfra/drain",
+            get(crate::web::drain::status)
+                .post(crate::web::drain::start)
+                .delete(crate::web::drain::stop)
+                .layer(DefaultBodyLimit::max(MAX_API_BODY)),
+        )
         .route("/api/kinfra/{*rest}", any(api_not_found))
         .route("/api/{*rest}", any(api_or_route))
         .route("/__status__", get(services_status))

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 
-use crate::app::{App, MaintView, Services};
+use crate::app::{ActiveDrain, App, MaintView, Services};
 use crate::upstream::Snapshot;
 
 fn service_json(
@@ -119,15 +119,23 @@ pub fn services_json(app: &App, service: Option<&str>, reader: bool) -> Result<V
             serde_json::to_value(app.status_view()).unwrap_or(Value::Null),
         );
         if service.is_none() {
-            o.insert("routes".into(), route_rows(&svc, &maint, &snaps, reader));
+            let drain = app.drain_current();
+            o.insert(
+                "routes".into(),
+                route_rows(&svc, &maint, drain.as_deref(), &snaps, reader),
+            );
+            o.insert(
+                "drain".into(),
+                serde_json::to_value(app.drain_report()).unwrap_or(Value::Null),
+            );
         }
     }
     Ok(top)
 }
 
-/// Every route with its service's state, maintenance and circuit (the dashboard's `RouteStatus`).
-/// Drain is not built yet: its fields read zero. `maintenance_hits` counts the hits of the
-/// route's service (all its routes together).
+/// Every route with its service's state, maintenance, drain and circuit (the dashboard's
+/// `RouteStatus`). `maintenance_hits` counts the hits of the route's service (all its routes
+/// together); `drain_rejected` the route's own refusals since the drain started.
 pub fn routes_json(app: &App) -> Value {
     let now = Instant::now();
     let svc = app.services();
@@ -136,16 +144,19 @@ pub fn routes_json(app: &App) -> Value {
         .iter()
         .map(|up| (up.name.as_str(), up.snapshot(now)))
         .collect();
-    route_rows(&svc, &app.maint(), &snaps, true)
+    let drain = app.drain_current();
+    route_rows(&svc, &app.maint(), drain.as_deref(), &snaps, true)
 }
 
 /// `reader`: include each route's backend URL and custom maintenance page URL.
 fn route_rows(
     svc: &Services,
     maint: &MaintView,
+    drain: Option<&ActiveDrain>,
     snaps: &HashMap<&str, Snapshot>,
     reader: bool,
 ) -> Value {
+    let now = crate::model::now_ms();
     let rows: Vec<Value> = svc
         .table
         .routes()
@@ -155,6 +166,8 @@ fn route_rows(
             // Every routed upstream is in the list the snapshots were taken from.
             let snap = snaps.get(up.name.as_str())?;
             let rec = maint.record.as_ref().filter(|m| m.target.covers(&up.name));
+            let drain = drain.filter(|d| d.covers(&up.name));
+            let remaining = drain.map_or(0, |d| d.record.remaining_ms(now).div_ceil(1000));
             let domain = match &r.spec.host {
                 crate::model::routes::HostMatch::Any => "*".to_string(),
                 crate::model::routes::HostMatch::Exact(h) => h.clone(),
@@ -170,10 +183,11 @@ fn route_rows(
                 "in_maintenance": rec.is_some(),
                 "maintenance_page_url": rec.and_then(|m| m.page_url.clone()),
                 "maintenance_hits": snap.maintenance_hits,
-                "draining": false,
-                "drain_progress": 0.0,
-                "drain_remaining": "0s",
-                "drain_rejected": 0,
+                "draining": drain.is_some(),
+                "drain_progress": drain.map_or(0.0, |d| d.record.progress(now)),
+                "drain_remaining": crate::protocol::fmt::human_secs(remaining),
+                "drain_rejected": drain.map_or(0, |d| d.rejected_on(&up.name, &r.spec)),
+                "drained": drain.is_some_and(|d| d.drained_at().is_some()),
                 "circuit_state": snap.circuit.as_str(),
                 "circuit_failures": snap.circuit_failures,
             });
@@ -187,8 +201,9 @@ fn route_rows(
     Value::Array(rows)
 }
 
-/// `GET /api/dashboard/maintenance`: totals, and the routes in maintenance or with hits.
-/// `maintenance` adds the `/api/maintenance/status` view of the maintenance itself.
+/// `GET /api/dashboard/maintenance`: totals, and the routes in maintenance, draining, or with
+/// hits or refusals. `maintenance` adds the `/api/maintenance/status` view of the maintenance
+/// itself, `drain` the drain's report.
 pub fn maintenance_json(app: &App) -> Value {
     let routes = match routes_json(app) {
         Value::Array(v) => v,
@@ -198,10 +213,16 @@ pub fn maintenance_json(app: &App) -> Value {
         .iter()
         .filter(|r| r["in_maintenance"] == Value::Bool(true))
         .count();
+    let draining = routes
+        .iter()
+        .filter(|r| r["draining"] == Value::Bool(true))
+        .count();
     let listed: Vec<Value> = routes
         .into_iter()
         .filter(|r| {
-            r["in_maintenance"] == Value::Bool(true) || r["maintenance_hits"].as_u64() > Some(0)
+            r["in_maintenance"] == Value::Bool(true)
+                || r["maintenance_hits"].as_u64() > Some(0)
+                || r["draining"] == Value::Bool(true)
         })
         .map(|r| {
             json!({
@@ -211,15 +232,21 @@ pub fn maintenance_json(app: &App) -> Value {
                 "in_maintenance": r["in_maintenance"],
                 "maintenance_hits": r["maintenance_hits"],
                 "maintenance_page_url": r["maintenance_page_url"],
+                "draining": r["draining"],
+                "drain_progress": r["drain_progress"],
+                "drain_remaining": r["drain_remaining"],
+                "drain_rejected": r["drain_rejected"],
             })
         })
         .collect();
+    let drain = app.drain_report();
     json!({
         "total_in_maintenance": in_m,
-        "total_draining": 0,
+        "total_draining": draining,
         "total_maintenance_hits": app.hits(),
-        "total_drain_rejected": 0,
+        "total_drain_rejected": drain.rejected,
         "routes": listed,
         "maintenance": app.status_view(),
+        "drain": drain,
     })
 }

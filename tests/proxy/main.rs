@@ -2,8 +2,8 @@
 //! servers these tests run themselves on 127.0.0.1 (the fake upstream of `common::upstream`, a
 //! tokio WebSocket echo server). Routing, header handling, keep-alive, fallback pages when an
 //! upstream dies, fails mid-request or stalls, the circuit breaker, readiness gating, WebSocket
-//! upgrades, streamed large bodies, hostile input and HTTP/2 clients; then the edge cases of
-//! kinfrad's own HTTP/1.1 loop (pipelining, response framings, stale upstream connections,
+//! upgrades, streamed large bodies, hostile input and HTTP/2 clients, drains; then the edge
+//! cases of kinfrad's own HTTP/1.1 loop (pipelining, response framings, stale upstream connections,
 //! broken upstream responses, `Connection: close`, vanishing clients, idle connections' memory).
 //! One file a theme; the harness they share is in tests/common.
 //!
@@ -16,6 +16,7 @@ mod common;
 mod bodies;
 mod circuit;
 mod clients;
+mod drain;
 mod fallback;
 mod framing;
 mod headers;

@@ -48,6 +48,15 @@ pub(super) enum Plan {
         head_len: usize,
         up: Option<Arc<Upstream>>,
     },
+    /// Refused by a drain (`consumed`: the request's bytes, head and body).
+    Drained {
+        consumed: usize,
+        close: bool,
+        head_only: bool,
+        browser: bool,
+        drain: Arc<crate::app::ActiveDrain>,
+        up: Arc<Upstream>,
+    },
 }
 
 /// Paths the router owns (a superset is fine: the router decides).
@@ -227,6 +236,16 @@ pub(super) fn classify(
     let cfg = up.cfg();
     if cfg.url.https {
         return local(req);
+    }
+    if let Some(drain) = app.drain_check(route) {
+        return Plan::Drained {
+            consumed: head_len + body_len as usize,
+            close,
+            head_only,
+            browser,
+            drain,
+            up,
+        };
     }
 
     // The upstream request head.

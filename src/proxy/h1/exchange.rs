@@ -302,6 +302,8 @@ pub(super) async fn proxy(
     timer: &mut Deadline,
 ) -> io::Result<bool> {
     let up = p.up.clone();
+    // Counted in flight (for drains) for the whole exchange.
+    let _flight = crate::upstream::InFlight::enter(&*up);
     buf.consume(p.head_len);
     let start = Instant::now();
     let admit = if p.gate {

@@ -22,6 +22,10 @@ pub enum Decision {
     Maintenance {
         head_len: usize,
     },
+    /// Refused by a drain; `consumed`: the client bytes that request used.
+    Drained {
+        consumed: usize,
+    },
     /// `upstream`: what is written to the service (head and body); `consumed`: the client
     /// bytes that request used.
     Proxy {
@@ -56,6 +60,7 @@ pub fn request(app: &Arc<App>, data: &[u8], peer: SocketAddr, max_head: usize) -
         Plan::Reject(status, _, _) => Decision::Reject(status.as_u16()),
         Plan::Local { head_len, .. } => Decision::Local { head_len },
         Plan::Maintenance { head_len, .. } => Decision::Maintenance { head_len },
+        Plan::Drained { consumed, .. } => Decision::Drained { consumed },
         Plan::Proxy(p) => Decision::Proxy {
             service: p.up.name.clone(),
             upstream: p.head,

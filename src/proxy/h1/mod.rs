@@ -12,6 +12,7 @@
 //!   Content-Length + Transfer-Encoding normalisation), `Upgrade`, `Expect`, absolute-form and
 //!   `*` targets: the connection is handed to hyper (`Outcome::Handoff`) with the bytes read so
 //!   far, for the rest of its life.
+//! - a request a drain refuses gets the drain's answer, written here (`write_response`).
 //! - kinfrad's own paths, maintenance, unrouted requests and https upstreams: the request goes
 //!   through the same axum `router` as hyper's requests (bodiless ones here; with a body, handoff),
 //!   and its response is written by `write_response`.
@@ -237,6 +238,21 @@ pub async fn serve(
                 buf.consume(head_len);
                 let bytes = maintenance_bytes(app, up.as_deref());
                 write_timed(&mut stream, &bytes, SEND_LIMIT).await.is_ok()
+            }
+            Plan::Drained {
+                consumed,
+                close,
+                head_only,
+                browser,
+                drain,
+                up,
+            } => {
+                buf.consume(consumed);
+                let resp = crate::proxy::drain::drain_response(browser, &drain, &up.name);
+                matches!(
+                    write_response(&mut stream, resp, head_only, close).await,
+                    Ok(true)
+                )
             }
             Plan::Proxy(p) => match proxy(app, &mut stream, &mut buf, p, &mut timer).await {
                 Ok(keep) => keep,

@@ -1,0 +1,593 @@
+//! Drains: an operator takes services out of rotation gradually before a deploy stops them
+//! (`kinfractl drain start|stop|status|wait`, `/api/kinfra/drain`).
+//!
+//! While a drain is set, the request path asks [`App::drain_check`] after routing and
+//! maintenance: one atomic load when no drain is set; otherwise the rule of
+//! [`crate::model::drain`] with a draw from a per-thread generator (no lock, no system call).
+//! Refusals are counted per route, reset when a drain starts, and persisted with the drain in
+//! `state.json` (every few seconds while they move, and with every other state write).
+//!
+//! A drain is *drained* once its time is over and no request (or upgraded connection) is in
+//! flight on its services; a watch task per drain finds that moment and announces it (the
+//! `Phase` watch that `drain wait` follows, and `App::publish`, which wakes the dashboard's
+//! event hub). A drained drain stays set, refusing every request on its services, until it is
+//! stopped. A drain restored from `state.json` resumes with its own start time and duration; one
+//! whose end passed while kinfrad was down is drained at once (nothing can be in flight in a
+//! fresh process), so a deploy script waiting across a restart still gets its answer.
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use crate::model::drain::{self, Drain, Rejected};
+use crate::model::maintenance::{Maintenance, Target};
+use crate::model::routes::{Route, RouteSpec};
+use crate::pages::Pages;
+use crate::protocol::{DrainReport, ErrorCode};
+use crate::upstream::Upstream;
+
+use super::{App, OpError, Services, now_ms, write_state};
+
+/// How often the watch looks at the requests in flight once a drain's time is over. It must
+/// see none twice in a row: a request admitted just before the end is counted within
+/// microseconds, long before the second look.
+const SETTLE_POLL: Duration = Duration::from_millis(25);
+/// Longest sleep of the watch before the end (the wall clock may be set meanwhile).
+const MAX_NAP: Duration = Duration::from_secs(1);
+
+/// Where the drain stands, for `drain wait` and the event stream (`u64`: the drain's id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Idle,
+    Draining(u64),
+    Drained(u64),
+}
+
+/// Refusals on one route of a covered service.
+struct RouteCount {
+    service: String,
+    /// `None`: the service's routes that appeared after the drain started.
+    spec: Option<RouteSpec>,
+    route: String,
+    count: AtomicU64,
+}
+
+/// The drain in effect: the record, its pre-rendered page and its counters.
+pub struct ActiveDrain {
+    /// As started (its `rejected` is empty: the live counters are below).
+    pub record: Drain,
+    pub id: u64,
+    /// The page refused browsers get, rendered when the drain started.
+    pub html: Bytes,
+    counts: Vec<RouteCount>,
+    /// Refusals on services not configured when the drain started (a reload added them), and
+    /// restored ones of routes no longer configured: in the total, not persisted again.
+    stray: AtomicU64,
+    /// The total last written to `state.json`.
+    persisted: AtomicU64,
+    /// When it was drained (Unix ms; 0: not yet).
+    drained_at: AtomicU64,
+}
+
+impl ActiveDrain {
+    fn new(mut record: Drain, id: u64, html: Bytes, services: &Services) -> ActiveDrain {
+        let restored = std::mem::take(&mut record.rejected);
+        let mut counts = Vec::new();
+        for r in services.table.routes() {
+            if record.target.covers(&r.target.name) {
+                counts.push(RouteCount {
+                    service: r.target.name.clone(),
+                    route: r.spec.to_string(),
+                    spec: Some(r.spec.clone()),
+                    count: AtomicU64::new(0),
+                });
+            }
+        }
+        for up in &services.list {
+            if record.target.covers(&up.name) {
+                counts.push(RouteCount {
+                    service: up.name.clone(),
+                    spec: None,
+                    route: String::new(),
+                    count: AtomicU64::new(0),
+                });
+            }
+        }
+        // Counters persisted by an earlier kinfrad: back on their routes, or, for routes no
+        // longer configured, kept in the total.
+        let mut stray = 0u64;
+        for r in &restored {
+            match counts
+                .iter()
+                .find(|c| c.service == r.service && c.route == r.route)
+            {
+                Some(c) => {
+                    c.count.fetch_add(r.count, Ordering::Relaxed);
+                }
+                None => stray = stray.saturating_add(r.count),
+            }
+        }
+        let a = ActiveDrain {
+            record,
+            id,
+            html,
+            counts,
+            stray: AtomicU64::new(stray),
+            persisted: AtomicU64::new(0),
+            drained_at: AtomicU64::new(0),
+        };
+        a.persisted.store(a.rejected_total(), Ordering::Relaxed);
+        a
+    }
+
+    /// Does the drain cover the service `name`?
+    pub fn covers(&self, name: &str) -> bool {
+        self.record.target.covers(name)
+    }
+
+    /// Count a refusal of a request routed by `route`.
+    fn count(&self, route: &Route<Upstream>) {
+        let name = route.target.name.as_str();
+        let exact = self
+            .counts
+            .iter()
+            .find(|c| c.service == name && c.spec.as_ref() == Some(&route.spec));
+        let slot = exact.or_else(|| {
+            self.counts
+                .iter()
+                .find(|c| c.service == name && c.spec.is_none())
+        });
+        match slot {
+            Some(c) => c.count.fetch_add(1, Ordering::Relaxed),
+            None => self.stray.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+
+    /// Refusals on the route `spec` of service `name`.
+    pub fn rejected_on(&self, name: &str, spec: &RouteSpec) -> u64 {
+        self.counts
+            .iter()
+            .find(|c| c.service == name && c.spec.as_ref() == Some(spec))
+            .map_or(0, |c| c.count.load(Ordering::Relaxed))
+    }
+
+    /// Every refusal since the drain started.
+    pub fn rejected_total(&self) -> u64 {
+        self.counts
+            .iter()
+            .map(|c| c.count.load(Ordering::Relaxed))
+            .fold(self.stray.load(Ordering::Relaxed), u64::saturating_add)
+    }
+
+    /// Drained: its time is over and nothing was left in flight (Unix ms when).
+    pub fn drained_at(&self) -> Option<u64> {
+        match self.drained_at.load(Ordering::Acquire) {
+            0 => None,
+            t => Some(t),
+        }
+    }
+
+    /// The record as `state.json` keeps it: the counters that moved.
+    fn to_record(&self) -> Drain {
+        let mut d = self.record.clone();
+        d.rejected = self
+            .counts
+            .iter()
+            .filter_map(|c| {
+                let n = c.count.load(Ordering::Relaxed);
+                (n > 0).then(|| Rejected {
+                    service: c.service.clone(),
+                    route: c.route.clone(),
+                    count: n,
+                })
+            })
+            .collect();
+        d
+    }
+}
+
+/// `App`'s drain state. `on` mirrors `current.is_some()` so the request path pays one atomic
+/// load while no drain is set.
+pub(super) struct Drains {
+    on: AtomicBool,
+    current: ArcSwapOption<ActiveDrain>,
+    phase: watch::Sender<Phase>,
+    ids: AtomicU64,
+}
+
+impl Drains {
+    /// The drain `state.json` held, if any, set again as it was.
+    pub(super) fn load(
+        record: Option<Drain>,
+        pages: &Pages,
+        services: &Services,
+    ) -> Result<Drains, String> {
+        let d = Drains {
+            on: AtomicBool::new(false),
+            current: ArcSwapOption::empty(),
+            phase: watch::channel(Phase::Idle).0,
+            ids: AtomicU64::new(0),
+        };
+        if let Some(record) = record {
+            let html = pages.render_drain(&record)?;
+            let id = d.ids.fetch_add(1, Ordering::Relaxed) + 1;
+            d.set(Some(Arc::new(ActiveDrain::new(record, id, html, services))));
+        }
+        Ok(d)
+    }
+
+    fn set(&self, next: Option<Arc<ActiveDrain>>) {
+        let phase = match &next {
+            Some(a) => Phase::Draining(a.id),
+            None => Phase::Idle,
+        };
+        self.on.store(next.is_some(), Ordering::Release);
+        self.current.store(next);
+        self.phase.send_replace(phase);
+    }
+}
+
+thread_local! {
+    /// This thread's generator state (xorshift64*), seeded once from the standard library's
+    /// per-thread random keys.
+    static RNG: Cell<u64> = Cell::new({
+        use std::hash::BuildHasher;
+        std::collections::hash_map::RandomState::new().hash_one(std::thread::current().id()) | 1
+    });
+}
+
+/// A uniform draw in `[0, 1)`: no lock, no system call.
+fn draw() -> f64 {
+    RNG.with(|c| {
+        let mut x = c.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        c.set(x);
+        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    })
+}
+
+impl App {
+    /// The request path's question, after routing and maintenance: is this request refused by
+    /// a drain? `Some`: answer it with the drain's refusal (counted); `None`: serve it. One
+    /// atomic load while no drain is set.
+    #[inline]
+    pub fn drain_check(&self, route: &Route<Upstream>) -> Option<Arc<ActiveDrain>> {
+        if !self.drain.on.load(Ordering::Acquire) {
+            return None;
+        }
+        self.drain_decide(route)
+    }
+
+    #[cold]
+    fn drain_decide(&self, route: &Route<Upstream>) -> Option<Arc<ActiveDrain>> {
+        let guard = self.drain.current.load();
+        let cur = guard.as_ref()?;
+        if !cur.covers(&route.target.name) || !cur.record.rejects(now_ms(), draw()) {
+            return None;
+        }
+        cur.count(route);
+        Some(cur.clone())
+    }
+
+    /// The drain in effect, if any.
+    pub fn drain_current(&self) -> Option<Arc<ActiveDrain>> {
+        self.drain.current.load_full()
+    }
+
+    /// The drain's record for `state.json` (with its counters), if one is set.
+    pub(super) fn drain_record(&self) -> Option<Drain> {
+        self.drain.current.load().as_ref().map(|a| a.to_record())
+    }
+
+    /// The id of the drain, when it is drained (for the `drained` event).
+    pub fn drained_id(&self) -> Option<u64> {
+        let now = *self.drain.phase.borrow();
+        match now {
+            Phase::Drained(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// Start a drain of `target` (`ALL` when `None`) over `duration_ms`, replacing one already
+    /// set (its counters start again at zero). Persisted before it takes effect.
+    pub async fn drain_start(
+        self: &Arc<Self>,
+        target: Option<&str>,
+        duration_ms: u64,
+    ) -> Result<DrainReport, OpError> {
+        let target = self.drain_target(target)?;
+        let duration_ms = drain::check_duration_ms(duration_ms)?;
+        let store = self.store.lock().await;
+        let record = Drain::begin(target, duration_ms, now_ms())?;
+        let html = self
+            .pages
+            .load()
+            .render_drain(&record)
+            .map_err(|e| OpError::new(ErrorCode::Internal, e))?;
+        let id = self.drain.ids.fetch_add(1, Ordering::Relaxed) + 1;
+        let active = Arc::new(ActiveDrain::new(record, id, html, &self.services.load()));
+        let state = super::persisted_state(
+            self.maint_to_persist(),
+            self.stopped_list(),
+            Some(active.to_record()),
+        );
+        write_state(&store, state).await?;
+        let replaced = self.drain.current.load().is_some();
+        self.drain.set(Some(active.clone()));
+        drop(store);
+        tokio::spawn(watch_drain(self.clone(), id));
+        tracing::info!(
+            target_services = %active.record.target,
+            duration_ms,
+            replaced,
+            "drain started"
+        );
+        self.publish();
+        Ok(self.drain_report())
+    }
+
+    /// Stop the drain: every request passes again (a no-op success when none is set). The
+    /// report says what the stopped drain refused.
+    pub async fn drain_stop(&self) -> Result<DrainReport, OpError> {
+        let store = self.store.lock().await;
+        let Some(cur) = self.drain.current.load_full() else {
+            return Ok(DrainReport::default());
+        };
+        let state = super::persisted_state(self.maint_to_persist(), self.stopped_list(), None);
+        write_state(&store, state).await?;
+        self.drain.set(None);
+        drop(store);
+        let rejected = cur.rejected_total();
+        tracing::info!(
+            rejected,
+            drained = cur.drained_at().is_some(),
+            "drain stopped"
+        );
+        self.publish();
+        Ok(DrainReport {
+            rejected,
+            ..DrainReport::default()
+        })
+    }
+
+    /// Wait until the drain is drained (following a drain restarted meanwhile). Refused when
+    /// none is set, when it is stopped first, and when kinfrad stops.
+    pub async fn drain_wait(&self) -> Result<DrainReport, OpError> {
+        let mut phase = self.drain.phase.subscribe();
+        let mut closing = self.events().closing();
+        if *phase.borrow_and_update() == Phase::Idle {
+            return Err(OpError::new(
+                ErrorCode::NotDraining,
+                "no drain is running; start one with kinfractl drain start",
+            ));
+        }
+        let stopping = || {
+            OpError::new(
+                ErrorCode::ShuttingDown,
+                "kinfrad is stopping; the drain was not over yet",
+            )
+        };
+        loop {
+            let now = *phase.borrow_and_update();
+            match now {
+                Phase::Drained(_) => return Ok(self.drain_report()),
+                Phase::Idle => {
+                    return Err(OpError::new(
+                        ErrorCode::DrainStopped,
+                        "the drain was stopped before it was drained",
+                    ));
+                }
+                Phase::Draining(_) => {}
+            }
+            if *closing.borrow_and_update() {
+                return Err(stopping());
+            }
+            tokio::select! {
+                r = phase.changed() => if r.is_err() { return Err(stopping()) },
+                r = closing.changed() => if r.is_err() { return Err(stopping()) },
+            }
+        }
+    }
+
+    /// The drain as the CLI and the API show it (inactive when none is set).
+    pub fn drain_report(&self) -> DrainReport {
+        let Some(cur) = self.drain.current.load_full() else {
+            return DrainReport::default();
+        };
+        let now = now_ms();
+        let svc = self.services.load();
+        let d = &cur.record;
+        let progress = d.progress(now);
+        DrainReport {
+            active: true,
+            target: Some(d.target.to_string()),
+            services: svc
+                .list
+                .iter()
+                .filter(|u| cur.covers(&u.name))
+                .map(|u| u.name.clone())
+                .collect(),
+            start_time: Some(d.start_ms),
+            duration_ms: Some(d.duration_ms),
+            end_time: Some(d.end_ms()),
+            progress,
+            remaining_ms: d.remaining_ms(now),
+            rejection_probability: drain::rejection_probability(progress),
+            rejected: cur.rejected_total(),
+            in_flight: in_flight(&svc, &cur),
+            drained: cur.drained_at().is_some(),
+            drained_at: cur.drained_at(),
+        }
+    }
+
+    /// Persist the refusal counters if they moved (called periodically and at shutdown).
+    pub async fn flush_drain(&self) {
+        let Some(cur) = self.drain.current.load_full() else {
+            return;
+        };
+        let total = cur.rejected_total();
+        if total == cur.persisted.load(Ordering::Relaxed) {
+            return;
+        }
+        let store = self.store.lock().await;
+        // Stopped or replaced meanwhile: that write carried what there was.
+        if !self
+            .drain
+            .current
+            .load()
+            .as_ref()
+            .is_some_and(|a| Arc::ptr_eq(a, &cur))
+        {
+            return;
+        }
+        let state = super::persisted_state(
+            self.maint_to_persist(),
+            self.stopped_list(),
+            Some(cur.to_record()),
+        );
+        match write_state(&store, state).await {
+            Ok(()) => cur.persisted.store(total, Ordering::Relaxed),
+            Err(e) => tracing::warn!(error = %e.message, "could not persist the drain's counters"),
+        }
+    }
+
+    /// Resume the watch of a drain restored from `state.json` (once, at startup).
+    pub fn resume_drain(self: &Arc<Self>) {
+        if let Some(cur) = self.drain.current.load_full() {
+            tracing::info!(
+                target_services = %cur.record.target,
+                end = %crate::protocol::fmt::iso(cur.record.end_ms()),
+                "drain resumed from the state file"
+            );
+            tokio::spawn(watch_drain(self.clone(), cur.id));
+        }
+    }
+
+    /// The maintenance record as it stands, for a state write made by a drain operation.
+    fn maint_to_persist(&self) -> Option<Maintenance> {
+        self.maint.load().record.clone().map(|mut m| {
+            m.hits = self.hits();
+            m
+        })
+    }
+
+    /// `ALL` (also for `None` or ""), or service names that are configured.
+    fn drain_target(&self, t: Option<&str>) -> Result<Target, OpError> {
+        let t = Target::parse(t.unwrap_or(""))
+            .map_err(|m| OpError::new(ErrorCode::InvalidArgument, format!("target: {m}")))?;
+        if let Target::Routes(ids) = &t {
+            let svc = self.services.load();
+            let unknown: Vec<&str> = ids
+                .iter()
+                .filter(|id| svc.get(id).is_none())
+                .map(String::as_str)
+                .collect();
+            if !unknown.is_empty() {
+                let known: Vec<&str> = svc.list.iter().map(|u| u.name.as_str()).collect();
+                return Err(OpError::new(
+                    ErrorCode::InvalidArgument,
+                    format!(
+                        "target: unknown service(s) {} (known: {}; or ALL)",
+                        unknown.join(", "),
+                        if known.is_empty() {
+                            "none configured".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
+            }
+        }
+        Ok(t)
+    }
+}
+
+/// Requests in flight on the services `cur` covers.
+fn in_flight(svc: &Services, cur: &ActiveDrain) -> u64 {
+    svc.list
+        .iter()
+        .filter(|u| cur.covers(&u.name))
+        .map(|u| u.in_flight())
+        .sum()
+}
+
+/// Follow drain `id` until it is drained (then announce it), stopped or replaced.
+async fn watch_drain(app: Arc<App>, id: u64) {
+    let mut phase = app.drain.phase.subscribe();
+    let mut quiet = false;
+    loop {
+        let cur = match app.drain.current.load_full() {
+            Some(c) if c.id == id => c,
+            _ => return,
+        };
+        let now = now_ms();
+        let nap = if !cur.record.is_over(now) {
+            quiet = false;
+            Duration::from_millis(cur.record.remaining_ms(now)).min(MAX_NAP)
+        } else if in_flight(&app.services.load(), &cur) == 0 {
+            if quiet {
+                announce(&app, &cur);
+                return;
+            }
+            quiet = true;
+            SETTLE_POLL
+        } else {
+            quiet = false;
+            SETTLE_POLL
+        };
+        phase.borrow_and_update();
+        tokio::select! {
+            _ = tokio::time::sleep(nap) => {}
+            r = phase.changed() => if r.is_err() { return },
+        }
+    }
+}
+
+fn announce(app: &App, cur: &ActiveDrain) {
+    let id = cur.id;
+    // Before the phase moves: whoever it wakes reads the time in its report.
+    cur.drained_at.store(now_ms().max(1), Ordering::Release);
+    let moved = app.drain.phase.send_if_modified(|p| {
+        if *p == Phase::Draining(id) {
+            *p = Phase::Drained(id);
+            true
+        } else {
+            false
+        }
+    });
+    if !moved {
+        return;
+    }
+    tracing::info!(
+        target_services = %cur.record.target,
+        rejected = cur.rejected_total(),
+        "drained: the drain's time is over and nothing is in flight"
+    );
+    app.publish();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_are_uniform_enough() {
+        let n = 100_000;
+        let mut buckets = [0u32; 10];
+        for _ in 0..n {
+            let d = draw();
+            assert!((0.0..1.0).contains(&d), "{d}");
+            buckets[(d * 10.0) as usize] += 1;
+        }
+        for b in buckets {
+            assert!((9_000..11_000).contains(&b), "{buckets:?}");
+        }
+    }
+}
