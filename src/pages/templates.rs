@@ -26,6 +26,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../templates/_uptime.js.html"),
     ),
     (
+        "_reload.js.html",
+        include_str!("../../templates/_reload.js.html"),
+    ),
+    (
         "_fallback.js.html",
         include_str!("../../templates/_fallback.js.html"),
     ),
@@ -65,6 +69,7 @@ pub const RESERVED: &[&str] = &[
     "service_id",
     "service_name",
     "status_message",
+    "fallback_message",
     "port",
     "pid",
     "uptime",
@@ -82,6 +87,7 @@ pub const RESERVED: &[&str] = &[
     "start_time_ms",
     "start_time_iso",
     "eta_ms",
+    "served_for",
     "services",
     // Set by the fallback pages' layout, _fallback.html.
     "title_before",
