@@ -135,7 +135,11 @@ impl Pages {
     /// maintenance status, which says maintenance is off) and returns to the service once it is
     /// healthy, like the other fallback pages. It shows the operator's message, else what the
     /// state says, and since when the service has been out (the row is hidden when unknown).
-    fn render_maintenance_look(&self, f: &FallbackFacts, status_url: &str) -> Result<Bytes, String> {
+    fn render_maintenance_look(
+        &self,
+        f: &FallbackFacts,
+        status_url: &str,
+    ) -> Result<Bytes, String> {
         let message = if f.fallback_message.is_empty() {
             &f.status_message
         } else {

@@ -43,8 +43,10 @@ fn the_operators_message_survives_a_dead_upstream_and_live_updates() {
             "{when}: #fallback-message"
         );
         assert_eq!(
-            b.js("return [document.getElementById('fallback-message').hidden, \
-                          document.getElementById('lead').hidden];"),
+            b.js(
+                "return [document.getElementById('fallback-message').hidden, \
+                          document.getElementById('lead').hidden];"
+            ),
             serde_json::json!([false, true]),
             "{when}: [#fallback-message hidden, generic #lead hidden]"
         );
@@ -72,7 +74,9 @@ fn the_operators_message_survives_a_dead_upstream_and_live_updates() {
         (e != "Connection refused").then_some(e)
     });
     let seen = polls(&b);
-    eventually(LIVE, "two more polls", || (polls(&b) >= seen + 2).then_some(()));
+    eventually(LIVE, "two more polls", || {
+        (polls(&b) >= seen + 2).then_some(())
+    });
     assert_eq!(marker(&b), Some(true), "the page reloaded");
     shown("after live updates");
     b.screenshot("fallback-503-operator-message.png");

@@ -120,14 +120,20 @@ fn the_operators_message_stays_once_a_healthy_upstream_dies() {
         paragraph(&html, "status-message"),
         Some((false, "Service is not answering".to_string()))
     );
-    assert!(html.contains("<p class=\"lead\" id=\"lead\" hidden>"), "{html}");
+    assert!(
+        html.contains("<p class=\"lead\" id=\"lead\" hidden>"),
+        "{html}"
+    );
     assert!(html.contains(">Connection refused<"), "{html}");
 
     // The maintenance look: the operator's words, and it follows the service, not maintenance.
     let r = html_get(d.addr, "/look/x");
     assert_eq!(assert_html_fallback(&r), "maintenance");
     let html = r.text();
-    assert_eq!(paragraph(&html, "message"), Some((false, escaped.to_string())));
+    assert_eq!(
+        paragraph(&html, "message"),
+        Some((false, escaped.to_string()))
+    );
     assert!(
         html.contains("data-status-url=\"/__status__?service=look\""),
         "{html}"
