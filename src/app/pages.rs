@@ -67,6 +67,12 @@ pub(crate) fn facts_of(s: &crate::upstream::Snapshot) -> FallbackFacts {
         id: s.name.clone(),
         display_name: s.display_name.clone(),
         status_message: s.status_message.clone(),
+        fallback_message: s.fallback_message.clone(),
+        down_since_ms: s
+            .down_since
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0),
         port: s.port.clone(),
         pid: s.pid.clone(),
         uptime: s.uptime.clone(),

@@ -58,7 +58,12 @@ pub struct HealthConfig {
 pub struct FallbackConfig {
     pub enabled: bool,
     pub page: FallbackPage,
+    /// What a starting service says: `fallback_message`, else a default text.
     pub message: String,
+    /// The operator's `fallback_message` (`None`: not set, or empty). Unlike `message` it has
+    /// no default, so it can be shown in every fallback state without putting words about
+    /// starting up on the page of a service that died.
+    pub operator_message: Option<String>,
     pub refresh_interval: u32,
 }
 
@@ -269,10 +274,16 @@ impl ServiceConfig {
                 .map_err(|e| (here("fallback_message"), e.message))?,
             None => "Service is starting up…".to_string(),
         };
+        let operator_message = raw
+            .fallback_message
+            .is_some()
+            .then(|| message.clone())
+            .filter(|m| !m.is_empty());
         let fallback = FallbackConfig {
             enabled: raw.enable_fallback.unwrap_or(true),
             page,
             message,
+            operator_message,
             refresh_interval: int(
                 &here("fallback_refresh_interval"),
                 raw.fallback_refresh_interval,

@@ -31,6 +31,10 @@ fallback_refresh_interval = 5
         }
     );
     assert_eq!(s.fallback.page, FallbackPage::Loading);
+    assert_eq!(
+        s.fallback.operator_message.as_deref(),
+        Some("Building Go binary and starting server...")
+    );
     assert_eq!(s.url.port, 8000);
     assert!(s.fallback.enabled);
 }
@@ -99,4 +103,19 @@ fn upstream_urls() {
     assert!(parse_upstream_url("http://h/?q=1").is_err());
     assert!(parse_upstream_url("unix:/x").is_err());
     assert_eq!(parse_upstream_url("https://h").expect("ok").port, 443);
+}
+
+#[test]
+fn only_a_written_fallback_message_is_the_operators() {
+    let base = "name = \"a\"\nurl = \"http://x\"\nroutes=[\"/\"]\n";
+    let s = ServiceConfig::from_raw(0, &raw(base)).expect("valid");
+    assert_eq!(s.fallback.operator_message, None);
+    assert_eq!(s.fallback.message, "Service is starting up…");
+    let s = ServiceConfig::from_raw(0, &raw(&format!("{base}fallback_message = \"  \"")))
+        .expect("valid");
+    assert_eq!(s.fallback.operator_message, None);
+    assert_eq!(s.fallback.message, "");
+    let s = ServiceConfig::from_raw(0, &raw(&format!("{base}fallback_message = \" Soon \"")))
+        .expect("valid");
+    assert_eq!(s.fallback.operator_message.as_deref(), Some("Soon"));
 }

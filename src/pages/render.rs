@@ -13,7 +13,12 @@ use crate::protocol::fmt::iso;
 pub struct FallbackFacts {
     pub id: String,
     pub display_name: String,
+    /// What the current state says (as `/__status__` has it).
     pub status_message: String,
+    /// The operator's `fallback_message`, shown in every state ("" when not configured).
+    pub fallback_message: String,
+    /// Since when the service has been unable to serve, in ms since the epoch (0: not known).
+    pub down_since_ms: u64,
     pub port: String,
     pub pid: String,
     pub uptime: String,
@@ -30,6 +35,8 @@ impl FallbackFacts {
             id: "api".into(),
             display_name: "API".into(),
             status_message: "Starting".into(),
+            fallback_message: "Back soon".into(),
+            down_since_ms: 1_750_000_000_000,
             port: "8000".into(),
             pid: String::new(),
             uptime: String::new(),
@@ -76,9 +83,12 @@ impl Pages {
         self.render("landing.html", &ctx)
     }
 
-    /// The maintenance page for `m`.
+    /// The maintenance page for `m`: served because of maintenance, so it polls the maintenance
+    /// status and reloads when maintenance ends.
     pub fn render_maintenance(&self, m: &Maintenance, now_ms: u64) -> Result<Bytes, String> {
         let mut ctx = Context::new();
+        ctx.insert("served_for", "maintenance");
+        ctx.insert("service_id", "");
         ctx.insert("message", &m.message);
         ctx.insert("current_issue", &m.current_issue);
         ctx.insert("start_time_ms", &m.start_time_ms);
@@ -104,24 +114,9 @@ impl Pages {
 
     /// A service's fallback page (`kind`: loading, live, 503 or maintenance).
     pub fn render_fallback(&self, kind: &str, f: &FallbackFacts) -> Result<Bytes, String> {
+        let status_url = format!("{SERVICE_STATUS_URL}?service={}", f.id);
         if kind == "maintenance" {
-            let m = Maintenance::begin(
-                crate::model::maintenance::Change {
-                    message: Some(f.status_message.clone()),
-                    ..Default::default()
-                },
-                crate::model::now_ms(),
-            );
-            let mut ctx = Context::new();
-            ctx.insert("message", &m.message);
-            ctx.insert("current_issue", &f.display_name);
-            ctx.insert("start_time_ms", &m.start_time_ms);
-            ctx.insert("start_time_iso", &iso(m.start_time_ms));
-            ctx.insert("eta_ms", &0u64);
-            ctx.insert("retry_after", &f.refresh_interval);
-            ctx.insert("status_url", STATUS_URL);
-            ctx.insert("version", version());
-            return self.render("maintenance.html", &ctx);
+            return self.render_maintenance_look(f, &status_url);
         }
         let name = match kind {
             "loading" => "loading.html",
@@ -132,6 +127,7 @@ impl Pages {
         ctx.insert("service_id", &f.id);
         ctx.insert("service_name", &f.display_name);
         ctx.insert("status_message", &f.status_message);
+        ctx.insert("fallback_message", &f.fallback_message);
         ctx.insert("port", &f.port);
         ctx.insert("pid", &f.pid);
         ctx.insert("uptime", &f.uptime);
@@ -141,12 +137,51 @@ impl Pages {
         ctx.insert("refresh_interval", &f.refresh_interval);
         ctx.insert("error_detail", &f.error_detail);
         ctx.insert("retry_after", &f.refresh_interval);
-        ctx.insert(
-            "status_url",
-            &format!("{SERVICE_STATUS_URL}?service={}", f.id),
-        );
+        ctx.insert("status_url", &status_url);
         ctx.insert("version", version());
         self.render(name, &ctx)
+    }
+
+    /// `fallback_page = "maintenance"`: the maintenance page's look for a service that cannot
+    /// answer. It is not maintenance, so the page polls the service's status (not the
+    /// maintenance status, which says maintenance is off) and returns to the service once it is
+    /// healthy, like the other fallback pages. It shows the operator's message, else what the
+    /// state says, and since when the service has been out (the row is hidden when unknown).
+    fn render_maintenance_look(
+        &self,
+        f: &FallbackFacts,
+        status_url: &str,
+    ) -> Result<Bytes, String> {
+        let message = if f.fallback_message.is_empty() {
+            &f.status_message
+        } else {
+            &f.fallback_message
+        };
+        // Only for its message: an empty one reads as the maintenance page's default text.
+        let m = Maintenance::begin(
+            crate::model::maintenance::Change {
+                message: Some(message.clone()),
+                ..Default::default()
+            },
+            0,
+        );
+        let mut ctx = Context::new();
+        ctx.insert("served_for", "fallback");
+        ctx.insert("service_id", &f.id);
+        ctx.insert("message", &m.message);
+        ctx.insert("current_issue", &f.display_name);
+        ctx.insert("start_time_ms", &f.down_since_ms);
+        let since = if f.down_since_ms > 0 {
+            iso(f.down_since_ms)
+        } else {
+            String::new()
+        };
+        ctx.insert("start_time_iso", &since);
+        ctx.insert("eta_ms", &0u64);
+        ctx.insert("retry_after", &f.refresh_interval);
+        ctx.insert("status_url", status_url);
+        ctx.insert("version", version());
+        self.render("maintenance.html", &ctx)
     }
 
     /// The multi-service status grid.

@@ -26,6 +26,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../templates/_uptime.js.html"),
     ),
     (
+        "_reload.js.html",
+        include_str!("../../templates/_reload.js.html"),
+    ),
+    (
         "_fallback.js.html",
         include_str!("../../templates/_fallback.js.html"),
     ),
@@ -66,6 +70,7 @@ pub const RESERVED: &[&str] = &[
     "service_id",
     "service_name",
     "status_message",
+    "fallback_message",
     "port",
     "pid",
     "uptime",
@@ -83,6 +88,7 @@ pub const RESERVED: &[&str] = &[
     "start_time_ms",
     "start_time_iso",
     "eta_ms",
+    "served_for",
     "services",
     // The drain page's.
     "drain_end_ms",

@@ -192,3 +192,89 @@ fn a_page_override_uses_the_embedded_partials_and_a_partial_can_be_overridden() 
     let e = Pages::load(Some(d.path())).expect_err("bad partial");
     assert!(e.contains("_base.html"), "{e}");
 }
+
+/// The `<p id="…">` element of `html` with its attributes and text, e.g. `<p id="lead" hidden>x`.
+fn element<'a>(html: &'a str, id: &str) -> &'a str {
+    let at = html
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("#{id} missing"));
+    let start = html[..at].rfind('<').expect("tag start");
+    let end = at + html[at..].find("</").expect("tag end");
+    &html[start..end]
+}
+
+#[test]
+fn the_operators_message_shows_in_every_fallback_state() {
+    let p = Pages::load(None).expect("load");
+    let mut f = FallbackFacts::sample();
+    f.fallback_message = "We are upgrading & back by noon".into();
+    // A service that was up and died: the state's own words beside the operator's, which take
+    // the place of the 503 page's generic lead.
+    f.state = "down".into();
+    f.status_message = "Service is not answering".into();
+    for kind in ["loading", "live", "503"] {
+        let html = text(p.render_fallback(kind, &f).expect(kind));
+        assert_eq!(
+            element(&html, "fallback-message"),
+            "<p id=\"fallback-message\">We are upgrading &amp; back by noon",
+            "{kind}"
+        );
+        assert_eq!(
+            element(&html, "status-message"),
+            "<p id=\"status-message\">Service is not answering",
+            "{kind}"
+        );
+    }
+    let html = text(p.render_fallback("503", &f).expect("503"));
+    assert!(element(&html, "lead").contains(" hidden>"), "{html}");
+    // Starting, the state says the operator's words itself: shown once.
+    f.state = "starting".into();
+    f.status_message = f.fallback_message.clone();
+    let html = text(p.render_fallback("503", &f).expect("503"));
+    assert_eq!(
+        element(&html, "fallback-message"),
+        "<p id=\"fallback-message\" hidden>"
+    );
+    assert!(element(&html, "status-message").ends_with(">We are upgrading &amp; back by noon"));
+    // No message configured: the generic lead, no operator's line.
+    f.fallback_message.clear();
+    f.status_message = "Service is not answering".into();
+    let html = text(p.render_fallback("503", &f).expect("503"));
+    assert!(!element(&html, "lead").contains("hidden"), "{html}");
+    assert!(element(&html, "fallback-message").contains(" hidden>"));
+}
+
+#[test]
+fn the_maintenance_page_knows_why_it_was_served() {
+    let p = Pages::load(None).expect("load");
+    // Real maintenance: it follows the maintenance status.
+    let m = Maintenance::begin(Change::default(), 1_750_000_000_000);
+    let html = text(p.render_maintenance(&m, 1_750_000_000_000).expect("render"));
+    assert!(html.contains("data-status-url=\"/api/maintenance/status\""));
+    assert!(html.contains("data-served-for=\"maintenance\" data-service=\"\""));
+    assert!(!element(&html, "start-row").contains("hidden"));
+
+    // A service's fallback with the maintenance look: it follows the service, and shows the
+    // operator's message, else the state's words.
+    let mut f = FallbackFacts::sample();
+    f.fallback_message = "Back after the upgrade".into();
+    let html = text(p.render_fallback("maintenance", &f).expect("render"));
+    assert!(html.contains("data-status-url=\"/__status__?service=api\""));
+    assert!(html.contains("data-served-for=\"fallback\" data-service=\"api\""));
+    assert_eq!(
+        element(&html, "message"),
+        "<p id=\"message\">Back after the upgrade"
+    );
+    assert!(html.contains("data-start=\"1750000000000\""));
+    assert!(html.contains("function readyReload("));
+    f.fallback_message.clear();
+    f.status_message = "Service is not answering".into();
+    f.down_since_ms = 0;
+    let html = text(p.render_fallback("maintenance", &f).expect("render"));
+    assert_eq!(
+        element(&html, "message"),
+        "<p id=\"message\">Service is not answering"
+    );
+    // Since when is not known: no "Started" row rather than a made-up time.
+    assert!(element(&html, "start-row").contains(" hidden>"));
+}

@@ -180,6 +180,7 @@ pub(crate) fn fallback_response(
                 "state": s.state,
                 "health_status": s.health.label(),
                 "status_message": s.status_message,
+                "fallback_message": s.fallback_message,
                 "error_detail": crate::upstream::public_error(&s.error_detail),
                 "circuit_state": s.circuit.as_str(),
                 "retry_after": refresh,

@@ -46,6 +46,12 @@ pub struct Snapshot {
     pub state: &'static str,
     pub health: Health,
     pub status_message: String,
+    /// The operator's `fallback_message`, shown in every fallback state ("" when not set);
+    /// `status_message` is what the current state says.
+    pub fallback_message: String,
+    /// When health last changed, while it is not healthy: since when the service has been
+    /// unable to serve (`None` while healthy, or before the first change).
+    pub down_since: Option<SystemTime>,
     pub error_detail: String,
     pub port: String,
     pub uptime: String,
@@ -237,6 +243,12 @@ impl Upstream {
                 Some(_) => Health::Unhealthy,
             },
             status_message,
+            fallback_message: cfg.fallback.operator_message.clone().unwrap_or_default(),
+            down_since: if health == Health::Healthy {
+                None
+            } else {
+                d.changed_at
+            },
             error_detail,
             port: cfg.url.port.to_string(),
             uptime: if up_since.is_some() {

@@ -20,6 +20,7 @@ fn service_json(
     let mut v = json!({
         "service_name": s.display_name,
         "status_message": s.status_message,
+        "fallback_message": s.fallback_message,
         "port": s.port,
         "pid": s.pid,
         "uptime": s.uptime,

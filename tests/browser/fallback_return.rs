@@ -1,6 +1,7 @@
 //! Fallback pages of a proxied upstream that bring the visitor back: the 503, loading and live
 //! pages poll, show their steps and return to the very URL asked for once the upstream is
-//! healthy, by a reload and with nothing pushed on the history.
+//! healthy, by a reload and with nothing pushed on the history. The maintenance-look fallback
+//! (`fallback_page = "maintenance"`) does the same, and never reloads before.
 
 use std::time::{Duration, Instant};
 
@@ -339,5 +340,99 @@ fn live_page_updates_in_place_then_returns_to_the_url() {
     );
     assert_back_on_app(&b, &url, &history, "after the live page");
     assert_eq!(app.hits(APP_PATH), 1);
+    b.close();
+}
+
+/// Counts the documents the tab loads (each navigation or reload) in sessionStorage, from a
+/// script Chromium runs at the start of every new document.
+const LOAD_COUNTER: &str = "try { sessionStorage.setItem('test-loads', \
+     String(Number(sessionStorage.getItem('test-loads') || 0) + 1)); } catch (e) {}";
+
+fn loads(b: &Browser) -> Value {
+    b.js("return Number(sessionStorage.getItem('test-loads') || 0);")
+}
+
+#[test]
+fn maintenance_look_fallback_stays_put_then_returns_when_the_service_is_back() {
+    let Some(b) = Browser::launch(1280, 900) else {
+        return;
+    };
+    let port = free_port();
+    let msg = "Moving the shop to a bigger server";
+    let d = daemon_with(&[service(
+        "web",
+        port,
+        "/",
+        "0s",
+        &[
+            "fallback_page = \"maintenance\"".into(),
+            format!("fallback_message = {}", toml_str(msg)),
+        ],
+    )]);
+    wait_state(&d, "web", "unhealthy");
+    b.cdp(
+        "Page.addScriptToEvaluateOnNewDocument",
+        json!({ "source": LOAD_COUNTER }),
+    );
+
+    let url = format!("http://{}{APP_PATH}", d.addr);
+    b.goto(&url);
+    assert_eq!(
+        b.js("return document.title;"),
+        "Down for maintenance · KInfra"
+    );
+    assert_eq!(b.text("message").as_deref(), Some(msg));
+    wait_live(&b);
+    assert_eq!(loads(&b), 1);
+    b.js("window.__marker = 1; return 1;");
+    count_polls(&b);
+
+    // Maintenance is off, and that is no reason to leave: the page follows the service, which
+    // stays down, so for 10 s nothing reloads.
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(marker(&b), Some(true), "the page reloaded");
+    assert_eq!(loads(&b), 1, "documents loaded in the tab");
+    let seen = polls(&b);
+    assert!(seen >= 3, "the page polled {seen} times in 10 s");
+    let urls = b.js(
+        "return performance.getEntriesByType('resource').map(function (e) { \
+           return new URL(e.name).pathname + new URL(e.name).search; });",
+    );
+    let urls: Vec<&str> = urls
+        .as_array()
+        .expect("resource list")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        urls.contains(&"/__status__?service=web"),
+        "the page does not poll its service: {urls:?}"
+    );
+    assert!(
+        !urls.iter().any(|u| u.starts_with("/api/maintenance/")),
+        "the page polls the maintenance status: {urls:?}"
+    );
+    assert_eq!(b.text("message").as_deref(), Some(msg));
+    assert_eq!(b.text("conn-text").as_deref(), Some("live"));
+    eprintln!("maintenance-look fallback: {seen} polls in 10 s, 1 load");
+    b.screenshot("fallback-maintenance-look.png");
+
+    // The service starts: the page takes the visitor back to the URL they asked for.
+    let history = b.js("return history.length;");
+    let started = Instant::now();
+    let app = AppServer::start(port, 200);
+    let titles = follow_to_app(&b, RECOVER);
+    eprintln!(
+        "maintenance-look page -> upstream page in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        titles,
+        [APP_TITLE],
+        "something else showed between the fallback page and the upstream's page"
+    );
+    assert_back_on_app(&b, &url, &history, "after the maintenance-look page");
+    assert_eq!(app.hits(APP_PATH), 1);
+    assert_eq!(loads(&b), 2, "documents loaded in the tab");
     b.close();
 }

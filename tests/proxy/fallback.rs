@@ -57,6 +57,94 @@ fn dead_upstream_gets_the_fallback_and_recovery_is_seen() {
     assert_eq!(s["health_status"], "Healthy", "{s}");
 }
 
+/// The `<p id="…">` paragraph of a page as `(hidden, text)`.
+fn paragraph(html: &str, id: &str) -> Option<(bool, String)> {
+    let at = html.find(&format!("<p id=\"{id}\""))?;
+    let rest = &html[at..];
+    let open = rest.find('>')?;
+    let close = rest.find("</p>")?;
+    Some((
+        rest[..open].contains(" hidden"),
+        rest[open + 1..close].to_string(),
+    ))
+}
+
+#[test]
+fn the_operators_message_stays_once_a_healthy_upstream_dies() {
+    let msg = "Upgrading the shop & back by noon";
+    let mut up = Upstream::start(0, echo("first"));
+    let port = up.port();
+    let d = start(&format!(
+        "{}{}",
+        service(
+            "shop",
+            port,
+            &["/shop/"],
+            &format!("{FAST_HEALTH}\nfallback_message = \"{msg}\"")
+        ),
+        service(
+            "look",
+            port,
+            &["/look/"],
+            &format!(
+                "{FAST_HEALTH}\nfallback_message = \"{msg}\"\nfallback_page = \"maintenance\""
+            )
+        )
+    ));
+    wait_running(&d, "shop");
+    wait_running(&d, "look");
+    up.kill();
+    wait_svc(&d, "shop", "down", |s| s["state"] == "down");
+    let s = wait_svc(&d, "look", "down", |s| s["state"] == "down");
+    assert_eq!(s["fallback_message"], msg, "{s}");
+    assert_eq!(s["status_message"], "Service is not answering", "{s}");
+
+    // JSON: the state's words stay in status_message; the operator's are beside them.
+    let j = assert_json_fallback(&json_get(d.addr, "/shop/x"), "shop");
+    assert_eq!(j["state"], "down", "{j}");
+    assert_eq!(j["fallback_message"], msg, "{j}");
+    assert_eq!(j["status_message"], "Service is not answering", "{j}");
+    assert_eq!(j["error_detail"], "Connection refused", "{j}");
+
+    // The 503 page: the operator's words instead of the generic lead, the live detail beside.
+    let r = html_get(d.addr, "/shop/x");
+    assert_eq!(assert_html_fallback(&r), "503");
+    let html = r.text();
+    let escaped = "Upgrading the shop &amp; back by noon";
+    assert_eq!(
+        paragraph(&html, "fallback-message"),
+        Some((false, escaped.to_string())),
+        "{html}"
+    );
+    assert_eq!(
+        paragraph(&html, "status-message"),
+        Some((false, "Service is not answering".to_string()))
+    );
+    assert!(
+        html.contains("<p class=\"lead\" id=\"lead\" hidden>"),
+        "{html}"
+    );
+    assert!(html.contains(">Connection refused<"), "{html}");
+
+    // The maintenance look: the operator's words, and it follows the service, not maintenance.
+    let r = html_get(d.addr, "/look/x");
+    assert_eq!(assert_html_fallback(&r), "maintenance");
+    let html = r.text();
+    assert_eq!(
+        paragraph(&html, "message"),
+        Some((false, escaped.to_string()))
+    );
+    assert!(
+        html.contains("data-status-url=\"/__status__?service=look\""),
+        "{html}"
+    );
+    assert!(html.contains("data-served-for=\"fallback\""), "{html}");
+    assert_eq!(
+        assert_json_fallback(&json_get(d.addr, "/look/x"), "look")["fallback_message"],
+        msg
+    );
+}
+
 #[test]
 fn failures_mid_forward_get_the_fallback() {
     let up = Upstream::start(0, |s: &Seen| match s.target.as_str() {
