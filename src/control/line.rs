@@ -396,11 +396,38 @@ pub async fn first_byte(stream: &UnixStream) -> std::io::Result<Option<u8>> {
     }
 }
 
-/// Refuse a peer that speaks lines (its credentials were not accepted).
-pub async fn refuse(stream: &mut UnixStream, message: &str) {
-    let _ = stream
-        .write_all(&Reply::err("permission_denied", message).encode())
-        .await;
+/// Refuse a peer that speaks lines (its credentials were not accepted), and close.
+pub async fn refuse(mut stream: UnixStream, message: &str) {
+    let (mut r, mut w) = stream.split();
+    if w.write_all(&Reply::err("permission_denied", message).encode())
+        .await
+        .is_ok()
+    {
+        close_gently(&mut r, &mut w).await;
+    }
+}
+
+/// Most bytes read and dropped while closing, and how long that may take.
+const LINGER_BYTES: u64 = 64 * 1024;
+const LINGER: Duration = Duration::from_secs(2);
+
+/// After a last reply: shut the write side, then read and drop what the peer still sends (up
+/// to [`LINGER_BYTES`], for up to [`LINGER`]). Closing with unread input would make the kernel
+/// reset the connection, and a client reading to the end would lose the reply with it.
+async fn close_gently<R, W>(r: &mut R, w: &mut W)
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    if w.shutdown().await.is_err() {
+        return;
+    }
+    let mut sink = tokio::io::sink();
+    let _ = tokio::time::timeout(
+        LINGER,
+        tokio::io::copy(&mut r.take(LINGER_BYTES), &mut sink),
+    )
+    .await;
 }
 
 /// Answer lines until the peer closes, stays idle for `idle`, or sends a line too long.
@@ -429,7 +456,11 @@ pub async fn serve(app: Arc<App>, stream: UnixStream, idle: Duration) {
                 Err(reply) => (reply, false),
             },
         };
-        if w.write_all(&reply.encode()).await.is_err() || close {
+        if w.write_all(&reply.encode()).await.is_err() {
+            return;
+        }
+        if close {
+            close_gently(&mut r, &mut w).await;
             return;
         }
     }

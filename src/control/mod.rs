@@ -125,7 +125,7 @@ async fn handle(app: Arc<App>, mut stream: UnixStream, access: Access) {
         if let Ok(Ok(Some(b))) = first
             && line::starts_line(b)
         {
-            line::refuse(&mut stream, &msg).await;
+            line::refuse(stream, &msg).await;
             return;
         }
         let _ = protocol::send_response(
