@@ -1,5 +1,8 @@
 //! The control socket server: one task per connection, peers checked with SO_PEERCRED,
-//! requests answered in order (see `protocol` for the wire format).
+//! requests answered in order (see `protocol` for the wire format). A connection whose first
+//! byte is a letter speaks the line protocol of `line` instead, under the same peer check.
+
+pub mod line;
 
 mod wait;
 
@@ -16,6 +19,8 @@ use crate::protocol::{self, ErrorCode, FrameError, PROTOCOL_VERSION, Request, Re
 const MAX_CONNECTIONS: usize = 64;
 /// A connection idle for this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a refused peer's first byte is waited for, to answer it in its own protocol.
+const REFUSAL_WAIT: Duration = Duration::from_secs(2);
 
 /// Who may use the control socket.
 #[derive(Debug, Clone)]
@@ -118,12 +123,31 @@ async fn handle(app: Arc<App>, mut stream: UnixStream, access: Access) {
             "permission denied for {who}: the control socket accepts root, kinfrad's user and members of group '{}'",
             access.group_name
         );
+        let first = tokio::time::timeout(REFUSAL_WAIT, line::first_byte(&stream)).await;
+        if let Ok(Ok(Some(b))) = first
+            && line::starts_line(b)
+        {
+            line::refuse(stream, &msg).await;
+            return;
+        }
         let _ = protocol::send_response(
             &mut stream,
             &Response::error(ErrorCode::PermissionDenied, msg),
         )
         .await;
         return;
+    }
+    // A frame starts with its length (first byte 0, frames being small); a line with a letter.
+    match tokio::time::timeout(IDLE_TIMEOUT, line::first_byte(&stream)).await {
+        Ok(Ok(Some(b))) if line::starts_line(b) => {
+            return line::serve(app, stream, IDLE_TIMEOUT).await;
+        }
+        Ok(Ok(Some(_))) => {}
+        Err(_) | Ok(Ok(None)) => return,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "control read failed");
+            return;
+        }
     }
     let mut greeted = false;
     loop {

@@ -10,6 +10,7 @@ mod config;
 mod control;
 mod custom_page;
 mod lifecycle;
+mod line_protocol;
 mod maintenance;
 
 use std::time::Duration;
