@@ -92,7 +92,7 @@ impl Reply {
     pub fn encode(&self) -> Vec<u8> {
         let s = match self {
             Reply::MaintOk(t) => format!("ACK\nMAINT_OK|{}\n", one_line(t)),
-            Reply::DrainOk(t) => format!("DRAIN_OK|{}\n", one_line(t)),
+            Reply::DrainOk(t) => format!("ACK\nDRAIN_OK|{}\n", one_line(t)),
             Reply::Status(s) => format!("{}\n", one_line(s)),
             Reply::Err { code, message } => {
                 let m = one_line(message);
@@ -309,19 +309,25 @@ pub async fn maint_exit(app: &Arc<App>, session: &str, target: &str) -> Reply {
     }
 }
 
-/// `DRAIN_START`: refused until the daemon has drain; when it has, this calls it and answers
-/// `Reply::DrainOk` with the time the drain ends.
+/// `DRAIN_START`: `App::drain_start` over every service for `secs` seconds, as
+/// `kinfractl drain start --duration {secs}s`; answers `DRAIN_OK|<end, RFC 3339>` after the
+/// `ACK`.
 pub async fn drain_start(app: &Arc<App>, session: &str, secs: u64) -> Reply {
-    let _ = app;
-    tracing::info!(
-        session,
-        secs,
-        "line protocol: DRAIN_START refused (no drain)"
-    );
-    Reply::err(
-        "unsupported",
-        "drain is not available in this kinfrad version",
-    )
+    tracing::info!(session, secs, "line protocol: DRAIN_START");
+    let Some(ms) = secs.checked_mul(1000) else {
+        return Reply::err(
+            "invalid_argument",
+            format!("{secs} seconds is too long a drain"),
+        );
+    };
+    match app.drain_start(None, ms).await {
+        Ok(r) => Reply::DrainOk(
+            r.end_time
+                .map(crate::protocol::fmt::iso)
+                .unwrap_or_default(),
+        ),
+        Err(e) => e.into(),
+    }
 }
 
 /// `CIRCUIT_STATUS`: one service's state from `App::service_reports` (what `kinfractl ps`

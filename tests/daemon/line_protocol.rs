@@ -130,10 +130,22 @@ fn line_commands_enter_and_leave_maintenance_on_the_control_socket() {
         "ERR|unsupported|leaving maintenance for single routes is not available yet; send MAINT_EXIT|abc-123|ALL\n",
     );
     assert_eq!(maint_status(&d)["isActive"], true);
-    c.expect(
-        "DRAIN_START|abc-123|60\n",
-        "ERR|unsupported|drain is not available in this kinfrad version\n",
-    );
+    // A drain over every service, as `kinfractl drain start --duration 60s`: ACK, then when it
+    // ends; kinfractl sees the same drain, and stopping it there ends it.
+    c.send(b"DRAIN_START|abc-123|60\n");
+    assert_eq!(c.line(), "ACK\n");
+    let ok = c.line();
+    let end = ok
+        .strip_prefix("DRAIN_OK|")
+        .and_then(|t| t.strip_suffix('\n'))
+        .unwrap_or_else(|| panic!("DRAIN_OK line: {ok:?}"));
+    let status: serde_json::Value =
+        serde_json::from_str(&d.ctl_ok(&["drain", "status", "--json"])).expect("drain status JSON");
+    assert_eq!(status["active"], true, "{status}");
+    assert_eq!(status["duration_ms"], 60_000, "{status}");
+    let end_ms = status["end_time"].as_u64().expect("end_time");
+    assert_eq!(end, kinfra::protocol::fmt::iso(end_ms), "{status}");
+    d.ctl_ok(&["drain", "stop"]);
     c.expect(
         "CIRCUIT_STATUS|abc-123|nope\n",
         "ERR|not_found|unknown route \"nope\" (known: api, web)\n",
