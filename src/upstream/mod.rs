@@ -97,7 +97,6 @@ pub struct Upstream {
     pub rendered: ArcSwap<Rendered>,
     pub requests: AtomicU64,
     pub failures: AtomicU64,
-    pub maintenance_hits: AtomicU64,
     /// Processes started by the supervisor (see `starts`).
     starts: AtomicU64,
     /// Idle keep-alive connections of the HTTP/1.1 fast path (`h1`), most recent last.
@@ -142,7 +141,6 @@ impl Upstream {
             rendered: ArcSwap::from_pointee(Rendered::default()),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
-            maintenance_hits: AtomicU64::new(0),
             starts: AtomicU64::new(0),
             idle: Mutex::new(Vec::new()),
             process: arc_swap::ArcSwapOption::empty(),
