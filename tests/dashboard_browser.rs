@@ -438,9 +438,11 @@ fn maintenance_records_are_listed_and_left_one_by_one() {
         "900",
     ]);
     // Entered from the page, with a target.
-    b.js("document.getElementById('maint-in-message').value = 'Web upgrade'; \
+    b.js(
+        "document.getElementById('maint-in-message').value = 'Web upgrade'; \
           document.getElementById('maint-in-target').value = 'web'; \
-          document.getElementById('maint-enter').click(); return 1;");
+          document.getElementById('maint-enter').click(); return 1;",
+    );
     b.wait_js(
         T,
         "both records listed",

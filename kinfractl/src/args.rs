@@ -11,7 +11,7 @@ Examples:
   kinfractl status --issue \"Migrating users\" --time 15
   kinfractl maint enter --message \"Back soon\" --countdown 900
   kinfractl maint enter --url http://127.0.0.1:8081/maintenance.html
-  kinfractl maint enter --target api --message "API upgrade" --countdown 600
+  kinfractl maint enter --target api --message \"API upgrade\" --countdown 600
   kinfractl maint enter --target api.example.com/v1 --url https://status.example.com/
   kinfractl maint update --target api --countdown 300
   kinfractl maint list
@@ -220,8 +220,8 @@ mod tests {
                 all: false
             })
         ));
-        let c = Cli::try_parse_from(["kinfractl", "maint", "exit", "--target", "api"])
-            .expect("parse");
+        let c =
+            Cli::try_parse_from(["kinfractl", "maint", "exit", "--target", "api"]).expect("parse");
         assert!(matches!(
             c.command,
             Command::Maint(Maint::Exit { target: Some(t), all: false }) if t == "api"
@@ -230,7 +230,13 @@ mod tests {
             Cli::try_parse_from(["kinfractl", "maint", "exit", "--target", "a", "--all"]).is_err()
         );
         let c = Cli::try_parse_from([
-            "kinfractl", "maint", "update", "--target", "/v1", "--time", "5",
+            "kinfractl",
+            "maint",
+            "update",
+            "--target",
+            "/v1",
+            "--time",
+            "5",
         ])
         .expect("parse");
         match c.command {

@@ -306,9 +306,8 @@ impl App {
     async fn leave(&self, gone: impl Fn(&Target) -> bool) -> Result<(), OpError> {
         let store = self.store.lock().await;
         let cur = self.maint.load_full();
-        let (out, stay): (Vec<_>, Vec<_>) = drafts(&cur)
-            .into_iter()
-            .partition(|(m, _)| gone(&m.target));
+        let (out, stay): (Vec<_>, Vec<_>) =
+            drafts(&cur).into_iter().partition(|(m, _)| gone(&m.target));
         if out.is_empty() {
             return Ok(());
         }

@@ -158,7 +158,11 @@ pub(super) fn rerender(pages: &Pages, cur: &MaintView, now: u64) -> Result<Maint
 pub fn status_url(t: &Target) -> String {
     match t {
         Target::All => crate::pages::STATUS_URL.to_string(),
-        t => format!("{}?target={}", crate::pages::STATUS_URL, query_escape(&t.to_string())),
+        t => format!(
+            "{}?target={}",
+            crate::pages::STATUS_URL,
+            query_escape(&t.to_string())
+        ),
     }
 }
 
@@ -307,7 +311,8 @@ impl App {
 
     /// What `state.json` holds of maintenance now (for writers of other state).
     pub(super) fn maint_snapshot(&self) -> MaintState {
-        self.maint_state_of(&self.maint.load(), &Resets::default()).0
+        self.maint_state_of(&self.maint.load(), &Resets::default())
+            .0
     }
 
     /// The counters were persisted as of `tick`.

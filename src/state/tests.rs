@@ -229,7 +229,7 @@ fn a_symlinked_state_file_is_not_followed() {
     let l = StateFile::open(d.path()).expect("open");
     let p = l.problem.expect("problem");
     assert!(p.contains("symbolic link") && p.contains("kept as"), "{p}");
-    assert!(l.state.maintenance.is_none());
+    assert!(l.state.maintenance.records.is_empty());
     // The link was moved aside, its target left alone, also by the next write.
     l.file.write(&sample()).expect("write");
     assert_eq!(fs::read(&elsewhere).expect("target"), body);
@@ -391,7 +391,10 @@ fn format_1_files_load_as_records() {
     // Written again, it is format 2 and reads back the same.
     l.file.write(&l.state).expect("write");
     let text = fs::read_to_string(d.path().join(STATE_FILE)).expect("read");
-    assert!(text.contains("\"version\": 2") || text.contains("\"version\":2"), "{text}");
+    assert!(
+        text.contains("\"version\": 2") || text.contains("\"version\":2"),
+        "{text}"
+    );
     assert_eq!(StateFile::open(d.path()).expect("reopen").state, l.state);
 }
 

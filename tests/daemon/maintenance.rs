@@ -111,7 +111,8 @@ fn seed_004_scripts_prepare_the_next_window() {
     };
     // A seed 004 script sets the message and countdown while maintenance is off: accepted, kept,
     // and shown by GET, while visitors still reach kinfrad.
-    let r = post(r#"{"message":"Bambi is upgrading servers","currentIssue":"Step 1","countdown":600}"#);
+    let r =
+        post(r#"{"message":"Bambi is upgrading servers","currentIssue":"Step 1","countdown":600}"#);
     assert_eq!(r.status, 200, "{}", r.text());
     let j = r.json();
     assert_eq!(j["success"], true);
@@ -176,7 +177,11 @@ fn a_state_file_of_the_previous_format_loads() {
     );
     std::fs::write(state.join("state.json"), v1).expect("write");
     let mut d = Daemon::start_with(dir, &[], &[]);
-    assert!(!d.log_text().contains("state file problem"), "{}", d.log_text());
+    assert!(
+        !d.log_text().contains("state file problem"),
+        "{}",
+        d.log_text()
+    );
     let st = get(d.addr, "/api/maintenance/status").json();
     assert_eq!(st["isActive"], true);
     assert_eq!(st["message"], "From the old file");
@@ -189,7 +194,9 @@ fn a_state_file_of_the_previous_format_loads() {
     assert!(page.text().contains("From the old file"));
     let table = d.ctl_ok(&["maint", "list"]);
     assert!(
-        table.lines().any(|l| l.starts_with("ALL ") && l.contains("From the old file")),
+        table
+            .lines()
+            .any(|l| l.starts_with("ALL ") && l.contains("From the old file")),
         "{table}"
     );
     // Written again in today's format (the hit above moved the counter), and still read back.

@@ -238,6 +238,10 @@ fn per_target_records_are_pushed_and_left_over_the_api() {
         r#"{"isActive": true, "target": "nope"}"#,
     );
     assert_eq!(r.status, 400);
-    assert!(r.text().contains("unknown route or service nope"), "{}", r.text());
+    assert!(
+        r.text().contains("unknown route or service nope"),
+        "{}",
+        r.text()
+    );
     sse.close();
 }

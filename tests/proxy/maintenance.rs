@@ -32,6 +32,9 @@ fn setup() -> (Upstream, Upstream, Daemon, String) {
     (api, web, d, cfg)
 }
 
+/// A request to one of the hosts and paths below, with these headers.
+type Req = fn(&Daemon, &[(&str, &str)]) -> Resp;
+
 fn v1(d: &Daemon, headers: &[(&str, &str)]) -> Resp {
     get_with_host(d.addr, "/v1/item", "api.example.com", headers)
 }
@@ -55,7 +58,10 @@ fn served_by(r: &Resp, tag: &str) {
 fn maintenance_says(r: &Resp, msg: &str) {
     assert_eq!(r.status, 503, "{}", r.text());
     assert_eq!(r.header("x-maintenance-mode"), Some("true"));
-    if r.header("content-type").unwrap_or("").starts_with("text/html") {
+    if r.header("content-type")
+        .unwrap_or("")
+        .starts_with("text/html")
+    {
         assert!(r.text().contains(msg), "page lacks {msg:?}: {}", r.text());
     } else {
         assert_eq!(r.json()["maintenance"]["message"], msg, "{}", r.text());
@@ -100,20 +106,21 @@ fn per_target_records_are_entered_and_left_alone() {
 
     d.ctl_ok(&["maint", "enter", "--target", "api", "--url", &url]);
     let r = v1(&d, BROWSER);
-    assert!(
-        r.text().contains("the api's own maintenance page"),
-        "{r:?}"
-    );
+    assert!(r.text().contains("the api's own maintenance page"), "{r:?}");
     assert_eq!(r.header("x-maintenance-mode"), Some("true"));
     served_by(&www(&d, BROWSER), "web");
 
     // Entering another target leaves the api's record (and its URL) as it was.
-    d.ctl_ok(&["maint", "enter", "--target", "web", "--message", "Web is moving"]);
+    d.ctl_ok(&[
+        "maint",
+        "enter",
+        "--target",
+        "web",
+        "--message",
+        "Web is moving",
+    ]);
     let r = v2(&d, BROWSER);
-    assert!(
-        r.text().contains("the api's own maintenance page"),
-        "{r:?}"
-    );
+    assert!(r.text().contains("the api's own maintenance page"), "{r:?}");
     maintenance_says(&www(&d, BROWSER), "Web is moving");
     maintenance_says(&www(&d, JSON), "Web is moving");
 
@@ -127,7 +134,10 @@ fn per_target_records_are_entered_and_left_alone() {
     let w = record(&recs, "web");
     assert_eq!(w["message"], "Web is moving");
     assert_eq!(w["routes"], serde_json::json!(["/"]));
-    assert!(w.get("maintenancePageUrl").is_none_or(Value::is_null), "{w}");
+    assert!(
+        w.get("maintenancePageUrl").is_none_or(Value::is_null),
+        "{w}"
+    );
     let table = d.ctl_ok(&["maint", "list"]);
     let head = table.lines().next().unwrap_or_default();
     for col in ["TARGET", "STATE", "SINCE", "ETA", "HITS", "PAGE", "MESSAGE"] {
@@ -147,7 +157,10 @@ fn per_target_records_are_entered_and_left_alone() {
     );
 
     // The status API: the global record by default, one target's on request.
-    assert_eq!(get(d.addr, "/api/maintenance/status").json()["isActive"], false);
+    assert_eq!(
+        get(d.addr, "/api/maintenance/status").json()["isActive"],
+        false
+    );
     let s = get(d.addr, "/api/maintenance/status?target=api").json();
     assert_eq!(s["isActive"], true);
     assert_eq!(s["maintenancePageUrl"], url.as_str());
@@ -159,12 +172,20 @@ fn per_target_records_are_entered_and_left_alone() {
     // Leaving one target: the other stays, with its URL.
     d.ctl_ok(&["maint", "exit", "--target", "web"]);
     served_by(&www(&d, BROWSER), "web");
-    assert!(v1(&d, BROWSER).text().contains("the api's own maintenance page"));
+    assert!(
+        v1(&d, BROWSER)
+            .text()
+            .contains("the api's own maintenance page")
+    );
 
     // `maint exit` without a target leaves the global record only, and says what stays.
     let out = d.ctl_ok(&["maint", "exit"]);
     assert!(out.contains("still in maintenance: api"), "{out}");
-    assert!(v1(&d, BROWSER).text().contains("the api's own maintenance page"));
+    assert!(
+        v1(&d, BROWSER)
+            .text()
+            .contains("the api's own maintenance page")
+    );
 
     // An unknown target is refused, naming what there is.
     let o = d.ctl(&["maint", "enter", "--target", "api.example.com/v3"]);
@@ -184,7 +205,14 @@ fn per_target_records_are_entered_and_left_alone() {
 #[test]
 fn route_beats_service_beats_global() {
     let (_api, _web, d, _) = setup();
-    d.ctl_ok(&["maint", "enter", "--message", "Everything", "--countdown", "300"]);
+    d.ctl_ok(&[
+        "maint",
+        "enter",
+        "--message",
+        "Everything",
+        "--countdown",
+        "300",
+    ]);
     d.ctl_ok(&[
         "maint",
         "enter",
@@ -205,7 +233,7 @@ fn route_beats_service_beats_global() {
         "--countdown",
         "100",
     ]);
-    let cases: [(fn(&Daemon, &[(&str, &str)]) -> Resp, &str, &str, u64); 3] = [
+    let cases: [(Req, &str, &str, u64); 3] = [
         (v1, "Version one", V1, 100),
         (v2, "The API", "api", 200),
         (www, "Everything", "ALL", 300),
@@ -215,12 +243,18 @@ fn route_beats_service_beats_global() {
         let page = req(&d, BROWSER);
         maintenance_says(&page, msg);
         let ra = retry_after(&page);
-        assert!((retry - 10..=retry).contains(&ra), "{msg}: Retry-After {ra}");
+        assert!(
+            (retry - 10..=retry).contains(&ra),
+            "{msg}: Retry-After {ra}"
+        );
         let j = req(&d, JSON);
         maintenance_says(&j, msg);
         assert_eq!(j.json()["maintenance"]["target"], target);
         let ra = retry_after(&j);
-        assert!((retry - 10..=retry).contains(&ra), "{msg}: Retry-After {ra}");
+        assert!(
+            (retry - 10..=retry).contains(&ra),
+            "{msg}: Retry-After {ra}"
+        );
         // HEAD goes through the router on both paths.
         let h = call(
             d.addr,
@@ -238,11 +272,7 @@ fn route_beats_service_beats_global() {
         page.contains("/api/maintenance/status?target=api.example.com/v1"),
         "{page}"
     );
-    let own = get(
-        d.addr,
-        "/api/maintenance/status?target=api.example.com/v1",
-    )
-    .json();
+    let own = get(d.addr, "/api/maintenance/status?target=api.example.com/v1").json();
     assert_eq!(own["message"], "Version one");
     assert_eq!(own["isActive"], true);
     let global = get(d.addr, "/api/maintenance/status").json();
@@ -314,9 +344,17 @@ fn hits_are_counted_per_route_reset_on_entry_and_kept_across_a_restart() {
 
     // Left and entered again, the service's record starts from 0 on the routes it answers.
     d.ctl_ok(&["maint", "exit", "--target", "api"]);
-    assert_eq!(route_row(&d, V2)["maintenance_hits"], 2, "kept after leaving");
+    assert_eq!(
+        route_row(&d, V2)["maintenance_hits"],
+        2,
+        "kept after leaving"
+    );
     d.ctl_ok(&["maint", "enter", "--target", "api"]);
     assert_eq!(route_row(&d, V2)["maintenance_hits"], 0);
-    assert_eq!(route_row(&d, V1)["maintenance_hits"], 1, "its own record answers v1");
+    assert_eq!(
+        route_row(&d, V1)["maintenance_hits"],
+        1,
+        "its own record answers v1"
+    );
     assert_eq!(record(&list(&d), "api")["hits"], 0);
 }

@@ -84,7 +84,11 @@ impl Target {
         if let Some(r) = strip_prefix_ci(s, "route:") {
             return route(r.trim());
         }
-        if s.contains('/') { route(s) } else { service(s) }
+        if s.contains('/') {
+            route(s)
+        } else {
+            service(s)
+        }
     }
 
     /// A comma-separated list of targets (nothing means `ALL`), duplicates dropped, in order.

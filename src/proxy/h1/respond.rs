@@ -13,7 +13,6 @@ use http_body::Body as _;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-
 use super::SEND_LIMIT;
 use super::buf::write_timed;
 use super::head::is_hop;
@@ -64,8 +63,7 @@ pub(super) fn maintenance_bytes(view: Arc<crate::app::MaintView>, idx: usize) ->
         return b;
     }
     let status = crate::model::maintenance::status_view(Some(&rec.record), rec.hits(), now);
-    let resp =
-        crate::proxy::answers::maintenance_response(true, rec.html.clone(), &status, retry);
+    let resp = crate::proxy::answers::maintenance_response(true, rec.html.clone(), &status, retry);
     let b = bytes::Bytes::from(serialize_full(resp));
     MAINT.with(|c| *c.borrow_mut() = Some((view, idx, retry, sec, b.clone())));
     b
