@@ -452,6 +452,7 @@ fn maintenance_records_are_listed_and_left_one_by_one() {
     );
     let rows = b.text("maint-records-body").unwrap_or_default();
     assert!(rows.contains("ext") && rows.contains("/ext/"), "{rows}");
+    b.js("document.getElementById('maint').scrollIntoView(); return 1;");
     b.screenshot("dashboard-maintenance-records.png");
     assert_eq!(common::get_html(d.addr, "/").status, 503);
     // Exit one: the other stays.
