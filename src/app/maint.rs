@@ -207,7 +207,8 @@ impl App {
     /// counters start again from 0. Answers the first target's view.
     pub async fn enter(&self, req: MaintRequest) -> Result<StatusView, OpError> {
         let now = now_ms();
-        let targets = self.targets(req.target.as_deref(), |_| false)?;
+        let active = self.maint.load_full();
+        let targets = self.targets(req.target.as_deref(), |t| active.find(t).is_some())?;
         let change = self.to_change(&req, now).await?;
         let store = self.store.lock().await;
         let cur = self.maint.load_full();
@@ -231,18 +232,20 @@ impl App {
         let view = build_view(&self.pages.load(), records, prepared, now)
             .map_err(|e| OpError::new(ErrorCode::Internal, e))?;
         let resets = self.resets_for(&view, &fresh);
-        for t in &targets {
-            if let Some(a) = view.find(t) {
-                let m = &a.record;
-                if fresh.contains(t) {
-                    tracing::info!(target_routes = %t, maint_message = %m.message, page_url = ?m.page_url, "maintenance entered");
-                } else {
-                    tracing::info!(target_routes = %t, maint_message = %m.message, page_url = ?m.page_url, "maintenance changed");
-                }
-            }
-        }
+        let entered: Vec<Maintenance> = targets
+            .iter()
+            .filter_map(|t| view.find(t).map(|a| a.record.clone()))
+            .collect();
         self.commit(&store, view, &resets).await?;
         drop(store);
+        for m in &entered {
+            let t = &m.target;
+            if fresh.contains(t) {
+                tracing::info!(target_routes = %t, maint_message = %m.message, page_url = ?m.page_url, "maintenance entered");
+            } else {
+                tracing::info!(target_routes = %t, maint_message = %m.message, page_url = ?m.page_url, "maintenance changed");
+            }
+        }
         self.publish();
         Ok(self.target_view(&targets[0]))
     }
@@ -253,16 +256,18 @@ impl App {
     /// Answers the first target's view (`prepared: true` when it is not active).
     pub async fn update(&self, req: MaintRequest) -> Result<StatusView, OpError> {
         let now = now_ms();
-        let targets = self.targets(req.target.as_deref(), |_| false)?;
+        let active = self.maint.load_full();
+        let targets = self.targets(req.target.as_deref(), |t| active.find(t).is_some())?;
         let change = self.to_change(&req, now).await?;
         let store = self.store.lock().await;
         let cur = self.maint.load_full();
         let mut records = drafts(&cur);
         let mut prepared = cur.prepared.clone();
+        let mut notes = Vec::new();
         for t in &targets {
             if let Some((m, _)) = records.iter_mut().find(|(m, _)| &m.target == t) {
                 m.apply(change.clone());
-                tracing::info!(target_routes = %t, maint_message = %m.message, issue = %m.current_issue, eta_ms = ?m.estimated_completion_ms, "maintenance status updated");
+                notes.push(m.clone());
                 continue;
             }
             let i = match prepared.iter().position(|p| &p.target == t) {
@@ -276,12 +281,21 @@ impl App {
             if prepared[i].is_empty() {
                 prepared.remove(i);
             }
-            tracing::info!(target_routes = %t, "maintenance settings kept for the next window");
         }
         let view = build_view(&self.pages.load(), records, prepared, now)
             .map_err(|e| OpError::new(ErrorCode::Internal, e))?;
         self.commit(&store, view, &Resets::default()).await?;
         drop(store);
+        for t in &targets {
+            match notes.iter().find(|m| &m.target == t) {
+                Some(m) => {
+                    tracing::info!(target_routes = %t, maint_message = %m.message, issue = %m.current_issue, eta_ms = ?m.estimated_completion_ms, "maintenance status updated")
+                }
+                None => {
+                    tracing::info!(target_routes = %t, "maintenance settings kept for the next window")
+                }
+            }
+        }
         self.publish();
         Ok(self.target_view(&targets[0]))
     }
