@@ -468,3 +468,56 @@ fn maintenance_is_entered_and_left_from_the_page() {
         "return document.getElementById('maint-exit').disabled;",
     );
 }
+
+#[test]
+fn maintenance_records_are_listed_and_left_one_by_one() {
+    let Some(b) = Browser::launch(1280, 900) else {
+        return;
+    };
+    let d = dashboard_daemon("", "Web", "INFO hi");
+    login_in_browser(&b, &d, "/kinfra");
+    wait_card(&b, "web", "running", T);
+    d.ctl_ok(&[
+        "maint",
+        "enter",
+        "--target",
+        "ext",
+        "--message",
+        "The external service moves",
+        "--countdown",
+        "900",
+    ]);
+    // Entered from the page, with a target.
+    b.js(
+        "document.getElementById('maint-in-message').value = 'Web upgrade'; \
+          document.getElementById('maint-in-target').value = 'web'; \
+          document.getElementById('maint-enter').click(); return 1;",
+    );
+    b.wait_js(
+        T,
+        "both records listed",
+        "var t = document.getElementById('maint-records-body'); \
+         return t.querySelectorAll('tr').length === 2 \
+           && /The external service moves/.test(t.textContent) && /Web upgrade/.test(t.textContent);",
+    );
+    let rows = b.text("maint-records-body").unwrap_or_default();
+    assert!(rows.contains("ext") && rows.contains("/ext/"), "{rows}");
+    b.js("document.getElementById('maint').scrollIntoView(); return 1;");
+    b.screenshot("dashboard-maintenance-records.png");
+    assert_eq!(common::get_html(d.addr, "/").status, 503);
+    // Exit one: the other stays.
+    b.js("document.querySelector('#maint-records-body button[data-exit=\"web\"]').click(); return 1;");
+    eventually(T, "web's record to end", || {
+        (common::get_html(d.addr, "/").status == 200).then_some(())
+    });
+    b.wait_js(
+        T,
+        "one record left",
+        "var t = document.getElementById('maint-records-body'); \
+         return t.querySelectorAll('tr').length === 1 && /The external service moves/.test(t.textContent);",
+    );
+    assert_eq!(
+        common::get(d.addr, "/api/maintenance/status?target=ext").json()["isActive"],
+        true
+    );
+}

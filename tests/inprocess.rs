@@ -61,7 +61,7 @@ async fn daemon_runs_in_process() {
         .expect("join");
     assert_eq!(r.status, 503);
     assert!(r.text().contains("In-process"));
-    assert_eq!(app.hits(), 1);
+    assert_eq!(app.status_view().hits, 1);
 
     // Invalid input through the same operation the control socket uses.
     let err = app

@@ -1,6 +1,7 @@
 //! The fast path's request side (`h1::fuzzing::request`: `read_head`'s httparse call, then
 //! `classify`) against real `App`s built once from a config with a few services: one without
-//! maintenance, one with maintenance on one service, one with maintenance everywhere.
+//! maintenance, one with maintenance records for one service and one route, one with maintenance
+//! everywhere.
 //!
 //! Input: a flags byte (which app, a loopback or remote client, the head limit), then the bytes
 //! the client sent. A request planned for an upstream must be a well-formed head that carries
@@ -40,30 +41,29 @@ url = "https://127.0.0.1:9"
 routes = ["/secure"]
 "#;
 
-fn app(maintenance: Option<Target>) -> Arc<App> {
+fn app(tag: &str, targets: &[Target]) -> Arc<App> {
     let config = kinfra::config::Config::from_toml(
         "fuzz.toml",
         CONFIG,
         &kinfra::config::Overrides::default(),
     )
     .expect("config");
-    let dir = std::env::temp_dir().join(format!(
-        "kinfra-fuzz-{}-{}",
-        std::process::id(),
-        maintenance.is_some()
-    ));
+    let dir = std::env::temp_dir().join(format!("kinfra-fuzz-{}-{tag}", std::process::id()));
     let mut loaded = kinfra::state::StateFile::open(&dir).expect("state dir");
     // Nothing is written while classifying: the directory is not needed after this.
     let _ = std::fs::remove_dir_all(&dir);
-    loaded.state.maintenance = maintenance.map(|target| Maintenance {
-        message: "Back soon".into(),
-        current_issue: String::new(),
-        start_time_ms: 1,
-        estimated_completion_ms: None,
-        page_url: None,
-        target,
-        hits: 0,
-    });
+    loaded.state.maintenance.records = targets
+        .iter()
+        .map(|target| Maintenance {
+            message: "Back soon".into(),
+            current_issue: String::new(),
+            start_time_ms: 1,
+            estimated_completion_ms: None,
+            page_url: None,
+            target: target.clone(),
+            hits: 0,
+        })
+        .collect();
     let app = App::new(AppParts {
         pages: kinfra::pages::Pages::load(None).expect("pages"),
         state: loaded.state,
@@ -85,9 +85,15 @@ fn apps() -> &'static [Arc<App>; 3] {
     static APPS: OnceLock<[Arc<App>; 3]> = OnceLock::new();
     APPS.get_or_init(|| {
         [
-            app(None),
-            app(Some(Target::Routes(vec!["web".into()]))),
-            app(Some(Target::All)),
+            app("none", &[]),
+            app(
+                "some",
+                &[
+                    Target::Service("web".into()),
+                    Target::parse("/api/").expect("route"),
+                ],
+            ),
+            app("all", &[Target::All]),
         ]
     })
 }

@@ -11,7 +11,12 @@ Examples:
   kinfractl status --issue \"Migrating users\" --time 15
   kinfractl maint enter --message \"Back soon\" --countdown 900
   kinfractl maint enter --url http://127.0.0.1:8081/maintenance.html
-  kinfractl maint exit
+  kinfractl maint enter --target api --message \"API upgrade\" --countdown 600
+  kinfractl maint enter --target api.example.com/v1 --url https://status.example.com/
+  kinfractl maint update --target api --countdown 300
+  kinfractl maint list
+  kinfractl maint exit --target api
+  kinfractl maint exit --all
   kinfractl reload
   kinfractl ps
   kinfractl restart web
@@ -109,21 +114,45 @@ pub struct StatusArgs {
     pub page: PageArgs,
 }
 
+/// What `--target` names (`kinfractl maint … --target`).
+const TARGET_HELP: &str = "Which record: ALL (the global one, the default), a service name \
+(every route of it), or a route as configured (\"api.example.com/v1\", \"/static/\"; anything \
+with a '/'); \"service:NAME\" and \"route:SPEC\" say it explicitly; a comma-separated list \
+names several. For one request a route's record beats its service's, which beats the global one";
+
 #[derive(Debug, Subcommand)]
 pub enum Maint {
-    /// Enter maintenance (or change it when already in)
+    /// Enter maintenance for a target (or change it when already in)
     Enter {
         /// Proxy visitors to this http(s) page instead of the built-in one
         #[arg(long, value_name = "URL")]
         url: Option<String>,
-        /// ALL, or comma-separated route ids
-        #[arg(long, value_name = "ALL|ID,...")]
+        #[arg(long, value_name = "TARGET", help = TARGET_HELP)]
         target: Option<String>,
         #[command(flatten)]
         page: PageArgs,
     },
-    /// Leave maintenance
-    Exit,
+    /// Change what a target's maintenance page shows; when it is not in maintenance, keep the
+    /// change for the next time it enters
+    Update {
+        /// Proxy visitors to this http(s) page instead of the built-in one ("" for the built-in)
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        #[arg(long, value_name = "TARGET", help = TARGET_HELP)]
+        target: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Leave maintenance: the global record, or --target's, or --all of them
+    Exit {
+        #[arg(long, value_name = "TARGET", help = TARGET_HELP, conflicts_with = "all")]
+        target: Option<String>,
+        /// Leave every record (global, services', routes')
+        #[arg(long)]
+        all: bool,
+    },
+    /// List every maintenance record, and settings kept for a target's next window
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -245,5 +274,45 @@ mod tests {
                 "{verb}"
             );
         }
+    }
+
+    #[test]
+    fn parses_per_target_verbs() {
+        let c = Cli::try_parse_from(["kinfractl", "maint", "exit"]).expect("parse");
+        assert!(matches!(
+            c.command,
+            Command::Maint(Maint::Exit {
+                target: None,
+                all: false
+            })
+        ));
+        let c =
+            Cli::try_parse_from(["kinfractl", "maint", "exit", "--target", "api"]).expect("parse");
+        assert!(matches!(
+            c.command,
+            Command::Maint(Maint::Exit { target: Some(t), all: false }) if t == "api"
+        ));
+        assert!(
+            Cli::try_parse_from(["kinfractl", "maint", "exit", "--target", "a", "--all"]).is_err()
+        );
+        let c = Cli::try_parse_from([
+            "kinfractl",
+            "maint",
+            "update",
+            "--target",
+            "/v1",
+            "--time",
+            "5",
+        ])
+        .expect("parse");
+        match c.command {
+            Command::Maint(Maint::Update { target, page, .. }) => {
+                assert_eq!(target.as_deref(), Some("/v1"));
+                assert_eq!(page.countdown_secs(), Ok(Some(300)));
+            }
+            _ => panic!("wrong command"),
+        }
+        let c = Cli::try_parse_from(["kinfractl", "--json", "maint", "list"]).expect("parse");
+        assert!(c.json && matches!(c.command, Command::Maint(Maint::List)));
     }
 }

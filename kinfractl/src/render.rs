@@ -24,10 +24,14 @@ pub fn render(resp: &Response, json: bool) -> String {
             Response::Status(r) => serde_json::to_string_pretty(r).unwrap_or_default(),
             Response::Maintenance(v) => serde_json::to_string_pretty(v).unwrap_or_default(),
             Response::Drain(d) => serde_json::to_string_pretty(d).unwrap_or_default(),
+            Response::MaintRecords { records } => {
+                serde_json::to_string_pretty(records).unwrap_or_default()
+            }
             other => serde_json::to_string_pretty(other).unwrap_or_default(),
         },
         Response::Status(r) => render_report(r),
         Response::Maintenance(v) => render_maint(v),
+        Response::MaintRecords { records } => render_records(records),
         Response::Reloaded { config } => format!("reloaded configuration from {config}"),
         Response::Hello { server, .. } => server.clone(),
         Response::Token { token } => token.clone(),
@@ -162,10 +166,36 @@ fn render_ps(list: &[ServiceReport]) -> String {
     out.join("\n")
 }
 
+/// "maintenance" for the global record, "maintenance of TARGET" for another.
+fn maint_label(v: &StatusView) -> String {
+    match v.target.as_deref() {
+        None | Some("ALL") => "maintenance".to_string(),
+        Some(t) => format!("maintenance of {t}"),
+    }
+}
+
 fn render_maint(v: &StatusView) -> String {
     let mut out = String::new();
     if !v.is_active {
-        out.push_str("maintenance: off");
+        out.push_str(&format!("{}: off", maint_label(v)));
+        if v.prepared {
+            out.push_str(" (kept for the next time it is entered:");
+            if let Some(m) = &v.message {
+                out.push_str(&format!(" message {m:?}"));
+            }
+            if let Some(i) = &v.current_issue {
+                out.push_str(&format!(" task {i:?}"));
+            }
+            match (v.estimated_completion, v.countdown) {
+                (Some(eta), _) => out.push_str(&format!(" ETA {}", iso(eta))),
+                (None, Some(cd)) => out.push_str(&format!(" countdown {}", human_secs(cd))),
+                _ => {}
+            }
+            if let Some(u) = &v.maintenance_page_url {
+                out.push_str(&format!(" page {u}"));
+            }
+            out.push(')');
+        }
         return out;
     }
     let since = v.start_time.map(iso).unwrap_or_default();
@@ -173,6 +203,9 @@ fn render_maint(v: &StatusView) -> String {
         "maintenance: ON since {since} (target {})\n",
         v.target.as_deref().unwrap_or("ALL")
     ));
+    if !v.routes.is_empty() {
+        out.push_str(&format!("  routes:      {}\n", v.routes.join(" ")));
+    }
     out.push_str(&format!(
         "  message:     {}\n",
         v.message.as_deref().unwrap_or("")
@@ -197,6 +230,69 @@ fn render_maint(v: &StatusView) -> String {
     out
 }
 
+/// `kinfractl maint list`: one line per record, and per target with settings kept for later.
+fn render_records(list: &[StatusView]) -> String {
+    if list.is_empty() {
+        return "no maintenance records: every route is served".to_string();
+    }
+    let head = ["TARGET", "STATE", "SINCE", "ETA", "HITS", "PAGE", "MESSAGE"];
+    let rows: Vec<[String; 7]> = list
+        .iter()
+        .map(|v| {
+            let state = if v.is_active {
+                "on"
+            } else if v.prepared {
+                "kept"
+            } else {
+                "off"
+            };
+            let eta = match (v.estimated_completion, v.countdown) {
+                (Some(_), Some(0)) if v.is_active => "overdue".to_string(),
+                (Some(_), Some(cd)) if v.is_active => format!("in {}", human_secs(cd)),
+                (Some(eta), _) => iso(eta),
+                (None, Some(cd)) => format!("{} after entry", human_secs(cd)),
+                _ => "-".to_string(),
+            };
+            [
+                v.target.clone().unwrap_or_else(|| "ALL".into()),
+                state.to_string(),
+                v.start_time.map(iso).unwrap_or_else(|| "-".into()),
+                eta,
+                if v.is_active {
+                    v.hits.to_string()
+                } else {
+                    "-".into()
+                },
+                v.maintenance_page_url
+                    .clone()
+                    .unwrap_or_else(|| "built-in".into()),
+                v.message
+                    .as_deref()
+                    .map_or_else(|| "-".into(), |m| m.replace(['\n', '\t'], " ")),
+            ]
+        })
+        .collect();
+    let mut width = head.map(str::len);
+    for r in &rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            l.push_str(c);
+            if i + 1 < cells.len() {
+                l.push_str(&" ".repeat(width[i] - c.chars().count() + 2));
+            }
+        }
+        l.trim_end().to_string()
+    };
+    let mut out = vec![line(&head.map(String::from))];
+    out.extend(rows.iter().map(|r| line(r)));
+    out.join("\n")
+}
+
 fn render_report(r: &StatusReport) -> String {
     let mut out = format!(
         "kinfrad {} (pid {}, up {})\n  config:      {}\n  listening:   {}\n  control:     {}\n  state:       {}\n  connections: {}\n",
@@ -210,6 +306,19 @@ fn render_report(r: &StatusReport) -> String {
         r.open_connections
     );
     out.push_str(&render_maint(&r.maintenance));
+    let others: Vec<&StatusView> = r
+        .maintenance_records
+        .iter()
+        .filter(|v| v.target.as_deref() != Some("ALL"))
+        .collect();
+    if !others.is_empty() {
+        out.push_str("\nper-target maintenance:\n");
+        let list: Vec<StatusView> = others.into_iter().cloned().collect();
+        for l in render_records(&list).lines() {
+            out.push_str(&format!("  {l}\n"));
+        }
+        out.pop();
+    }
     if let Some(d) = &r.drain {
         out.push('\n');
         out.push_str(&render_drain(d));

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use kinfra_proto::client::{Client, ClientError};
-use kinfra_proto::{LogEntry, Request, Response, StepSpec};
+use kinfra_proto::{LogEntry, Request, Response, StatusView, StepSpec};
 
 use crate::args::{Cli, Command, Drain, Maint};
 use crate::render::{render, render_log_line};
@@ -27,6 +27,8 @@ pub async fn execute(cli: &Cli, path: &Path) -> Result<String, Failure> {
             message: a.page.message.clone(),
             issue: a.page.issue.clone(),
             countdown_secs: a.page.countdown_secs().map_err(Failure::Usage)?,
+            target: None,
+            url: None,
         },
         Command::Status(_) => Request::Status,
         Command::Maint(Maint::Enter { url, target, page }) => Request::MaintEnter {
@@ -36,7 +38,33 @@ pub async fn execute(cli: &Cli, path: &Path) -> Result<String, Failure> {
             countdown_secs: page.countdown_secs().map_err(Failure::Usage)?,
             target: target.clone(),
         },
-        Command::Maint(Maint::Exit) => Request::MaintExit,
+        Command::Maint(Maint::Update { url, target, page }) => Request::MaintUpdate {
+            message: page.message.clone(),
+            issue: page.issue.clone(),
+            countdown_secs: page.countdown_secs().map_err(Failure::Usage)?,
+            target: target.clone(),
+            url: url.clone(),
+        },
+        Command::Maint(Maint::Exit { target, all }) => {
+            let req = Request::MaintExit {
+                target: target.clone(),
+                all: *all,
+            };
+            let mut client = Client::connect(path).await?;
+            let resp = client.call(&req).await?;
+            let mut out = render(&resp, cli.json);
+            // The global record left, others may stay: say so, so nobody thinks all is open.
+            if !cli.json
+                && target.is_none()
+                && !*all
+                && let Ok(Response::MaintRecords { records }) =
+                    client.call(&Request::MaintList).await
+            {
+                out.push_str(&still_active(&records));
+            }
+            return Ok(out);
+        }
+        Command::Maint(Maint::List) => Request::MaintList,
         Command::Reload => Request::Reload,
         Command::Token => Request::Token,
         Command::Ps => Request::Ps,
@@ -107,6 +135,22 @@ fn went_away(path: &Path, why: &str) -> Failure {
         path: path.to_path_buf(),
         reason: format!("kinfrad went away while waiting for the drain ({why})"),
     })
+}
+
+/// The records still active after the global one left ("" when none).
+fn still_active(records: &[StatusView]) -> String {
+    let names: Vec<&str> = records
+        .iter()
+        .filter(|r| r.is_active)
+        .filter_map(|r| r.target.as_deref())
+        .collect();
+    if names.is_empty() {
+        return String::new();
+    }
+    format!(
+        "\nstill in maintenance: {} (leave with --target TARGET, or --all)",
+        names.join(", ")
+    )
 }
 
 /// "Installing:completed" → step; without a status, "active".

@@ -34,8 +34,9 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         target: Option<String>,
     },
-    /// Change what the maintenance page shows; maintenance must be active.
-    /// → `Maintenance` | `Error{not_in_maintenance}`
+    /// Change what the maintenance page of `target` (none: the global record) shows. A target
+    /// not in maintenance keeps the change for its next window (`prepared` in the answer).
+    /// → `Maintenance` | `Error`
     MaintUpdate {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<String>,
@@ -43,9 +44,23 @@ pub enum Request {
         issue: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         countdown_secs: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
     },
-    /// Leave maintenance. → `Maintenance` (inactive; also when it was not active)
-    MaintExit,
+    /// Leave maintenance: the record of `target` (none: the global record only), or with `all`
+    /// every record. → `Maintenance` (that target's view, inactive; also when it was not
+    /// active)
+    MaintExit {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        all: bool,
+    },
+    /// Every active maintenance record, and targets with settings kept for their next window.
+    /// → `MaintRecords`
+    MaintList,
     /// Reload configuration and templates. → `Reloaded` | `Error{reload_failed}`
     Reload,
     /// The admin token for the HTTP API. → `Token`
@@ -97,6 +112,9 @@ pub enum Request {
 }
 
 /// A response from the daemon.
+// One response is built per request and sent at once: its size on the stack costs nothing
+// worth a box (and a changed type for every user of `Status`).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Response {
@@ -106,6 +124,9 @@ pub enum Response {
     },
     Status(StatusReport),
     Maintenance(StatusView),
+    MaintRecords {
+        records: Vec<StatusView>,
+    },
     Reloaded {
         config: String,
     },
@@ -291,6 +312,60 @@ mod tests {
         let short: Response =
             serde_json::from_str(r#"{"type":"drain","active":false}"#).expect("de");
         assert_eq!(short, Response::Drain(DrainReport::default()));
+    }
+
+    #[test]
+    fn per_target_maintenance_shapes() {
+        // Old clients' shapes still read, and mean what they meant (the global record).
+        let old: Request = serde_json::from_str(r#"{"type":"maint_exit"}"#).expect("de");
+        assert_eq!(
+            old,
+            Request::MaintExit {
+                target: None,
+                all: false
+            }
+        );
+        assert_eq!(
+            serde_json::to_string(&old).expect("ser"),
+            r#"{"type":"maint_exit"}"#
+        );
+        let old: Request =
+            serde_json::from_str(r#"{"type":"maint_update","message":"m"}"#).expect("de");
+        assert_eq!(
+            old,
+            Request::MaintUpdate {
+                message: Some("m".into()),
+                issue: None,
+                countdown_secs: None,
+                target: None,
+                url: None
+            }
+        );
+        let r = Request::MaintExit {
+            target: Some("api".into()),
+            all: false,
+        };
+        assert_eq!(
+            serde_json::to_string(&r).expect("ser"),
+            r#"{"type":"maint_exit","target":"api"}"#
+        );
+        let r = Request::MaintExit {
+            target: None,
+            all: true,
+        };
+        assert_eq!(
+            serde_json::to_string(&r).expect("ser"),
+            r#"{"type":"maint_exit","all":true}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::MaintList).expect("ser"),
+            r#"{"type":"maint_list"}"#
+        );
+        let r = Response::MaintRecords { records: vec![] };
+        assert_eq!(
+            serde_json::to_string(&r).expect("ser"),
+            r#"{"type":"maint_records","records":[]}"#
+        );
     }
 
     #[test]

@@ -37,7 +37,12 @@ pub struct StatusReport {
     #[serde(default)]
     pub problems: Vec<String>,
     pub open_connections: u64,
+    /// The global record (seed 004's shape).
     pub maintenance: StatusView,
+    /// Every active record and every target with settings kept for its next window (absent
+    /// from daemons older than per-target records).
+    #[serde(default)]
+    pub maintenance_records: Vec<StatusView>,
     /// Configured services, in config order (absent from daemons older than the proxy).
     #[serde(default)]
     pub services: Vec<ServiceReport>,
@@ -131,4 +136,11 @@ pub struct StatusView {
     pub target: Option<String>,
     pub hits: u64,
     pub retry_after: Option<u64>,
+    /// The configured routes this record answers now (a more specific record takes a route
+    /// away from a broader one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<String>,
+    /// Not active: what is shown is stored for the next time the target enters maintenance.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prepared: bool,
 }

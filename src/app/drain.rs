@@ -24,8 +24,8 @@ use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use tokio::sync::watch;
 
+use crate::model::drain::DrainTarget;
 use crate::model::drain::{self, Drain, Rejected};
-use crate::model::maintenance::{Maintenance, Target};
 use crate::model::routes::{Route, RouteSpec};
 use crate::pages::Pages;
 use crate::protocol::{DrainReport, ErrorCode};
@@ -471,18 +471,15 @@ impl App {
     }
 
     /// The maintenance record as it stands, for a state write made by a drain operation.
-    fn maint_to_persist(&self) -> Option<Maintenance> {
-        self.maint.load().record.clone().map(|mut m| {
-            m.hits = self.hits();
-            m
-        })
+    fn maint_to_persist(&self) -> crate::state::MaintState {
+        self.maint_snapshot()
     }
 
     /// `ALL` (also for `None` or ""), or service names that are configured.
-    fn drain_target(&self, t: Option<&str>) -> Result<Target, OpError> {
-        let t = Target::parse(t.unwrap_or(""))
+    fn drain_target(&self, t: Option<&str>) -> Result<DrainTarget, OpError> {
+        let t = DrainTarget::parse(t.unwrap_or(""))
             .map_err(|m| OpError::new(ErrorCode::InvalidArgument, format!("target: {m}")))?;
-        if let Target::Routes(ids) = &t {
+        if let DrainTarget::Routes(ids) = &t {
             let svc = self.services.load();
             let unknown: Vec<&str> = ids
                 .iter()

@@ -1,15 +1,16 @@
-//! Maintenance mode: what an operator may ask, and entering, changing and leaving it.
+//! Maintenance mode: what an operator may ask, and entering, changing and leaving it, one
+//! target's record at a time (the global record, a service's, a route's), or all of them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::model::maintenance::{self, Change, Maintenance, PageUrl, Target};
-use crate::pages::Pages;
+use crate::model::maintenance::{self, Change, Maintenance, PageUrl, Prepared, Target};
 use crate::protocol::{ErrorCode, StatusView};
 use crate::state::StateFile;
 
-use super::{App, MaintView, OpError, now_ms, write_state};
+use super::records::{MaintView, Resets, build_view};
+use super::{App, OpError, now_ms, write_state};
 
 /// What an operator may send to enter or change maintenance (from either front end).
 #[derive(Debug, Clone, Default)]
@@ -20,6 +21,8 @@ pub struct MaintRequest {
     pub countdown_secs: Option<i64>,
     /// Absolute estimate in Unix ms (HTTP API's `estimatedCompletion`).
     pub eta_ms: Option<i64>,
+    /// Which records: `ALL` (or nothing), a service name, a route spec, or a comma-separated
+    /// list of them.
     pub target: Option<String>,
 }
 
@@ -79,7 +82,7 @@ impl App {
         Ok(())
     }
 
-    async fn to_change(&self, req: MaintRequest, now: u64) -> Result<Change, OpError> {
+    async fn to_change(&self, req: &MaintRequest, now: u64) -> Result<Change, OpError> {
         let mut c = Change::default();
         if let Some(m) = &req.message {
             c.message = Some(maintenance::clean_text("message", m)?);
@@ -95,6 +98,8 @@ impl App {
         }
         if let Some(s) = req.countdown_secs {
             c.eta_ms = Some(maintenance::countdown_to_eta("countdown", s, now)?);
+            // Validated above: 0 ..= 30 days.
+            c.countdown_secs = Some(s.max(0) as u64);
         }
         if let Some(e) = req.eta_ms {
             c.eta_ms = Some(maintenance::check_eta_ms("estimatedCompletion", e, now)?);
@@ -108,169 +113,257 @@ impl App {
                 c.page_url = Some(Some(parsed.uri.to_string()));
             }
         }
-        if let Some(t) = &req.target {
-            let t = Target::parse(t)
-                .map_err(|m| OpError::new(ErrorCode::InvalidArgument, format!("target: {m}")))?;
-            if let Target::Routes(ids) = &t {
-                let svc = self.services.load();
-                let unknown: Vec<&str> = ids
-                    .iter()
-                    .filter(|id| svc.get(id).is_none())
-                    .map(|s| s.as_str())
-                    .collect();
-                if !unknown.is_empty() {
-                    let known: Vec<&str> = svc.list.iter().map(|u| u.name.as_str()).collect();
-                    return Err(OpError::new(
-                        ErrorCode::InvalidArgument,
-                        format!(
-                            "target: unknown route id(s) {} (known: {}; or ALL)",
-                            unknown.join(", "),
-                            if known.is_empty() {
-                                "none configured".to_string()
-                            } else {
-                                known.join(", ")
-                            }
-                        ),
-                    ));
-                }
-            }
-            c.target = Some(t);
-        }
         Ok(c)
     }
 
-    /// Persist `next` and publish it. Called with the store lock held.
-    async fn commit(&self, store: &StateFile, next: Option<Maintenance>) -> Result<(), OpError> {
-        let pages = self.pages.load_full();
-        let view = build_view(&pages, next.clone(), now_ms())
-            .map_err(|e| OpError::new(ErrorCode::Internal, e))?;
-        let state = self.persisted(next, self.stopped_list());
-        write_state(store, state).await?;
+    /// The targets `spec` names (nothing: the global record). Each must be a configured
+    /// service or route, or pass `also` (an active record whose service left the config can
+    /// still be left).
+    fn targets(
+        &self,
+        spec: Option<&str>,
+        also: impl Fn(&Target) -> bool,
+    ) -> Result<Vec<Target>, OpError> {
+        let list = Target::parse_list(spec.unwrap_or(""))
+            .map_err(|m| OpError::new(ErrorCode::InvalidArgument, format!("target: {m}")))?;
+        let svc = self.services.load();
+        let known = |t: &Target| match t {
+            Target::All => true,
+            Target::Service(n) => svc.get(n).is_some(),
+            Target::Route(r) => svc.table.routes().iter().any(|x| &x.spec == r),
+        };
+        let unknown: Vec<String> = list
+            .iter()
+            .filter(|t| !known(t) && !also(t))
+            .map(|t| t.to_string())
+            .collect();
+        if unknown.is_empty() {
+            return Ok(list);
+        }
+        let names: Vec<&str> = svc.list.iter().map(|u| u.name.as_str()).collect();
+        let mut routes: Vec<String> = svc
+            .table
+            .routes()
+            .iter()
+            .map(|r| r.spec.to_string())
+            .collect();
+        routes.sort();
+        let or_none = |v: Vec<String>| {
+            if v.is_empty() {
+                "none configured".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        Err(OpError::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "target: unknown route or service {} (services: {}; routes: {}; or ALL)",
+                unknown.join(", "),
+                or_none(names.iter().map(|s| s.to_string()).collect()),
+                or_none(routes),
+            ),
+        ))
+    }
+
+    /// The counters entering `fresh` resets: the configured routes a fresh record answers in
+    /// `view`, and the unrouted count when the global record is one of them.
+    fn resets_for(&self, view: &MaintView, fresh: &[Target]) -> Resets {
+        let svc = self.services.load();
+        let routes = svc
+            .table
+            .routes()
+            .iter()
+            .filter(|r| {
+                view.for_route(Some(r))
+                    .is_some_and(|a| fresh.contains(&a.record.target))
+            })
+            .map(|r| r.spec.clone())
+            .collect();
+        Resets {
+            routes,
+            unrouted: fresh.contains(&Target::All),
+        }
+    }
+
+    /// Persist `view` (with `resets`) and publish it. Called with the store lock held.
+    async fn commit(
+        &self,
+        store: &StateFile,
+        view: MaintView,
+        resets: &Resets,
+    ) -> Result<(), OpError> {
+        let (st, tick) = self.maint_state_of(&view, resets);
+        write_state(store, self.persisted(st, self.stopped_list())).await?;
+        self.apply_resets(resets);
+        self.hits_flushed(tick);
         self.maint.store(Arc::new(view));
         Ok(())
     }
 
-    /// Enter maintenance, or change it when already active (start time and hits are kept).
+    /// Enter maintenance for each target of `req` (none: the global record). A target already
+    /// in maintenance is changed instead (start time and hits kept); a fresh one starts from
+    /// what was kept for it (`update` while off), with `req` on top, and its routes' hit
+    /// counters start again from 0. Answers the first target's view.
     pub async fn enter(&self, req: MaintRequest) -> Result<StatusView, OpError> {
         let now = now_ms();
-        let change = self.to_change(req, now).await?;
+        let active = self.maint.load_full();
+        let targets = self.targets(req.target.as_deref(), |t| active.find(t).is_some())?;
+        let change = self.to_change(&req, now).await?;
         let store = self.store.lock().await;
-        let current = self.maint.load().record.clone();
-        let next = match current {
-            Some(mut m) => {
-                m.apply(change);
-                m.hits = self.hits();
-                m
+        let cur = self.maint.load_full();
+        let mut records = drafts(&cur);
+        let mut prepared = cur.prepared.clone();
+        let mut fresh = Vec::new();
+        for t in &targets {
+            if let Some((m, _)) = records.iter_mut().find(|(m, _)| &m.target == t) {
+                m.apply(change.clone());
+                continue;
             }
-            None => {
-                self.hits.store(0, Ordering::Relaxed);
-                Maintenance::begin(change, now)
-            }
-        };
-        let fresh = self.maint.load().record.is_none();
-        self.commit(&store, Some(next.clone())).await?;
-        self.persisted_hits.store(next.hits, Ordering::Relaxed);
+            let base = match prepared.iter().position(|p| &p.target == t) {
+                Some(i) => prepared.remove(i).to_change(now),
+                None => Change::default(),
+            };
+            let mut m = Maintenance::begin_for(t.clone(), base, now);
+            m.apply(change.clone());
+            records.push((m, Arc::new(AtomicU64::new(0))));
+            fresh.push(t.clone());
+        }
+        let view = build_view(&self.pages.load(), records, prepared, now)
+            .map_err(|e| OpError::new(ErrorCode::Internal, e))?;
+        let resets = self.resets_for(&view, &fresh);
+        let entered: Vec<Maintenance> = targets
+            .iter()
+            .filter_map(|t| view.find(t).map(|a| a.record.clone()))
+            .collect();
+        self.commit(&store, view, &resets).await?;
         drop(store);
-        if fresh {
-            tracing::info!(target_routes = %next.target, maint_message = %next.message, page_url = ?next.page_url, "maintenance entered");
-        } else {
-            tracing::info!(maint_message = %next.message, page_url = ?next.page_url, "maintenance changed");
+        for m in &entered {
+            let t = &m.target;
+            if fresh.contains(t) {
+                tracing::info!(target_routes = %t, maint_message = %m.message, page_url = ?m.page_url, "maintenance entered");
+            } else {
+                tracing::info!(target_routes = %t, maint_message = %m.message, page_url = ?m.page_url, "maintenance changed");
+            }
         }
         self.publish();
-        Ok(self.status_view())
+        Ok(self.target_view(&targets[0]))
     }
 
-    /// Change what the maintenance page shows; maintenance must be active.
+    /// Change what the page of each target of `req` (none: the global record) shows. A target
+    /// not in maintenance keeps the change for the next time it enters (seed scripts set the
+    /// message and countdown before the window starts); nobody is cut off by an update.
+    /// Answers the first target's view (`prepared: true` when it is not active).
     pub async fn update(&self, req: MaintRequest) -> Result<StatusView, OpError> {
         let now = now_ms();
-        let change = self.to_change(req, now).await?;
+        let active = self.maint.load_full();
+        let targets = self.targets(req.target.as_deref(), |t| active.find(t).is_some())?;
+        let change = self.to_change(&req, now).await?;
         let store = self.store.lock().await;
-        let Some(mut m) = self.maint.load().record.clone() else {
-            return Err(OpError::new(
-                ErrorCode::NotInMaintenance,
-                "maintenance is not active; enter it first (kinfractl maint enter)",
-            ));
-        };
-        m.apply(change);
-        m.hits = self.hits();
-        self.commit(&store, Some(m.clone())).await?;
-        self.persisted_hits.store(m.hits, Ordering::Relaxed);
-        drop(store);
-        tracing::info!(maint_message = %m.message, issue = %m.current_issue, eta_ms = ?m.estimated_completion_ms, "maintenance status updated");
-        self.publish();
-        Ok(self.status_view())
-    }
-
-    /// Leave maintenance (a no-op success when not active).
-    pub async fn exit(&self) -> Result<StatusView, OpError> {
-        let store = self.store.lock().await;
-        let was = self.maint.load().record.clone();
-        if was.is_none() {
-            return Ok(self.status_view());
+        let cur = self.maint.load_full();
+        let mut records = drafts(&cur);
+        let mut prepared = cur.prepared.clone();
+        let mut notes = Vec::new();
+        for t in &targets {
+            if let Some((m, _)) = records.iter_mut().find(|(m, _)| &m.target == t) {
+                m.apply(change.clone());
+                notes.push(m.clone());
+                continue;
+            }
+            let i = match prepared.iter().position(|p| &p.target == t) {
+                Some(i) => i,
+                None => {
+                    prepared.push(Prepared::new(t.clone()));
+                    prepared.len() - 1
+                }
+            };
+            prepared[i].absorb(&change);
+            if prepared[i].is_empty() {
+                prepared.remove(i);
+            }
         }
-        self.commit(&store, None).await?;
+        let view = build_view(&self.pages.load(), records, prepared, now)
+            .map_err(|e| OpError::new(ErrorCode::Internal, e))?;
+        self.commit(&store, view, &Resets::default()).await?;
         drop(store);
-        tracing::info!(hits = self.hits(), "maintenance exited");
-        self.publish();
-        Ok(self.status_view())
-    }
-
-    /// Persist the hit counter if it moved (called periodically and at shutdown).
-    pub async fn flush_hits(&self) {
-        let store = self.store.lock().await;
-        let hits = self.hits();
-        if hits == self.persisted_hits.load(Ordering::Relaxed) {
-            return;
-        }
-        let Some(mut m) = self.maint.load().record.clone() else {
-            return;
-        };
-        m.hits = hits;
-        let state = self.persisted(Some(m.clone()), self.stopped_list());
-        match write_state(&store, state).await {
-            Ok(()) => {
-                self.persisted_hits.store(hits, Ordering::Relaxed);
-                // Keep the published record's counter in step without re-rendering the page.
-                let cur = self.maint.load_full();
-                if cur.record.as_ref().map(|r| r.start_time_ms) == Some(m.start_time_ms) {
-                    self.maint.store(Arc::new(MaintView {
-                        record: Some(m),
-                        page_url: cur.page_url.clone(),
-                        html: cur.html.clone(),
-                    }));
+        for t in &targets {
+            match notes.iter().find(|m| &m.target == t) {
+                Some(m) => {
+                    tracing::info!(target_routes = %t, maint_message = %m.message, issue = %m.current_issue, eta_ms = ?m.estimated_completion_ms, "maintenance status updated")
+                }
+                None => {
+                    tracing::info!(target_routes = %t, "maintenance settings kept for the next window")
                 }
             }
+        }
+        self.publish();
+        Ok(self.target_view(&targets[0]))
+    }
+
+    /// Leave maintenance for each target `target` names (none: the global record only; other
+    /// records stay). A target not in maintenance is a no-op success. Answers the first
+    /// target's view.
+    pub async fn exit(&self, target: Option<&str>) -> Result<StatusView, OpError> {
+        let cur = self.maint.load_full();
+        let targets = self.targets(target, |t| cur.find(t).is_some())?;
+        self.leave(|t| targets.contains(t)).await?;
+        Ok(self.target_view(&targets[0]))
+    }
+
+    /// Leave maintenance everywhere: every record. Answers the global view.
+    pub async fn exit_all(&self) -> Result<StatusView, OpError> {
+        self.leave(|_| true).await?;
+        Ok(self.status_view())
+    }
+
+    /// Remove the active records `gone` picks.
+    async fn leave(&self, gone: impl Fn(&Target) -> bool) -> Result<(), OpError> {
+        let store = self.store.lock().await;
+        let cur = self.maint.load_full();
+        let (out, stay): (Vec<_>, Vec<_>) =
+            drafts(&cur).into_iter().partition(|(m, _)| gone(&m.target));
+        if out.is_empty() {
+            return Ok(());
+        }
+        let view = build_view(&self.pages.load(), stay, cur.prepared.clone(), now_ms())
+            .map_err(|e| OpError::new(ErrorCode::Internal, e))?;
+        self.commit(&store, view, &Resets::default()).await?;
+        drop(store);
+        for (m, hits) in &out {
+            tracing::info!(target_routes = %m.target, hits = hits.load(Ordering::Relaxed), "maintenance exited");
+        }
+        self.publish();
+        Ok(())
+    }
+
+    /// Every active record and every target with settings kept for later (`kinfractl maint
+    /// list`).
+    pub fn maint_list(&self) -> Vec<StatusView> {
+        self.record_views()
+    }
+
+    /// Persist the hit counters if they moved (called periodically and at shutdown).
+    pub async fn flush_hits(&self) {
+        if !self.hits_moved() {
+            return;
+        }
+        let store = self.store.lock().await;
+        let (st, tick) = self.maint_state_of(&self.maint.load(), &Resets::default());
+        match write_state(&store, self.persisted(st, self.stopped_list())).await {
+            Ok(()) => self.hits_flushed(tick),
             Err(e) => {
-                tracing::warn!(error = %e.message, "could not persist maintenance hit counter")
+                tracing::warn!(error = %e.message, "could not persist maintenance hit counters")
             }
         }
     }
 }
 
-pub(super) fn build_view(
-    pages: &Pages,
-    record: Option<Maintenance>,
-    now: u64,
-) -> Result<MaintView, String> {
-    let Some(m) = record else {
-        return Ok(MaintView::default());
-    };
-    let html = pages.render_maintenance(&m, now)?;
-    let page_url = match &m.page_url {
-        Some(u) => match maintenance::parse_page_url(u) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                tracing::warn!(url = %u, error = %e, "stored custom page URL is invalid; serving the default page");
-                None
-            }
-        },
-        None => None,
-    };
-    Ok(MaintView {
-        record: Some(m),
-        page_url,
-        html,
-    })
+/// The active records of `view` with their live counters, to change and build anew.
+fn drafts(view: &MaintView) -> Vec<(Maintenance, Arc<AtomicU64>)> {
+    view.active
+        .iter()
+        .map(|a| (a.record.clone(), a.hits.clone()))
+        .collect()
 }
 
 /// How long a custom page URL's host name may take to resolve.

@@ -6,50 +6,40 @@ mod drain;
 mod feed;
 mod maint;
 mod pages;
+mod records;
 mod reload;
 mod report;
 mod services;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::config::{Config, Overrides};
-use crate::model::maintenance::{InvalidInput, Maintenance, PageUrl};
+use crate::model::maintenance::InvalidInput;
 use crate::model::now_ms;
 use crate::model::routes::{Route, RouteTable};
 use crate::pages::Pages;
 use crate::protocol::ErrorCode;
-use crate::state::{PersistedState, StateFile};
+use crate::state::{MaintState, PersistedState, StateFile};
 use crate::systemd::notify::Notifier;
 use crate::upstream::Upstream;
 
 pub use drain::ActiveDrain;
 pub use feed::{Feed, Hub};
-use maint::build_view;
 pub use maint::{MaintRequest, PAGE_LOOKUP_TIMEOUT};
+pub use records::{Active, HitCounters, MaintView, status_url};
 pub use services::NotSupervised;
 use services::Supervised;
 
 /// The name of the dashboard's session cookie. The dashboard sets it; the request path takes it
 /// out of every request it forwards, so no service ever sees an admin session.
 pub const SESSION_COOKIE: &str = "kinfra_session";
-
-/// The published maintenance state with its pre-rendered page.
-#[derive(Debug, Default)]
-pub struct MaintView {
-    pub record: Option<Maintenance>,
-    /// Parsed custom page URL, when one is set.
-    pub page_url: Option<PageUrl>,
-    /// The rendered default maintenance page.
-    pub html: Bytes,
-}
 
 /// An operation's failure: a stable code and a sentence for humans.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -89,8 +79,8 @@ pub struct App {
     overrides: Overrides,
     pages: ArcSwap<Pages>,
     maint: ArcSwap<MaintView>,
-    hits: AtomicU64,
-    persisted_hits: AtomicU64,
+    /// Maintenance hit counters (per route, unrouted; the records hold their own).
+    counters: HitCounters,
     /// Open HTTP connections.
     pub connections: AtomicU64,
     token: ArcSwap<String>,
@@ -189,10 +179,10 @@ fn lock_problems(m: &Mutex<Problems>) -> std::sync::MutexGuard<'_, Problems> {
 
 impl App {
     pub fn new(p: AppParts) -> Result<App, String> {
-        let hits = p.state.maintenance.as_ref().map(|m| m.hits).unwrap_or(0);
+        let counters = HitCounters::load(&p.state.maintenance);
         let stopped: std::collections::BTreeSet<String> =
             p.state.stopped_services.iter().cloned().collect();
-        let view = build_view(&p.pages, p.state.maintenance, now_ms())?;
+        let view = records::load_view(&p.pages, &p.state.maintenance, now_ms())?;
         let (changed, _) = watch::channel(0);
         let services = Services::build(&p.config, None)?;
         let drain = drain::Drains::load(p.state.drain, &p.pages, &services)?;
@@ -205,8 +195,7 @@ impl App {
             overrides: p.overrides,
             pages: ArcSwap::from_pointee(p.pages),
             maint: ArcSwap::from_pointee(view),
-            hits: AtomicU64::new(hits),
-            persisted_hits: AtomicU64::new(hits),
+            counters,
             connections: AtomicU64::new(0),
             token: ArcSwap::from_pointee(p.token),
             store: tokio::sync::Mutex::new(p.state_file),
@@ -273,15 +262,6 @@ impl App {
         self.started.elapsed()
     }
 
-    /// Count a request answered by maintenance.
-    pub fn hit(&self) {
-        self.hits.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn hits(&self) -> u64 {
-        self.hits.load(Ordering::Relaxed)
-    }
-
     /// The dashboard's live-update hub.
     pub fn events(&self) -> &Hub {
         &self.events
@@ -301,18 +281,14 @@ impl App {
 impl App {
     /// The state file's contents for `maintenance` and the operator-stopped services, with the
     /// drain in effect.
-    fn persisted(
-        &self,
-        maintenance: Option<Maintenance>,
-        stopped_services: Vec<String>,
-    ) -> PersistedState {
+    fn persisted(&self, maintenance: MaintState, stopped_services: Vec<String>) -> PersistedState {
         persisted_state(maintenance, stopped_services, self.drain_record())
     }
 }
 
 /// The state file's contents.
 fn persisted_state(
-    maintenance: Option<Maintenance>,
+    maintenance: MaintState,
     stopped_services: Vec<String>,
     drain: Option<crate::model::drain::Drain>,
 ) -> PersistedState {

@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::pages::Pages;
 use crate::protocol::ErrorCode;
 
-use super::maint::build_view;
+use super::records::rerender;
 use super::{App, OpError, Services, lock_problems, now_ms};
 
 impl App {
@@ -82,7 +82,7 @@ impl App {
         // Re-render the maintenance page with the new templates under the writer lock.
         let _store = self.store.lock().await;
         let cur = self.maint.load_full();
-        let view = build_view(&pages, cur.record.clone(), now_ms())
+        let view = rerender(&pages, &cur, now_ms())
             .map_err(|e| OpError::new(ErrorCode::ReloadFailed, e))?;
         let src = cfg.source.to_string();
         for (name, from) in &pages.sources {

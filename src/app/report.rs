@@ -2,15 +2,20 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::model::maintenance;
+use crate::model::maintenance::{self, Target};
 use crate::protocol::{StatusReport, StatusView};
 
 use super::{App, lock_problems, now_ms};
 
 impl App {
+    /// The global record's view (`GET /api/maintenance/status`): active, or what is kept for
+    /// its next window, or inactive.
     pub fn status_view(&self) -> StatusView {
         let v = self.maint.load();
-        maintenance::status_view(v.record.as_ref(), self.hits(), now_ms())
+        if v.global().is_none() && v.prepared_for(&Target::All).is_none() {
+            return maintenance::status_view(None, 0, now_ms());
+        }
+        self.target_view(&Target::All)
     }
 
     pub fn problems(&self) -> Vec<String> {
@@ -35,6 +40,7 @@ impl App {
             problems: self.problems(),
             open_connections: self.connections.load(Ordering::Relaxed),
             maintenance: self.status_view(),
+            maintenance_records: self.maint_list(),
             services: self.service_reports(),
             drain: Some(Box::new(self.drain_report())).filter(|d| d.active),
         }
@@ -49,9 +55,8 @@ impl App {
             .as_ref()
             .map(|d| d.record.progress(now_ms()))
             .unwrap_or(0.0);
-        self.services
-            .load()
-            .list
+        let svc = self.services.load();
+        svc.list
             .iter()
             .map(|up| {
                 let s = up.snapshot(now);
@@ -68,10 +73,7 @@ impl App {
                     requests: s.requests,
                     failures: s.failures,
                     last_error: s.error_detail,
-                    in_maintenance: maint
-                        .record
-                        .as_ref()
-                        .is_some_and(|m| m.target.covers(&up.name)),
+                    in_maintenance: maint.covers_service(&svc, &up.name),
                     supervised: proc.is_some(),
                     pid: proc.as_ref().and_then(|p| p.pid),
                     port: Some(up.cfg().url.port),
@@ -108,8 +110,21 @@ impl App {
                 .count();
             format!("; {healthy}/{} services up", svc.list.len())
         };
-        let mut s = match &v.record {
-            None => format!("Serving on {}{up}; maintenance off", self.listen_summary()),
+        let others: Vec<String> = v
+            .active
+            .iter()
+            .filter(|a| a.record.target != Target::All)
+            .map(|a| a.record.target.to_string())
+            .collect();
+        let mut s = match v.global().map(|a| &a.record) {
+            None if others.is_empty() => {
+                format!("Serving on {}{up}; maintenance off", self.listen_summary())
+            }
+            None => format!(
+                "Serving on {}{up}; maintenance on for {}",
+                self.listen_summary(),
+                truncate(&others.join(", "), 120)
+            ),
             Some(m) => {
                 let eta = match m.estimated_completion_ms {
                     Some(e) => format!(", ETA {}", crate::protocol::fmt::iso(e)),
@@ -120,8 +135,12 @@ impl App {
                 } else {
                     ""
                 };
+                let more = match others.len() {
+                    0 => String::new(),
+                    n => format!(" (+{n} more)"),
+                };
                 format!(
-                    "Maintenance ON ({}){eta}{page}: {}",
+                    "Maintenance ON ({}){eta}{page}{more}: {}",
                     m.target,
                     truncate(&m.message, 80)
                 )

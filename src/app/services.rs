@@ -177,11 +177,7 @@ impl App {
             next.sort();
             next.dedup();
             if next != self.stopped_list() {
-                let maint = self.maint.load().record.clone().map(|mut m| {
-                    m.hits = self.hits();
-                    m
-                });
-                let state = self.persisted(maint, next.clone());
+                let state = self.persisted(self.maint_snapshot(), next.clone());
                 write_state(&store, state).await?;
                 *self.stopped.lock().unwrap_or_else(|p| p.into_inner()) =
                     next.into_iter().collect();

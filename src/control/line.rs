@@ -229,12 +229,12 @@ fn session(s: &str) -> Result<String, Reply> {
 fn target(s: &str) -> Result<String, Reply> {
     if s.trim().is_empty() {
         return Err(invalid(
-            "target is empty; give ALL or route ids separated by commas".into(),
+            "target is empty; give ALL, or services or routes separated by commas".into(),
         ));
     }
-    Target::parse(s)
-        .map(|t| t.to_string())
-        .map_err(|m| invalid(format!("target: {m}")))
+    let list = Target::parse_list(s).map_err(|m| invalid(format!("target: {m}")))?;
+    let names: Vec<String> = list.iter().map(|t| t.to_string()).collect();
+    Ok(names.join(","))
 }
 
 fn secs(s: &str) -> Result<u64, Reply> {
@@ -291,19 +291,17 @@ pub async fn maint_enter(app: &Arc<App>, session: &str, target: String, url: Str
     }
 }
 
-/// `MAINT_EXIT`: `App::exit`, as `kinfractl maint exit`. Maintenance is one record today, so
-/// only `ALL` can be left; one route's exit waits for per-target records.
+/// `MAINT_EXIT`: `ALL` leaves every record, as `kinfractl maint exit --all` (the registry's
+/// `ALL` meant every route); a service, a route or a comma list leaves those records, as
+/// `kinfractl maint exit --target T`.
 pub async fn maint_exit(app: &Arc<App>, session: &str, target: &str) -> Reply {
     tracing::info!(session, %target, "line protocol: MAINT_EXIT");
-    if target != "ALL" {
-        return Reply::err(
-            "unsupported",
-            format!(
-                "leaving maintenance for single routes is not available yet; send MAINT_EXIT|{session}|ALL"
-            ),
-        );
-    }
-    match app.exit().await {
+    let r = if target.eq_ignore_ascii_case("ALL") {
+        app.exit_all().await
+    } else {
+        app.exit(Some(target)).await
+    };
+    match r {
         Ok(_) => Reply::MaintOk(target.to_string()),
         Err(e) => e.into(),
     }
@@ -351,23 +349,25 @@ pub fn circuit_status(app: &Arc<App>, session: &str, route: &str) -> Reply {
             ),
         );
     };
-    let hits = app
-        .services()
-        .get(route)
-        .map(|u| {
-            u.maintenance_hits
-                .load(std::sync::atomic::Ordering::Relaxed)
-        })
-        .unwrap_or(0);
-    let url = if r.in_maintenance {
-        app.maint()
-            .record
-            .as_ref()
-            .and_then(|m| m.page_url.clone())
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
+    // The service's routes: their hits together, and the custom page of the record that
+    // answers the first of them (what a visitor of the service is shown).
+    let svc = app.services();
+    let routes: Vec<_> = svc
+        .table
+        .routes()
+        .iter()
+        .filter(|r| r.target.name == route)
+        .collect();
+    let hits: u64 = routes
+        .iter()
+        .map(|r| app.hit_counters().route_hits(&r.spec))
+        .sum();
+    let maint = app.maint();
+    let url = routes
+        .first()
+        .and_then(|r| maint.for_route(Some(r)))
+        .and_then(|a| a.record.page_url.clone())
+        .unwrap_or_default();
     Reply::Status(format!(
         "maintenance={} hits={hits} url={url} circuit={} failures={} health={} state={} requests={} errors={}",
         r.in_maintenance,

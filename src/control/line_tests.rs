@@ -108,19 +108,19 @@ fn bad_lines_get_one_exact_error_line() {
         ),
         (
             b"MAINT_ENTER|s||",
-            "ERR|invalid_argument|target is empty; give ALL or route ids separated by commas\n",
+            "ERR|invalid_argument|target is empty; give ALL, or services or routes separated by commas\n",
         ),
         (
             b"MAINT_EXIT|s|  ",
-            "ERR|invalid_argument|target is empty; give ALL or route ids separated by commas\n",
+            "ERR|invalid_argument|target is empty; give ALL, or services or routes separated by commas\n",
         ),
         (
             b"MAINT_ENTER|s|api,,web|",
-            "ERR|invalid_argument|target: target \"api,,web\" has an empty route id\n",
+            "ERR|invalid_argument|target: target \"api,,web\" has an empty entry\n",
         ),
         (
-            b"MAINT_ENTER|s|a/b|",
-            "ERR|invalid_argument|target: route id \"a/b\" may only hold letters, digits, '-', '_' and '.' (64 at most)\n",
+            b"MAINT_ENTER|s|a b|",
+            "ERR|invalid_argument|target: \"a b\" is neither a service name (letters, digits, '-', '_' and '.', 64 at most) nor a route (\"[host]/prefix\")\n",
         ),
         (
             b"DRAIN_START|s|0",
@@ -187,7 +187,7 @@ fn replies_are_exact_and_never_break_lines() {
     );
     assert_eq!(
         Reply::DrainOk("2026-01-01T00:01:00Z".into()).encode(),
-        b"DRAIN_OK|2026-01-01T00:01:00Z\n"
+        b"ACK\nDRAIN_OK|2026-01-01T00:01:00Z\n"
     );
     assert_eq!(
         Reply::Status("maintenance=false hits=0 url=".into()).encode(),

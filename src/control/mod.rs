@@ -316,16 +316,28 @@ pub async fn dispatch(app: &Arc<App>, req: Request) -> Response {
             message,
             issue,
             countdown_secs,
+            target,
+            url,
         } => app
             .update(MaintRequest {
                 message,
                 issue,
                 countdown_secs,
+                target,
+                url,
                 ..MaintRequest::default()
             })
             .await
             .map(Response::Maintenance),
-        Request::MaintExit => app.exit().await.map(Response::Maintenance),
+        Request::MaintExit { all: true, .. } => app.exit_all().await.map(Response::Maintenance),
+        Request::MaintExit { target, all: false } => {
+            app.exit(target.as_deref()).await.map(Response::Maintenance)
+        }
+        Request::MaintList => {
+            return Response::MaintRecords {
+                records: app.maint_list(),
+            };
+        }
         Request::Reload => app
             .reload()
             .await

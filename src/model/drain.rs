@@ -1,6 +1,6 @@
 //! The drain model: taking services out of rotation gradually before a deploy stops them.
 //!
-//! A drain covers a [`Target`] (the vocabulary maintenance uses: `ALL` or service names) from
+//! A drain covers a [`DrainTarget`] (`ALL` or service names) from
 //! `start_ms` for `duration_ms`. Its progress is elapsed / duration. Up to half way every request
 //! passes; after that a request is refused with a probability rising linearly from 0 at 50 % to
 //! 1 at 100 %; from the end on every new request is refused. What is already in flight is never
@@ -12,7 +12,76 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::maintenance::{InvalidInput, MAX_TIME_MS, Target};
+use super::maintenance::{InvalidInput, MAX_TIME_MS};
+
+/// What a drain covers: every service (`ALL`), or a list of service names (`api,web`).
+/// Written to the state file as that text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum DrainTarget {
+    All,
+    Routes(Vec<String>),
+}
+
+impl From<DrainTarget> for String {
+    fn from(t: DrainTarget) -> String {
+        t.to_string()
+    }
+}
+
+impl TryFrom<String> for DrainTarget {
+    type Error = String;
+    fn try_from(s: String) -> Result<DrainTarget, String> {
+        DrainTarget::parse(&s)
+    }
+}
+
+impl std::fmt::Display for DrainTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DrainTarget::All => f.write_str("ALL"),
+            DrainTarget::Routes(r) => f.write_str(&r.join(",")),
+        }
+    }
+}
+
+impl DrainTarget {
+    /// `ALL` (any case) or a comma-separated list of service names.
+    pub fn parse(s: &str) -> Result<DrainTarget, String> {
+        let s = s.trim();
+        if s.is_empty() || s.eq_ignore_ascii_case("all") {
+            return Ok(DrainTarget::All);
+        }
+        let mut ids = Vec::new();
+        for id in s.split(',') {
+            let id = id.trim();
+            if id.is_empty() {
+                return Err(format!("target {s:?} has an empty service name"));
+            }
+            if id.len() > 64
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+            {
+                return Err(format!(
+                    "service name {id:?} may only hold letters, digits, '-', '_' and '.' (64 at most)"
+                ));
+            }
+            if !ids.iter().any(|x| x == id) {
+                ids.push(id.to_string());
+            }
+        }
+        Ok(DrainTarget::Routes(ids))
+    }
+
+    /// Does the drain cover the service named `id`?
+    pub fn covers(&self, id: &str) -> bool {
+        match self {
+            DrainTarget::All => true,
+            DrainTarget::Routes(ids) => ids.iter().any(|x| x == id),
+        }
+    }
+}
 
 /// Longest drain accepted (7 days).
 pub const MAX_DURATION_MS: u64 = 7 * 24 * 3600 * 1000;
@@ -33,7 +102,7 @@ pub struct Rejected {
 /// A drain as the operator started it, with its refusal counters as last persisted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Drain {
-    pub target: Target,
+    pub target: DrainTarget,
     pub start_ms: u64,
     pub duration_ms: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -64,7 +133,11 @@ pub fn check_duration_ms(duration_ms: u64) -> Result<u64, InvalidInput> {
 
 impl Drain {
     /// A new drain from `now_ms`, its counters at zero.
-    pub fn begin(target: Target, duration_ms: u64, now_ms: u64) -> Result<Drain, InvalidInput> {
+    pub fn begin(
+        target: DrainTarget,
+        duration_ms: u64,
+        now_ms: u64,
+    ) -> Result<Drain, InvalidInput> {
         Ok(Drain {
             target,
             start_ms: now_ms,
@@ -96,7 +169,7 @@ impl Drain {
                 return Err(bad("rejected", format!("{:?} is not a route", r.route)));
             }
         }
-        // `target` is checked by `Target::parse` when it is deserialized.
+        // `target` is checked by `DrainTarget::parse` when it is deserialized.
         Ok(())
     }
 
@@ -156,7 +229,7 @@ mod tests {
     use super::*;
 
     fn drain(start: u64, duration: u64) -> Drain {
-        Drain::begin(Target::All, duration, start).expect("valid")
+        Drain::begin(DrainTarget::All, duration, start).expect("valid")
     }
 
     #[test]
@@ -180,7 +253,7 @@ mod tests {
         assert!(z.is_over(10_000));
         // A start near the end of time does not overflow.
         let late = Drain {
-            target: Target::All,
+            target: DrainTarget::All,
             start_ms: u64::MAX - 5,
             duration_ms: 1_000,
             rejected: Vec::new(),
@@ -234,8 +307,8 @@ mod tests {
 
     #[test]
     fn limits_and_checks() {
-        assert!(Drain::begin(Target::All, MAX_DURATION_MS, 0).is_ok());
-        let e = Drain::begin(Target::All, MAX_DURATION_MS + 1, 0).expect_err("too long");
+        assert!(Drain::begin(DrainTarget::All, MAX_DURATION_MS, 0).is_ok());
+        let e = Drain::begin(DrainTarget::All, MAX_DURATION_MS + 1, 0).expect_err("too long");
         assert_eq!(e.field, "duration");
         let mut d = drain(1_750_000_000_000, 60_000);
         assert!(d.check().is_ok());
@@ -260,7 +333,7 @@ mod tests {
     #[test]
     fn record_round_trips() {
         let d = Drain {
-            target: Target::parse("api,web").expect("target"),
+            target: DrainTarget::parse("api,web").expect("target"),
             start_ms: 1_750_000_000_000,
             duration_ms: 60_000,
             rejected: vec![Rejected {

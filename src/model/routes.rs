@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 /// How a route matches the request's host.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum HostMatch {
     Any,
     /// Lower-case host name.
@@ -15,7 +15,7 @@ pub enum HostMatch {
 }
 
 /// One parsed route rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RouteSpec {
     pub host: HostMatch,
     /// Starts with '/'.

@@ -86,7 +86,7 @@ impl Pages {
         let sample = Maintenance::begin(Default::default(), 1_750_000_000_000);
         pages.render_maintenance(&sample, 1_750_000_000_000)?;
         let drain = crate::model::drain::Drain::begin(
-            crate::model::maintenance::Target::All,
+            crate::model::drain::DrainTarget::All,
             60_000,
             1_750_000_000_000,
         )

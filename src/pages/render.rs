@@ -86,6 +86,17 @@ impl Pages {
     /// The maintenance page for `m`: served because of maintenance, so it polls the maintenance
     /// status and reloads when maintenance ends.
     pub fn render_maintenance(&self, m: &Maintenance, now_ms: u64) -> Result<Bytes, String> {
+        self.render_maintenance_at(m, now_ms, STATUS_URL)
+    }
+
+    /// The maintenance page for `m`, polling its status at `status_url` (a record other than
+    /// the global one asks for its own target).
+    pub fn render_maintenance_at(
+        &self,
+        m: &Maintenance,
+        now_ms: u64,
+        status_url: &str,
+    ) -> Result<Bytes, String> {
         let mut ctx = Context::new();
         ctx.insert("served_for", "maintenance");
         ctx.insert("service_id", "");
@@ -95,7 +106,7 @@ impl Pages {
         ctx.insert("start_time_iso", &iso(m.start_time_ms));
         ctx.insert("eta_ms", &m.estimated_completion_ms.unwrap_or(0));
         ctx.insert("retry_after", &m.retry_after_secs(now_ms));
-        ctx.insert("status_url", STATUS_URL);
+        ctx.insert("status_url", status_url);
         ctx.insert("version", version());
         self.render("maintenance.html", &ctx)
     }

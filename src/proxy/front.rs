@@ -24,26 +24,16 @@ pub async fn front(State(app): State<Arc<App>>, req: Request) -> Response {
     };
     let services = app.services_full();
     let route = services.table.lookup(&host, req.uri().path());
+    // The record that answers this route (route, then service, then global), if any.
+    let view = app.maint_full();
+    if let Some(i) = view.index_for(route) {
+        return serve_maintenance(&app, req, &view, i, route.map(|r| &r.spec)).await;
+    }
+    drop(view);
     let Some(route) = route else {
-        let covered = app
-            .maint()
-            .record
-            .as_ref()
-            .is_some_and(|m| m.target.covers_unrouted());
-        if covered {
-            return serve_maintenance(&app, req, None).await;
-        }
         return unrouted(&app, &req, &services);
     };
     let up = route.target.clone();
-    let in_maint = app
-        .maint()
-        .record
-        .as_ref()
-        .is_some_and(|m| m.target.covers(&up.name));
-    if in_maint {
-        return serve_maintenance(&app, req, Some(&up)).await;
-    }
     if let Some(d) = app.drain_check(route) {
         return crate::proxy::drain::drain_response(wants_html(req.headers()), &d, &up.name);
     }
@@ -87,27 +77,21 @@ fn unrouted(app: &App, req: &Request, services: &crate::app::Services) -> Respon
     }
 }
 
-/// Maintenance for a request (`up`: the upstream it was routed to, if any).
+/// Maintenance for a request, answered by the record `view.active[i]`; `route`: the route it
+/// matched, whose hits it counts (`None`: no route).
 async fn serve_maintenance(
     app: &Arc<App>,
     req: Request,
-    up: Option<&Arc<crate::upstream::Upstream>>,
+    view: &Arc<crate::app::MaintView>,
+    i: usize,
+    route: Option<&crate::model::routes::RouteSpec>,
 ) -> Response {
-    let view = app.maint_full();
-    let Some(m) = view.record.as_ref() else {
-        return error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "maintenance",
-            "maintenance",
-        );
-    };
-    app.hit();
-    if let Some(u) = up {
-        u.maintenance_hits.fetch_add(1, Ordering::Relaxed);
-    }
-    let retry = m.retry_after_secs(now_ms());
+    let rec = &view.active[i];
+    app.count_hit(rec, route);
+    let now = now_ms();
+    let retry = rec.record.retry_after_secs(now);
     let browser = wants_html(req.headers());
-    if let Some(page) = view.page_url.clone() {
+    if let Some(page) = rec.page_url.clone() {
         let peer = req.extensions().get::<Peer>().map(|p| p.0);
         let underscores = app.services().underscores;
         match crate::proxy::custom::forward(
@@ -125,7 +109,8 @@ async fn serve_maintenance(
             Err(e) => warn_custom_page(&e),
         }
     }
-    maintenance_response(browser, view.html.clone(), &app.status_view(), retry)
+    let status = crate::model::maintenance::status_view(Some(&rec.record), rec.hits(), now);
+    maintenance_response(browser, rec.html.clone(), &status, retry)
 }
 
 fn warn_custom_page(e: &str) {

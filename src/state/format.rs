@@ -3,19 +3,21 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::maint::{MaintState, RecordV1};
 use crate::model::drain::Drain;
-use crate::model::maintenance::Maintenance;
 
-/// The newest format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest format this build reads and writes. Format 1 held one maintenance record
+/// (`"maintenance": {…}` or null); format 2 holds every record, what is kept for targets' next
+/// windows and the hit counters (`"maintenance": {"records": […], …}`). Format 1 files load.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Everything the operator asked for that must survive restarts and crashes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PersistedState {
     pub version: u32,
-    /// Active maintenance, if any.
+    /// Maintenance: the active records, settings kept for later, hit counters.
     #[serde(default)]
-    pub maintenance: Option<Maintenance>,
+    pub maintenance: MaintState,
     /// Services an operator stopped (`kinfractl stop`): they stay stopped across restarts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stopped_services: Vec<String>,
@@ -28,7 +30,7 @@ impl PersistedState {
     pub(super) fn fresh() -> PersistedState {
         PersistedState {
             version: FORMAT_VERSION,
-            maintenance: None,
+            maintenance: MaintState::default(),
             stopped_services: Vec::new(),
             drain: None,
         }
@@ -36,9 +38,7 @@ impl PersistedState {
 
     /// Every value read from disk must be one kinfrad could have written.
     pub fn check(&self) -> Result<(), String> {
-        if let Some(m) = &self.maintenance {
-            m.check().map_err(|e| format!("maintenance.{e}"))?;
-        }
+        self.maintenance.check()?;
         if let Some(d) = &self.drain {
             d.check().map_err(|e| format!("drain.{e}"))?;
         }
@@ -66,6 +66,7 @@ pub fn decode(bytes: &[u8]) -> Result<PersistedState, String> {
         serde_json::from_slice(bytes).map_err(|e| format!("not valid state JSON: {e}"))?;
     match probe.version.as_ref().and_then(|v| v.as_u64()) {
         Some(v) if v == u64::from(FORMAT_VERSION) => {}
+        Some(1) => return decode_v1(bytes),
         Some(v) if v > u64::from(FORMAT_VERSION) => {
             return Err(format!(
                 "format version {v} is newer than this kinfrad understands ({FORMAT_VERSION})"
@@ -76,6 +77,37 @@ pub fn decode(bytes: &[u8]) -> Result<PersistedState, String> {
     }
     let state: PersistedState =
         serde_json::from_slice(bytes).map_err(|e| format!("not valid state JSON: {e}"))?;
+    state.check().map_err(|e| format!("invalid value: {e}"))?;
+    Ok(state)
+}
+
+/// A format 1 file: one maintenance record (or none), migrated to today's shape. A record
+/// value that was refused then is refused now, under the same field names.
+fn decode_v1(bytes: &[u8]) -> Result<PersistedState, String> {
+    #[derive(Deserialize)]
+    struct V1 {
+        #[serde(default)]
+        maintenance: Option<RecordV1>,
+        #[serde(default)]
+        stopped_services: Vec<String>,
+        #[serde(default)]
+        drain: Option<Drain>,
+    }
+    let old: V1 =
+        serde_json::from_slice(bytes).map_err(|e| format!("not valid state JSON: {e}"))?;
+    let maintenance = match old.maintenance {
+        Some(r) => {
+            r.check().map_err(|e| format!("invalid value: {e}"))?;
+            r.migrate().map_err(|e| format!("invalid value: {e}"))?
+        }
+        None => MaintState::default(),
+    };
+    let state = PersistedState {
+        version: FORMAT_VERSION,
+        maintenance,
+        stopped_services: old.stopped_services,
+        drain: old.drain,
+    };
     state.check().map_err(|e| format!("invalid value: {e}"))?;
     Ok(state)
 }

@@ -10,7 +10,8 @@
 //! writable by nobody else. Writes go to a fresh temp file created with `O_EXCL|O_NOFOLLOW` under a
 //! random name, so nothing planted in the directory is followed or overwritten.
 //!
-//! `format` holds the file's contents and how they are decoded; `checks` what the directory and
+//! `format` holds the file's contents and how they are decoded (`maint`: the maintenance part,
+//! and the migration of format 1's one record); `checks` what the directory and
 //! the file on disk must be before they are trusted; `file` opening, setting aside and writing.
 
 pub mod token;
@@ -18,9 +19,11 @@ pub mod token;
 mod checks;
 mod file;
 mod format;
+mod maint;
 #[cfg(test)]
 mod tests;
 
 pub use checks::{MAX_STATE_BYTES, prepare_dir};
 pub use file::{Loaded, StateFile};
 pub use format::{FORMAT_VERSION, PersistedState, decode};
+pub use maint::MaintState;

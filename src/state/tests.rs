@@ -4,7 +4,7 @@
 use super::checks::check_dir;
 use super::file::{create_excl, temp_prefix};
 use super::*;
-use crate::model::maintenance::{Change, Maintenance};
+use crate::model::maintenance::{Change, Maintenance, Prepared, Target};
 use crate::paths::STATE_FILE;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -12,16 +12,33 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 fn sample() -> PersistedState {
+    let mut api = Prepared::new(Target::Service("api".into()));
+    api.message = Some("next time".into());
+    api.countdown_secs = Some(600);
     PersistedState {
         version: FORMAT_VERSION,
-        maintenance: Some(Maintenance::begin(
-            Change {
-                message: Some("upgrading".into()),
-                eta_ms: Some(Some(2_000_000_000_000)),
-                ..Change::default()
-            },
-            1_900_000_000_000,
-        )),
+        maintenance: MaintState {
+            records: vec![
+                Maintenance::begin(
+                    Change {
+                        message: Some("upgrading".into()),
+                        eta_ms: Some(Some(2_000_000_000_000)),
+                        ..Change::default()
+                    },
+                    1_900_000_000_000,
+                ),
+                Maintenance::begin_for(
+                    Target::parse("api.example.com/v1").expect("route"),
+                    Change::default(),
+                    1_900_000_000_000,
+                ),
+            ],
+            prepared: vec![api],
+            route_hits: [("api.example.com/v1".to_string(), 7), ("/".to_string(), 2)]
+                .into_iter()
+                .collect(),
+            unrouted_hits: 3,
+        },
         stopped_services: vec!["api".into()],
         drain: None,
     }
@@ -32,7 +49,7 @@ fn missing_file_is_fresh() {
     let d = tempfile::tempdir().expect("tmp");
     let l = StateFile::open(&d.path().join("sub")).expect("open");
     assert!(l.problem.is_none());
-    assert!(l.state.maintenance.is_none());
+    assert!(l.state.maintenance.records.is_empty());
 }
 
 #[test]
@@ -147,7 +164,7 @@ fn out_of_range_values_are_kept_aside_like_corrupt_files() {
         let l = StateFile::open(d.path()).expect("open");
         let p = l.problem.expect("problem reported");
         assert!(p.contains(field) && p.contains("kept as"), "{p}");
-        assert!(l.state.maintenance.is_none());
+        assert!(l.state.maintenance.records.is_empty());
         let kept = kept_aside(d.path());
         assert_eq!(kept.len(), 1, "{field}");
         assert_eq!(fs::read(&kept[0]).expect("read"), *bytes);
@@ -213,7 +230,7 @@ fn a_symlinked_state_file_is_not_followed() {
     let l = StateFile::open(d.path()).expect("open");
     let p = l.problem.expect("problem");
     assert!(p.contains("symbolic link") && p.contains("kept as"), "{p}");
-    assert!(l.state.maintenance.is_none());
+    assert!(l.state.maintenance.records.is_empty());
     // The link was moved aside, its target left alone, also by the next write.
     l.file.write(&sample()).expect("write");
     assert_eq!(fs::read(&elsewhere).expect("target"), body);
@@ -341,7 +358,7 @@ fn a_drain_is_kept_and_checked() {
     let l = StateFile::open(d.path()).expect("open");
     let mut state = sample();
     state.drain = Some(crate::model::drain::Drain {
-        target: crate::model::maintenance::Target::parse("api").expect("target"),
+        target: crate::model::drain::DrainTarget::parse("api").expect("target"),
         start_ms: 1_900_000_000_000,
         duration_ms: 60_000,
         rejected: vec![crate::model::drain::Rejected {
@@ -362,5 +379,82 @@ fn a_drain_is_kept_and_checked() {
     ] {
         let text = format!(r#"{{"version":1,"drain":{bad}}}"#);
         assert!(decode(text.as_bytes()).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn format_1_files_load_as_records() {
+    // A file as kinfrad wrote it before per-target records: one global record.
+    let v1 = br#"{"version":1,"maintenance":{"message":"Upgrading","current_issue":"db","start_time_ms":1750000000000,"estimated_completion_ms":1750000600000,"page_url":"http://127.0.0.1:8081/m","target":"ALL","hits":5},"stopped_services":["web"]}"#;
+    let d = tempfile::tempdir().expect("tmp");
+    fs::write(d.path().join(STATE_FILE), v1).expect("seed");
+    let l = StateFile::open(d.path()).expect("open");
+    assert!(l.problem.is_none(), "{:?}", l.problem);
+    let m = &l.state.maintenance;
+    assert_eq!(m.records.len(), 1);
+    let g = m.global().expect("global record");
+    assert_eq!(g.message, "Upgrading");
+    assert_eq!(g.current_issue, "db");
+    assert_eq!(g.start_time_ms, 1_750_000_000_000);
+    assert_eq!(g.estimated_completion_ms, Some(1_750_000_600_000));
+    assert_eq!(g.page_url.as_deref(), Some("http://127.0.0.1:8081/m"));
+    assert_eq!(g.hits, 5);
+    assert_eq!(l.state.stopped_services, vec!["web".to_string()]);
+    assert_eq!(l.state.version, FORMAT_VERSION);
+    // A list of services became one record each; the hits stay with the first.
+    let list = br#"{"version":1,"maintenance":{"message":"m","start_time_ms":1750000000000,"target":"api,web","hits":4}}"#;
+    let st = decode(list).expect("decode");
+    let targets: Vec<String> = st
+        .maintenance
+        .records
+        .iter()
+        .map(|r| r.target.to_string())
+        .collect();
+    assert_eq!(targets, ["api", "web"]);
+    assert_eq!(
+        st.maintenance
+            .records
+            .iter()
+            .map(|r| r.hits)
+            .collect::<Vec<_>>(),
+        [4, 0]
+    );
+    // No maintenance at all.
+    let off = decode(br#"{"version":1,"maintenance":null}"#).expect("off");
+    assert_eq!(off.maintenance, MaintState::default());
+    // Written again, it is format 2 and reads back the same.
+    l.file.write(&l.state).expect("write");
+    let text = fs::read_to_string(d.path().join(STATE_FILE)).expect("read");
+    assert!(
+        text.contains("\"version\": 2") || text.contains("\"version\":2"),
+        "{text}"
+    );
+    assert_eq!(StateFile::open(d.path()).expect("reopen").state, l.state);
+}
+
+#[test]
+fn format_2_values_are_checked() {
+    let good = serde_json::to_vec(&sample()).expect("ser");
+    assert_eq!(decode(&good).expect("good"), sample());
+    for (bad, says) in [
+        (
+            r#"{"version":2,"maintenance":{"records":[],"route_hits":{"no path":1}}}"#,
+            "route_hits",
+        ),
+        (
+            r#"{"version":2,"maintenance":{"records":[{"message":"a","start_time_ms":1,"target":"ALL"},{"message":"b","start_time_ms":1,"target":"all"}]}}"#,
+            "second record",
+        ),
+        (
+            r#"{"version":2,"maintenance":{"records":[{"message":"a","start_time_ms":1,"target":"a b"}]}}"#,
+            "not valid state JSON",
+        ),
+        (
+            r#"{"version":2,"maintenance":{"prepared":[{"target":"api","countdown_secs":99999999}]}}"#,
+            "prepared[0].countdown_secs",
+        ),
+    ] {
+        let e = decode(bad.as_bytes()).expect_err(bad);
+        assert!(e.contains(says), "{bad}: {e}");
     }
 }

@@ -99,7 +99,6 @@ pub struct Upstream {
     pub rendered: ArcSwap<Rendered>,
     pub requests: AtomicU64,
     pub failures: AtomicU64,
-    pub maintenance_hits: AtomicU64,
     /// Requests being served now (see `InFlight`).
     in_flight: AtomicU64,
     /// Processes started by the supervisor (see `starts`).
@@ -146,7 +145,6 @@ impl Upstream {
             rendered: ArcSwap::from_pointee(Rendered::default()),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
-            maintenance_hits: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             starts: AtomicU64::new(0),
             idle: Mutex::new(Vec::new()),

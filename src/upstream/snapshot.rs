@@ -62,7 +62,6 @@ pub struct Snapshot {
     pub circuit_opened_secs_ago: Option<u64>,
     pub requests: u64,
     pub failures: u64,
-    pub maintenance_hits: u64,
     pub fallback_page: &'static str,
     pub refresh_interval: u32,
     /// Supervised services only: pid ("" when none), restarts.
@@ -263,7 +262,6 @@ impl Upstream {
             circuit_opened_secs_ago: opened.map(|t| now.saturating_duration_since(t).as_secs()),
             requests: self.requests.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
-            maintenance_hits: self.maintenance_hits.load(Ordering::Relaxed),
             fallback_page: cfg.fallback.page.as_str(),
             refresh_interval: cfg.fallback.refresh_interval,
             pid: proc

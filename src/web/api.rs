@@ -36,13 +36,33 @@ pub(crate) async fn health(State(app): State<Arc<App>>) -> Response {
             "version": env!("CARGO_PKG_VERSION"),
             "uptime": app.uptime().as_secs_f64(),
             "connections": app.connections.load(Ordering::Relaxed),
-            "maintenance": app.maint().record.is_some(),
+            "maintenance": app.maint().global().is_some(),
+            "maintenance_records": app.maint().active.len(),
         }),
     )
 }
 
-pub(crate) async fn get_status(State(app): State<Arc<App>>) -> Response {
-    json_response(StatusCode::OK, &app.status_view())
+#[derive(Debug, Deserialize)]
+pub(crate) struct TargetQuery {
+    target: Option<String>,
+}
+
+/// `GET /api/maintenance/status`: the global record (seed 004's shape); `?target=` one
+/// service's or route's record (a maintenance page polls its own record so).
+pub(crate) async fn get_status(
+    State(app): State<Arc<App>>,
+    axum::extract::Query(q): axum::extract::Query<TargetQuery>,
+) -> Response {
+    use crate::model::maintenance::Target;
+    match q.target.as_deref().map(Target::parse) {
+        None | Some(Ok(Target::All)) => json_response(StatusCode::OK, &app.status_view()),
+        Some(Ok(t)) => json_response(StatusCode::OK, &app.target_view(&t)),
+        Some(Err(e)) => error_response(
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            &format!("target: {e}"),
+        ),
+    }
 }
 
 /// The body of `POST /api/maintenance/status` (camelCase, as its `GET` answers), plus KInfra's
@@ -85,15 +105,12 @@ pub(crate) async fn post_status(
         eta_ms: body.estimated_completion,
         target: body.target,
     };
-    let active = app.maint().record.is_some();
+    // Without `isActive`, a change: to the record when it is active, else kept for the
+    // target's next window (seed 004 scripts set the message before the window starts).
     let result = match body.is_active {
-        Some(false) => app.exit().await,
+        Some(false) => app.exit(req.target.as_deref()).await,
         Some(true) => app.enter(req).await,
-        None if active => app.update(req).await,
-        None => Err(OpError::new(
-            ErrorCode::NotInMaintenance,
-            "maintenance is not active; send \"isActive\": true to enter it",
-        )),
+        None => app.update(req).await,
     };
     match result {
         Ok(state) => json_response(

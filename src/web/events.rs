@@ -60,6 +60,21 @@ fn fingerprint(v: &Value) -> Value {
                 m.remove(k);
             }
         }
+        // Every record's and every route's countdown ticks too.
+        if let Some(Value::Array(recs)) = o.get_mut("maintenance_records") {
+            for m in recs.iter_mut().filter_map(Value::as_object_mut) {
+                for k in ["countdown", "lastBroadcast", "retryAfter"] {
+                    m.remove(k);
+                }
+            }
+        }
+        if let Some(Value::Array(routes)) = o.get_mut("routes") {
+            for r in routes.iter_mut().filter_map(|r| r.get_mut("maintenance")) {
+                if let Some(m) = r.as_object_mut() {
+                    m.remove("countdown");
+                }
+            }
+        }
         if let Some(Value::Object(svcs)) = o.get_mut("services") {
             for s in svcs.values_mut() {
                 if let Some(s) = s.as_object_mut() {

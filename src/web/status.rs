@@ -6,13 +6,14 @@ use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 
-use crate::app::{ActiveDrain, App, MaintView, Services};
+use crate::app::{ActiveDrain, App, HitCounters, MaintView, Services};
 use crate::upstream::Snapshot;
 
 fn service_json(
     s: &Snapshot,
     routes: Vec<String>,
     in_maintenance: bool,
+    maintenance_hits: u64,
     supervised: bool,
     logs: Vec<crate::protocol::LogEntry>,
     reader: bool,
@@ -36,7 +37,7 @@ fn service_json(
         "requests": s.requests,
         "failures": s.failures,
         "in_maintenance": in_maintenance,
-        "maintenance_hits": s.maintenance_hits,
+        "maintenance_hits": maintenance_hits,
         "fallback_page": s.fallback_page,
         "restarts": s.restarts,
         "last_exit": s.last_exit,
@@ -66,17 +67,20 @@ pub fn services_json(app: &App, service: Option<&str>, reader: bool) -> Result<V
         let snap = up.snapshot(now);
         let cfg = up.cfg();
         let routes = cfg.routes.iter().map(|r| r.to_string()).collect();
-        let in_m = maint
-            .record
-            .as_ref()
-            .is_some_and(|m| m.target.covers(&up.name));
+        let in_m = maint.covers_service(&svc, &up.name);
+        // The service's hits: its routes' own counts, added.
+        let hits = cfg
+            .routes
+            .iter()
+            .map(|r| app.hit_counters().route_hits(r))
+            .sum();
         let process = up.process();
         // Log lines only for dashboard readers: nobody else pays for the ring's lock.
         let lines = match process.as_ref() {
             Some(h) if logs => h.logs.tail(10).iter().map(Into::into).collect(),
             _ => Vec::new(),
         };
-        let v = service_json(&snap, routes, in_m, process.is_some(), lines, reader);
+        let v = service_json(&snap, routes, in_m, hits, process.is_some(), lines, reader);
         if service == Some(up.name.as_str()) {
             chosen = Some(v.clone());
         }
@@ -94,7 +98,7 @@ pub fn services_json(app: &App, service: Option<&str>, reader: bool) -> Result<V
                 .iter()
                 .filter(|u| u.health() == crate::upstream::Health::Healthy)
                 .count();
-            let state = if maint.record.is_some() {
+            let state = if maint.global().is_some() {
                 "maintenance"
             } else if up == total {
                 "running"
@@ -123,11 +127,22 @@ pub fn services_json(app: &App, service: Option<&str>, reader: bool) -> Result<V
             let drain = app.drain_current();
             o.insert(
                 "routes".into(),
-                route_rows(&svc, &maint, drain.as_deref(), &snaps, reader),
+                route_rows(
+                    &svc,
+                    &maint,
+                    app.hit_counters(),
+                    drain.as_deref(),
+                    &snaps,
+                    reader,
+                ),
             );
             o.insert(
                 "drain".into(),
                 serde_json::to_value(app.drain_report()).unwrap_or(Value::Null),
+            );
+            o.insert(
+                "maintenance_records".into(),
+                serde_json::to_value(app.maint_list()).unwrap_or(Value::Null),
             );
         }
     }
@@ -135,8 +150,9 @@ pub fn services_json(app: &App, service: Option<&str>, reader: bool) -> Result<V
 }
 
 /// Every route with its service's state, maintenance, drain and circuit (the dashboard's
-/// `RouteStatus`). `maintenance_hits` counts the hits of the route's service (all its routes
-/// together); `drain_rejected` the route's own refusals since the drain started.
+/// `RouteStatus`). `maintenance_hits` counts the route's own hits since the record that answers
+/// it was entered; `maintenance` is that record; `drain_rejected` the route's own refusals since
+/// the drain started.
 pub fn routes_json(app: &App) -> Value {
     let now = Instant::now();
     let svc = app.services();
@@ -146,13 +162,21 @@ pub fn routes_json(app: &App) -> Value {
         .map(|up| (up.name.as_str(), up.snapshot(now)))
         .collect();
     let drain = app.drain_current();
-    route_rows(&svc, &app.maint(), drain.as_deref(), &snaps, true)
+    route_rows(
+        &svc,
+        &app.maint(),
+        app.hit_counters(),
+        drain.as_deref(),
+        &snaps,
+        true,
+    )
 }
 
 /// `reader`: include each route's backend URL and custom maintenance page URL.
 fn route_rows(
     svc: &Services,
     maint: &MaintView,
+    counters: &HitCounters,
     drain: Option<&ActiveDrain>,
     snaps: &HashMap<&str, Snapshot>,
     reader: bool,
@@ -166,7 +190,7 @@ fn route_rows(
             let up = &r.target;
             // Every routed upstream is in the list the snapshots were taken from.
             let snap = snaps.get(up.name.as_str())?;
-            let rec = maint.record.as_ref().filter(|m| m.target.covers(&up.name));
+            let rec = maint.for_route(Some(r)).map(|a| &a.record);
             let drain = drain.filter(|d| d.covers(&up.name));
             let remaining = drain.map_or(0, |d| d.record.remaining_ms(now).div_ceil(1000));
             let domain = match &r.spec.host {
@@ -174,6 +198,21 @@ fn route_rows(
                 crate::model::routes::HostMatch::Exact(h) => h.clone(),
                 crate::model::routes::HostMatch::Suffix(s) => format!("*{s}"),
             };
+            let record = rec.map(|m| {
+                let mut v = json!({
+                    "target": m.target.to_string(),
+                    "message": m.message,
+                    "current_issue": m.current_issue,
+                    "since": m.start_time_ms,
+                    "eta": m.estimated_completion_ms,
+                    "countdown": m.countdown_secs(now),
+                    "page_url": m.page_url,
+                });
+                if !reader && let Some(o) = v.as_object_mut() {
+                    o.remove("page_url");
+                }
+                v
+            });
             let mut row = json!({
                 "domain": domain,
                 "path": r.spec.prefix,
@@ -183,7 +222,8 @@ fn route_rows(
                 "status": if rec.is_some() { "maintenance" } else { snap.state },
                 "in_maintenance": rec.is_some(),
                 "maintenance_page_url": rec.and_then(|m| m.page_url.clone()),
-                "maintenance_hits": snap.maintenance_hits,
+                "maintenance_hits": counters.route_hits(&r.spec),
+                "maintenance": record,
                 "draining": drain.is_some(),
                 "drain_progress": drain.map_or(0.0, |d| d.record.progress(now)),
                 "drain_remaining": crate::protocol::fmt::human_secs(remaining),
@@ -202,9 +242,11 @@ fn route_rows(
     Value::Array(rows)
 }
 
-/// `GET /api/dashboard/maintenance`: totals, and the routes in maintenance, draining, or with
-/// hits or refusals. `maintenance` adds the `/api/maintenance/status` view of the maintenance
-/// itself, `drain` the drain's report.
+/// `GET /api/dashboard/maintenance`: totals, the routes in maintenance, draining, or with hits
+/// (each with its own hits and the record that answers it), every record (`records`, with
+/// settings kept for later), the global record's `/api/maintenance/status` view
+/// (`maintenance`) and the drain's report (`drain`). `total_maintenance_hits` is the listed
+/// routes' hits plus `unrouted_hits`.
 pub fn maintenance_json(app: &App) -> Value {
     let routes = match routes_json(app) {
         Value::Array(v) => v,
@@ -229,10 +271,12 @@ pub fn maintenance_json(app: &App) -> Value {
             json!({
                 "domain": r["domain"],
                 "path": r["path"],
+                "route": r["route"],
                 "service": r["service"],
                 "in_maintenance": r["in_maintenance"],
                 "maintenance_hits": r["maintenance_hits"],
                 "maintenance_page_url": r["maintenance_page_url"],
+                "maintenance": r["maintenance"],
                 "draining": r["draining"],
                 "drain_progress": r["drain_progress"],
                 "drain_remaining": r["drain_remaining"],
@@ -241,12 +285,20 @@ pub fn maintenance_json(app: &App) -> Value {
         })
         .collect();
     let drain = app.drain_report();
+    let unrouted = app.hit_counters().unrouted_hits();
+    let total = listed
+        .iter()
+        .filter_map(|r| r["maintenance_hits"].as_u64())
+        .sum::<u64>()
+        + unrouted;
     json!({
         "total_in_maintenance": in_m,
         "total_draining": draining,
-        "total_maintenance_hits": app.hits(),
+        "total_maintenance_hits": total,
         "total_drain_rejected": drain.rejected,
+        "unrouted_hits": unrouted,
         "routes": listed,
+        "records": app.maint_list(),
         "maintenance": app.status_view(),
         "drain": drain,
     })

@@ -99,19 +99,28 @@ fn line_commands_enter_and_leave_maintenance_on_the_control_socket() {
         "maintenance=true hits=1 url= circuit=closed failures=0 health=healthy state=running requests=2 errors=0\n",
     );
 
-    // One route, with the operator's own page: the record changes to it.
+    // ALL leaves every record; then one service gets a record of its own, with the operator's
+    // page, and the other service is not in maintenance.
+    c.expect("MAINT_EXIT|abc-123|ALL\n", "ACK\nMAINT_OK|ALL\n");
     let page = format!("http://{}/maintenance.html", up.addr);
     c.expect(
         &format!("MAINT_ENTER|abc-123|api|{page}\n"),
         "ACK\nMAINT_OK|api\n",
     );
-    let st = maint_status(&d);
+    let st = get(d.addr, "/api/maintenance/status?target=api").json();
+    assert_eq!(st["isActive"], true, "{st}");
     assert_eq!(st["target"], "api", "{st}");
     assert_eq!(st["maintenancePageUrl"], page.as_str(), "{st}");
+    assert_eq!(
+        maint_status(&d)["isActive"],
+        false,
+        "the global record is off"
+    );
+    // A freshly entered record starts counting from zero.
     c.expect(
         "CIRCUIT_STATUS|abc-123|api\n",
         &format!(
-            "maintenance=true hits=1 url={page} circuit=closed failures=0 health=healthy state=running requests=2 errors=0\n"
+            "maintenance=true hits=0 url={page} circuit=closed failures=0 health=healthy state=running requests=2 errors=0\n"
         ),
     );
     c.expect(
@@ -124,11 +133,11 @@ fn line_commands_enter_and_leave_maintenance_on_the_control_socket() {
         "web is not in maintenance"
     );
 
-    // Leaving one route is not possible while maintenance is one record; ALL is.
-    c.expect(
-        "MAINT_EXIT|abc-123|api\n",
-        "ERR|unsupported|leaving maintenance for single routes is not available yet; send MAINT_EXIT|abc-123|ALL\n",
-    );
+    // One service's record is left on its own; enter ALL again for what follows.
+    c.expect("MAINT_EXIT|abc-123|api\n", "ACK\nMAINT_OK|api\n");
+    let st = get(d.addr, "/api/maintenance/status?target=api").json();
+    assert_eq!(st["isActive"], false, "{st}");
+    c.expect("MAINT_ENTER|abc-123|ALL|\n", "ACK\nMAINT_OK|ALL\n");
     assert_eq!(maint_status(&d)["isActive"], true);
     // A drain over every service, as `kinfractl drain start --duration 60s`: ACK, then when it
     // ends; kinfractl sees the same drain, and stopping it there ends it.
@@ -186,12 +195,12 @@ fn bad_lines_get_one_exact_error_line_and_the_connection_stays() {
         ),
         (
             b"MAINT_ENTER|abc-123||\n",
-            "ERR|invalid_argument|target is empty; give ALL or route ids separated by commas\n",
+            "ERR|invalid_argument|target is empty; give ALL, or services or routes separated by commas\n",
         ),
         // Unknown route ids are the App's own refusal, as kinfractl gets it.
         (
             b"MAINT_ENTER|abc-123|api,nope|\n",
-            "ERR|invalid_argument|target: unknown route id(s) nope (known: api, web; or ALL)\n",
+            "ERR|invalid_argument|target: unknown route or service nope (services: api, web; routes: /api, /web; or ALL)\n",
         ),
         (
             b"MAINT_ENTER|abc-123|ALL|javascript:alert(1)\n",

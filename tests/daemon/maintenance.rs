@@ -1,6 +1,7 @@
 //! Maintenance mode end to end: entered, updated and left with kinfractl, what browsers and API
 //! clients get meanwhile, and maintenance, its countdown and the hit count surviving a kill -9,
-//! a graceful restart and a corrupt state file.
+//! a graceful restart and a corrupt state file; a state file of the previous format; seed 004
+//! scripts setting the message before the window starts.
 
 use crate::T;
 use crate::common::*;
@@ -80,10 +81,136 @@ fn maintenance_on_and_off_with_kinfractl() {
         get(d.addr, "/api/maintenance/status").json()["isActive"],
         false
     );
-    // Updating while not in maintenance is refused with a clear error.
-    let o = d.ctl(&["status", "--message", "x"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not active"));
+    // Updating while not in maintenance keeps the change for the next window (seed 004's
+    // scripts set the message first); nobody is cut off by it.
+    let out = d.ctl_ok(&["status", "--message", "x"]);
+    assert!(
+        out.contains("maintenance: off") && out.contains("kept for the next time"),
+        "{out}"
+    );
+    assert_eq!(get_html(d.addr, "/shop/cart").status, 404);
+}
+
+#[test]
+fn seed_004_scripts_prepare_the_next_window() {
+    let d = Daemon::start();
+    let token = d.token();
+    let auth = format!("Bearer {token}");
+    let post = |body: &str| {
+        request(
+            d.addr,
+            "POST",
+            "/api/maintenance/status",
+            &[
+                ("Content-Type", "application/json"),
+                ("Authorization", auth.as_str()),
+            ],
+            body.as_bytes(),
+        )
+        .expect("post")
+    };
+    // A seed 004 script sets the message and countdown while maintenance is off: accepted, kept,
+    // and shown by GET, while visitors still reach kinfrad.
+    let r =
+        post(r#"{"message":"Bambi is upgrading servers","currentIssue":"Step 1","countdown":600}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j = r.json();
+    assert_eq!(j["success"], true);
+    assert_eq!(j["state"]["isActive"], false);
+    assert_eq!(j["state"]["prepared"], true);
+    assert_eq!(j["state"]["message"], "Bambi is upgrading servers");
+    let st = get(d.addr, "/api/maintenance/status").json();
+    assert_eq!(st["isActive"], false);
+    assert_eq!(st["message"], "Bambi is upgrading servers");
+    assert_eq!(st["countdown"], 600);
+    assert_eq!(get_html(d.addr, "/").status, 200, "not in maintenance yet");
+
+    // kinfractl's seed flags do the same, and agree with the API.
+    let out = d.ctl_ok(&["status", "--issue", "Step 2", "--time", "5"]);
+    assert!(out.contains("kept for the next time"), "{out}");
+    let st = get(d.addr, "/api/maintenance/status").json();
+    assert_eq!(st["currentIssue"], "Step 2");
+    assert_eq!(st["message"], "Bambi is upgrading servers");
+    assert_eq!(st["countdown"], 300);
+
+    // The window starts with what was prepared; the countdown counts from now.
+    d.ctl_ok(&["maint", "enter"]);
+    let st = get(d.addr, "/api/maintenance/status").json();
+    assert_eq!(st["isActive"], true);
+    assert_eq!(st["message"], "Bambi is upgrading servers");
+    assert_eq!(st["currentIssue"], "Step 2");
+    let cd = st["countdown"].as_u64().expect("countdown");
+    assert!((290..=300).contains(&cd), "countdown {cd}");
+    assert!(st.get("prepared").is_none(), "{st}");
+    let page = get_html(d.addr, "/");
+    assert_eq!(page.status, 503);
+    assert!(page.text().contains("Bambi is upgrading servers"));
+
+    // While it is on, the same POST changes the page at once.
+    let r = post(r#"{"message":"Almost done"}"#);
+    assert_eq!(r.json()["state"]["isActive"], true);
+    assert_eq!(
+        get(d.addr, "/api/maintenance/status").json()["message"],
+        "Almost done"
+    );
+    // Used up: the next window starts from the defaults.
+    assert_eq!(post(r#"{"isActive":false}"#).status, 200);
+    d.ctl_ok(&["maint", "enter"]);
+    let st = get(d.addr, "/api/maintenance/status").json();
+    assert_eq!(st["message"], "Scheduled maintenance in progress");
+    assert!(st["countdown"].is_null(), "{st}");
+}
+
+#[test]
+fn a_state_file_of_the_previous_format_loads() {
+    // state.json as kinfrad wrote it with one maintenance record (format 1).
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).expect("mkdir");
+    let eta = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("now")
+        .as_millis() as u64
+        + 900_000;
+    let v1 = format!(
+        r#"{{"version":1,"maintenance":{{"message":"From the old file","current_issue":"Migrating","start_time_ms":1750000000000,"estimated_completion_ms":{eta},"page_url":null,"target":"ALL","hits":5}}}}"#
+    );
+    std::fs::write(state.join("state.json"), v1).expect("write");
+    let mut d = Daemon::start_with(dir, &[], &[]);
+    assert!(
+        !d.log_text().contains("state file problem"),
+        "{}",
+        d.log_text()
+    );
+    let st = get(d.addr, "/api/maintenance/status").json();
+    assert_eq!(st["isActive"], true);
+    assert_eq!(st["message"], "From the old file");
+    assert_eq!(st["currentIssue"], "Migrating");
+    assert_eq!(st["startTime"], 1_750_000_000_000u64);
+    assert_eq!(st["estimatedCompletion"], eta);
+    assert_eq!(st["hits"], 5);
+    let page = get_html(d.addr, "/");
+    assert_eq!(page.status, 503);
+    assert!(page.text().contains("From the old file"));
+    let table = d.ctl_ok(&["maint", "list"]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("ALL ") && l.contains("From the old file")),
+        "{table}"
+    );
+    // Written again in today's format (the hit above moved the counter), and still read back.
+    d.signal(Signal::SIGTERM);
+    assert!(d.wait_exit(T).success());
+    let dir = d.crash();
+    let text = std::fs::read_to_string(dir.path().join("state/state.json")).expect("read");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(v["version"], 2, "{text}");
+    assert_eq!(v["maintenance"]["records"][0]["hits"], 6, "{text}");
+    let d2 = Daemon::start_with(dir, &[], &[]);
+    let st = get(d2.addr, "/api/maintenance/status").json();
+    assert_eq!(st["message"], "From the old file");
+    assert_eq!(st["hits"], 6);
 }
 
 #[test]

@@ -176,3 +176,72 @@ fn route_and_maintenance_apis_have_seed_002_fields() {
     );
     assert_eq!(get(d.addr, "/api/dashboard/nothing").status, 404);
 }
+
+#[test]
+fn per_target_records_are_pushed_and_left_over_the_api() {
+    let d = common::dashboard_daemon("", "Web", "INFO hello");
+    let bearer = format!("Bearer {}", d.token());
+    let auth = [("Authorization", bearer.as_str())];
+    let sse = Sse::open(d.addr, "/__events__", &[]);
+    sse.wait(T, "statusUpdate", 0, |_| true);
+
+    // Entering one service's record over the API: pushed with its own settings.
+    let n = sse.len();
+    let r = post(
+        &d,
+        "/api/maintenance/status",
+        &auth,
+        r#"{"isActive": true, "target": "ext", "message": "ext moves", "countdown": 600}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["state"]["target"], "ext");
+    let s = sse.wait(T, "statusUpdate", n, |v| {
+        v["maintenance_records"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|x| x["target"] == "ext"))
+    });
+    let rec = &s["maintenance_records"][0];
+    assert_eq!(rec["message"], "ext moves");
+    assert_eq!(rec["isActive"], true);
+    assert_eq!(rec["routes"], serde_json::json!(["/ext/"]));
+    // The global record is untouched: `web` still serves, and the seed shape says off.
+    assert_eq!(s["maintenance"]["isActive"], false);
+    assert_eq!(s["services"]["ext"]["in_maintenance"], true);
+    assert_eq!(s["services"]["web"]["in_maintenance"], false);
+    assert_eq!(get_html(d.addr, "/").status, 200);
+    assert_eq!(get_html(d.addr, "/ext/x").status, 503);
+    let m = get(d.addr, "/api/dashboard/maintenance").json();
+    assert_eq!(m["total_in_maintenance"], 1);
+    assert_eq!(m["total_maintenance_hits"], 1);
+    assert_eq!(m["records"][0]["hits"], 1);
+    assert_eq!(m["routes"][0]["maintenance"]["message"], "ext moves");
+    assert_eq!(m["maintenance"]["isActive"], false);
+
+    // Left over the API by its target: pushed too.
+    let n = sse.len();
+    let r = post(
+        &d,
+        "/api/maintenance/status",
+        &auth,
+        r#"{"isActive": false, "target": "ext"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    sse.wait(T, "statusUpdate", n, |v| {
+        v["maintenance_records"]
+            .as_array()
+            .is_some_and(|r| r.is_empty())
+    });
+    let r = post(
+        &d,
+        "/api/maintenance/status",
+        &auth,
+        r#"{"isActive": true, "target": "nope"}"#,
+    );
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text().contains("unknown route or service nope"),
+        "{}",
+        r.text()
+    );
+    sse.close();
+}

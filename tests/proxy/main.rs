@@ -2,8 +2,9 @@
 //! servers these tests run themselves on 127.0.0.1 (the fake upstream of `common::upstream`, a
 //! tokio WebSocket echo server). Routing, header handling, keep-alive, fallback pages when an
 //! upstream dies, fails mid-request or stalls, the circuit breaker, readiness gating, WebSocket
-//! upgrades, streamed large bodies, hostile input and HTTP/2 clients, drains; then the edge
-//! cases of kinfrad's own HTTP/1.1 loop (pipelining, response framings, stale upstream connections,
+//! upgrades, streamed large bodies, hostile input and HTTP/2 clients, drains, maintenance records
+//! per target (which record answers which route, hits per route); then the edge cases of
+//! kinfrad's own HTTP/1.1 loop (pipelining, response framings, stale upstream connections,
 //! broken upstream responses, `Connection: close`, vanishing clients, idle connections' memory).
 //! One file a theme; the harness they share is in tests/common.
 //!
@@ -21,6 +22,7 @@ mod fallback;
 mod framing;
 mod headers;
 mod hostile;
+mod maintenance;
 mod pipelining;
 mod pooling;
 mod routing;

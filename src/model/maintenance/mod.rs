@@ -5,8 +5,12 @@
 //! unit-tested directly.
 //!
 //! The rules each piece of input must pass (text, times, the custom page URL) are in `validate`;
-//! this file holds the record, how a change applies to it, and what it means for `Retry-After`.
+//! what a record covers and which record answers a request in `target`; what is kept for a
+//! target's next window in `prepared`. This file holds the record, how a change applies to it,
+//! and what it means for `Retry-After`.
 
+mod prepared;
+mod target;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -21,85 +25,15 @@ pub use validate::{
 };
 use validate::{bad, check_time};
 
+pub use prepared::Prepared;
+pub use target::{Target, applying};
+
 /// `Retry-After` when no estimate is known.
 pub const DEFAULT_RETRY_AFTER: u64 = 300;
 /// `Retry-After` once the estimate has passed.
 pub const OVERDUE_RETRY_AFTER: u64 = 30;
 /// Message shown when the operator gave none.
 pub const DEFAULT_MESSAGE: &str = "Scheduled maintenance in progress";
-
-/// Which routes maintenance covers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(into = "String", try_from = "String")]
-pub enum Target {
-    All,
-    Routes(Vec<String>),
-}
-
-impl From<Target> for String {
-    fn from(t: Target) -> String {
-        t.to_string()
-    }
-}
-
-impl TryFrom<String> for Target {
-    type Error = String;
-    fn try_from(s: String) -> Result<Target, String> {
-        Target::parse(&s)
-    }
-}
-
-impl std::fmt::Display for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Target::All => f.write_str("ALL"),
-            Target::Routes(r) => f.write_str(&r.join(",")),
-        }
-    }
-}
-
-impl Target {
-    /// `ALL` (any case) or a comma-separated list of route ids.
-    pub fn parse(s: &str) -> Result<Target, String> {
-        let s = s.trim();
-        if s.is_empty() || s.eq_ignore_ascii_case("all") {
-            return Ok(Target::All);
-        }
-        let mut ids = Vec::new();
-        for id in s.split(',') {
-            let id = id.trim();
-            if id.is_empty() {
-                return Err(format!("target {s:?} has an empty route id"));
-            }
-            if id.len() > 64
-                || !id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-            {
-                return Err(format!(
-                    "route id {id:?} may only hold letters, digits, '-', '_' and '.' (64 at most)"
-                ));
-            }
-            if !ids.iter().any(|x| x == id) {
-                ids.push(id.to_string());
-            }
-        }
-        Ok(Target::Routes(ids))
-    }
-
-    /// Does maintenance apply to the route (service) named `id`?
-    pub fn covers(&self, id: &str) -> bool {
-        match self {
-            Target::All => true,
-            Target::Routes(ids) => ids.iter().any(|x| x == id),
-        }
-    }
-
-    /// Does maintenance apply to traffic that matched no route (kinfrad's own landing page)?
-    pub fn covers_unrouted(&self) -> bool {
-        matches!(self, Target::All)
-    }
-}
 
 /// Persisted maintenance record: everything needed to show the same page after a restart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,9 +58,11 @@ pub struct Change {
     pub current_issue: Option<String>,
     /// `Some(None)` clears the estimate.
     pub eta_ms: Option<Option<u64>>,
+    /// The countdown (seconds) `eta_ms` was computed from, when it was given as one: a change
+    /// kept for the next window counts from then.
+    pub countdown_secs: Option<u64>,
     /// `Some(None)` switches back to the default page.
     pub page_url: Option<Option<String>>,
-    pub target: Option<Target>,
 }
 
 impl Maintenance {
@@ -147,15 +83,20 @@ impl Maintenance {
         Ok(())
     }
 
-    /// Start maintenance with `change` applied to defaults.
+    /// Start global maintenance with `change` applied to defaults.
     pub fn begin(change: Change, now_ms: u64) -> Maintenance {
+        Maintenance::begin_for(Target::All, change, now_ms)
+    }
+
+    /// Start maintenance of `target` with `change` applied to defaults.
+    pub fn begin_for(target: Target, change: Change, now_ms: u64) -> Maintenance {
         let mut m = Maintenance {
             message: DEFAULT_MESSAGE.to_string(),
             current_issue: String::new(),
             start_time_ms: now_ms,
             estimated_completion_ms: None,
             page_url: None,
-            target: Target::All,
+            target,
             hits: 0,
         };
         m.apply(change);
@@ -179,9 +120,6 @@ impl Maintenance {
         }
         if let Some(url) = change.page_url {
             self.page_url = url;
-        }
-        if let Some(t) = change.target {
-            self.target = t;
         }
     }
 
@@ -217,6 +155,8 @@ pub fn status_view(m: Option<&Maintenance>, hits: u64, now_ms: u64) -> StatusVie
             target: None,
             hits,
             retry_after: None,
+            routes: Vec::new(),
+            prepared: false,
         },
         Some(m) => {
             let cd = m.countdown_secs(now_ms);
@@ -232,7 +172,29 @@ pub fn status_view(m: Option<&Maintenance>, hits: u64, now_ms: u64) -> StatusVie
                 target: Some(m.target.to_string()),
                 hits,
                 retry_after: Some(m.retry_after_secs(now_ms)),
+                routes: Vec::new(),
+                prepared: false,
             }
         }
+    }
+}
+
+/// What the status API shows of a target that is not in maintenance but has settings stored
+/// for its next window.
+pub fn prepared_view(p: &Prepared, now_ms: u64) -> StatusView {
+    StatusView {
+        is_active: false,
+        message: p.message.clone(),
+        current_issue: p.current_issue.clone(),
+        countdown: p.countdown_at(now_ms),
+        start_time: None,
+        estimated_completion: p.estimated_completion_ms,
+        last_broadcast: None,
+        maintenance_page_url: p.page_url.clone(),
+        target: Some(p.target.to_string()),
+        hits: 0,
+        retry_after: None,
+        routes: Vec::new(),
+        prepared: true,
     }
 }

@@ -10,16 +10,121 @@ fn target_parse() {
     assert_eq!(Target::parse("ALL"), Ok(Target::All));
     assert_eq!(Target::parse("all"), Ok(Target::All));
     assert_eq!(Target::parse(""), Ok(Target::All));
+    assert_eq!(Target::parse(" api "), Ok(Target::Service("api".into())));
     assert_eq!(
-        Target::parse("api, web,api"),
-        Ok(Target::Routes(vec!["api".into(), "web".into()]))
+        Target::parse("service:all"),
+        Ok(Target::Service("all".into()))
     );
-    assert!(Target::parse("api,,web").is_err());
+    let spec = |s: &str| crate::model::routes::RouteSpec::parse(s).expect(s);
+    assert_eq!(
+        Target::parse("API.example.com/v1"),
+        Ok(Target::Route(spec("api.example.com/v1")))
+    );
+    assert_eq!(Target::parse("route:/"), Ok(Target::Route(spec("/"))));
+    assert_eq!(Target::parse("Route:/x"), Ok(Target::Route(spec("/x"))));
+    assert_eq!(
+        Target::parse_list("api, web,api"),
+        Ok(vec![
+            Target::Service("api".into()),
+            Target::Service("web".into())
+        ])
+    );
+    assert_eq!(Target::parse_list(""), Ok(vec![Target::All]));
+    assert!(Target::parse_list("api,,web").is_err());
     assert!(Target::parse("a b").is_err());
-    assert_eq!(
-        Target::Routes(vec!["a".into(), "b".into()]).to_string(),
-        "a,b"
-    );
+    assert!(Target::parse("route:").is_err());
+    assert!(Target::parse("service:a/b").is_err());
+    assert!(Target::parse("host:80/x").is_err(), "a port in a route");
+    // Display reads back as the same target.
+    for t in [
+        "ALL",
+        "api",
+        "service:all",
+        "api.example.com/v1",
+        "*.example.com/static/",
+        "/",
+    ] {
+        let parsed = Target::parse(t).expect(t);
+        assert_eq!(parsed.to_string(), t);
+        assert_eq!(Target::parse(&parsed.to_string()), Ok(parsed));
+    }
+}
+
+#[test]
+fn the_most_specific_record_applies() {
+    let spec = |s: &str| crate::model::routes::RouteSpec::parse(s).expect(s);
+    let v1 = spec("api.example.com/v1");
+    let v2 = spec("api.example.com/v2");
+    let all = Target::All;
+    let svc = Target::Service("api".into());
+    let route = Target::Route(v1.clone());
+    let web = Target::Service("web".into());
+    let req1 = Some((&v1, "api"));
+    let req2 = Some((&v2, "api"));
+    // Route beats service beats global, whatever the order of the records.
+    assert_eq!(applying([&all, &svc, &route], req1), Some(2));
+    assert_eq!(applying([&route, &svc, &all], req1), Some(0));
+    assert_eq!(applying([&all, &svc, &route], req2), Some(1));
+    assert_eq!(applying([&all, &route], req2), Some(0));
+    assert_eq!(applying([&web, &route], req2), None);
+    assert_eq!(applying([&web], Some((&v1, "web"))), Some(0));
+    // Unrouted requests: only the global record.
+    assert_eq!(applying([&svc, &route], None), None);
+    assert_eq!(applying([&svc, &all], None), Some(1));
+    assert_eq!(applying(std::iter::empty::<&Target>(), req1), None);
+    // The list order: global, services, routes.
+    let mut ts = vec![route.clone(), web.clone(), all.clone(), svc.clone()];
+    ts.sort_by_key(Target::sort_key);
+    assert_eq!(ts, vec![all, svc, web, route]);
+}
+
+#[test]
+fn prepared_changes_wait_for_the_window() {
+    let mut p = Prepared::new(Target::Service("api".into()));
+    assert!(p.is_empty());
+    p.absorb(&Change {
+        message: Some("soon".into()),
+        countdown_secs: Some(600),
+        eta_ms: Some(Some(NOW + 600_000)),
+        ..Change::default()
+    });
+    assert_eq!(p.countdown_secs, Some(600));
+    assert_eq!(p.estimated_completion_ms, None);
+    // The countdown counts from entering, however late that is.
+    let later = NOW + 3_600_000;
+    let m = Maintenance::begin_for(p.target.clone(), p.to_change(later), later);
+    assert_eq!(m.message, "soon");
+    assert_eq!(m.estimated_completion_ms, Some(later + 600_000));
+    assert_eq!(m.target, Target::Service("api".into()));
+    // An absolute estimate stays absolute, and is dropped once it has passed.
+    p.absorb(&Change {
+        eta_ms: Some(Some(NOW + 5000)),
+        ..Change::default()
+    });
+    assert_eq!(p.countdown_secs, None);
+    assert_eq!(p.to_change(NOW).eta_ms, Some(Some(NOW + 5000)));
+    assert_eq!(p.to_change(NOW + 5000).eta_ms, None);
+    // 0 clears the estimate; an empty URL the custom page.
+    p.absorb(&Change {
+        countdown_secs: Some(0),
+        eta_ms: Some(None),
+        page_url: Some(Some("http://127.0.0.1:8081/".into())),
+        ..Change::default()
+    });
+    assert_eq!((p.countdown_secs, p.estimated_completion_ms), (None, None));
+    assert!(p.page_url.is_some());
+    p.absorb(&Change {
+        page_url: Some(None),
+        ..Change::default()
+    });
+    assert_eq!(p.page_url, None);
+    let v = prepared_view(&p, NOW);
+    assert!(!v.is_active && v.prepared);
+    assert_eq!(v.message.as_deref(), Some("soon"));
+    assert_eq!(v.target.as_deref(), Some("api"));
+    assert_eq!(p.check(), Ok(()));
+    p.message = Some("a\u{7}".into());
+    assert_eq!(p.check().expect_err("bell").field, "message");
 }
 
 #[test]
@@ -172,10 +277,10 @@ fn stored_records_are_checked_like_input() {
 
 #[test]
 fn record_round_trips() {
-    let m = Maintenance::begin(
+    let m = Maintenance::begin_for(
+        Target::Service("api".into()),
         Change {
             message: Some("db".into()),
-            target: Some(Target::Routes(vec!["api".into()])),
             ..Change::default()
         },
         NOW,

@@ -43,10 +43,12 @@ pub(super) enum Plan {
         head_only: bool,
     },
     Proxy(ProxyPlan),
-    /// The built-in maintenance page for a browser (`up`: the route's service, if any).
+    /// The built-in maintenance page for a browser, of the record `view.active[idx]` (the hit
+    /// is counted already).
     Maintenance {
         head_len: usize,
-        up: Option<Arc<Upstream>>,
+        view: Arc<crate::app::MaintView>,
+        idx: usize,
     },
     /// Refused by a drain (`consumed`: the request's bytes, head and body).
     Drained {
@@ -211,22 +213,20 @@ pub(super) fn classify(
     let services = app.services();
     let route = services.table.lookup(&host_key, path);
     let maint = app.maint();
-    if let Some(m) = &maint.record {
-        let covered = match route {
-            Some(r) => m.target.covers(&r.target.name),
-            None => m.target.covers_unrouted(),
-        };
-        if covered {
-            // The common case, a browser asking for a page, is answered from a cached response;
-            // JSON clients, HEAD and custom pages go through the router.
-            if browser && !head_only && !close && body_len == 0 && maint.page_url.is_none() {
-                return Plan::Maintenance {
-                    head_len,
-                    up: route.map(|r| r.target.clone()),
-                };
-            }
-            return local(req);
+    // The record that answers this route (route, then service, then global), if any.
+    if let Some(idx) = maint.index_for(route) {
+        // The common case, a browser asking for a page, is answered from a cached response;
+        // JSON clients, HEAD and custom pages go through the router (which counts the hit).
+        if browser && !head_only && !close && body_len == 0 && maint.active[idx].page_url.is_none()
+        {
+            app.count_hit(&maint.active[idx], route.map(|r| &r.spec));
+            return Plan::Maintenance {
+                head_len,
+                view: arc_swap::Guard::into_inner(maint),
+                idx,
+            };
         }
+        return local(req);
     }
     drop(maint);
     let Some(route) = route else {

@@ -234,9 +234,13 @@ pub async fn serve(
                     Ok(true)
                 )
             }
-            Plan::Maintenance { head_len, up } => {
+            Plan::Maintenance {
+                head_len,
+                view,
+                idx,
+            } => {
                 buf.consume(head_len);
-                let bytes = maintenance_bytes(app, up.as_deref());
+                let bytes = maintenance_bytes(view, idx);
                 write_timed(&mut stream, &bytes, SEND_LIMIT).await.is_ok()
             }
             Plan::Drained {

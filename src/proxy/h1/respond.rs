@@ -13,9 +13,6 @@ use http_body::Body as _;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::app::App;
-use crate::upstream::Upstream;
-
 use super::SEND_LIMIT;
 use super::buf::write_timed;
 use super::head::is_hop;
@@ -41,45 +38,34 @@ pub(super) fn date_line(out: &mut Vec<u8>) {
     });
 }
 
-type MaintCache = Option<(Arc<crate::app::MaintView>, u64, u64, bytes::Bytes)>;
+type MaintCache = Option<(Arc<crate::app::MaintView>, usize, u64, u64, bytes::Bytes)>;
 
 thread_local! {
-    /// The maintenance page as sent, for one (published state, Retry-After, second).
+    /// The maintenance page as sent, for one (published state, record, Retry-After, second).
     static MAINT: RefCell<MaintCache> = const { RefCell::new(None) };
 }
 
-/// The whole HTML maintenance response (head and body), counted as a hit.
-pub(super) fn maintenance_bytes(app: &App, up: Option<&Upstream>) -> bytes::Bytes {
-    app.hit();
-    if let Some(u) = up {
-        u.maintenance_hits
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-    let view = app.maint_full();
-    let retry = view
-        .record
-        .as_ref()
-        .map(|m| m.retry_after_secs(crate::model::now_ms()))
-        .unwrap_or(0);
-    let sec = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+/// The whole HTML maintenance response (head and body) of the record `view.active[idx]`.
+pub(super) fn maintenance_bytes(view: Arc<crate::app::MaintView>, idx: usize) -> bytes::Bytes {
+    let Some(rec) = view.active.get(idx) else {
+        return bytes::Bytes::new();
+    };
+    let now = crate::model::now_ms();
+    let retry = rec.record.retry_after_secs(now);
+    let sec = now / 1000;
     let hit = MAINT.with(|c| match &*c.borrow() {
-        Some((v, r, s, b)) if Arc::ptr_eq(v, &view) && *r == retry && *s == sec => Some(b.clone()),
+        Some((v, i, r, s, b)) if Arc::ptr_eq(v, &view) && *i == idx && *r == retry && *s == sec => {
+            Some(b.clone())
+        }
         _ => None,
     });
     if let Some(b) = hit {
         return b;
     }
-    let resp = crate::proxy::answers::maintenance_response(
-        true,
-        view.html.clone(),
-        &app.status_view(),
-        retry,
-    );
+    let status = crate::model::maintenance::status_view(Some(&rec.record), rec.hits(), now);
+    let resp = crate::proxy::answers::maintenance_response(true, rec.html.clone(), &status, retry);
     let b = bytes::Bytes::from(serialize_full(resp));
-    MAINT.with(|c| *c.borrow_mut() = Some((view, retry, sec, b.clone())));
+    MAINT.with(|c| *c.borrow_mut() = Some((view, idx, retry, sec, b.clone())));
     b
 }
 
