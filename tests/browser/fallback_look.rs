@@ -102,9 +102,11 @@ fn fallback_pages_show_hostile_names_and_messages_as_text() {
     // The reload re-renders and the text arrives with the next poll after it: on a loaded
     // machine (the whole suite beside Chromium) that took more than LIVE twice, so it gets
     // three times as long; it is a wait, not a promise of speed.
-    eventually(LIVE * 3, "#status-message to take the new hostile text", || {
-        (b.text("status-message")? == msg2).then_some(())
-    });
+    eventually(
+        LIVE * 3,
+        "#status-message to take the new hostile text",
+        || (b.text("status-message")? == msg2).then_some(()),
+    );
     // Let an injected image or frame load (and fail) if there was one.
     let seen = polls(&b);
     eventually(LIVE, "another poll", || (polls(&b) > seen).then_some(()));
