@@ -274,3 +274,23 @@ fn expired_links_and_cookies_are_refused() {
         "{out}"
     );
 }
+
+#[test]
+fn a_drain_is_not_bypassed() {
+    let (_api, _web, d) = setup();
+    d.ctl_ok(&["maint", "enter", "--target", "web"]);
+    let link = mint(&d, &[]);
+    let (cookie, _) = open(&d, &link, "/");
+    served_by(&holder(&d, "www.example.com", "/", JSON, &cookie), "web");
+    // A zero-length drain refuses everything on `web` at once, bypass cookie or not.
+    d.ctl_ok(&["drain", "start", "--target", "web", "--duration", "0s"]);
+    for accept in [BROWSER, JSON] {
+        let r = holder(&d, "www.example.com", "/", accept, &cookie);
+        assert_eq!(r.status, 503, "{r:?}");
+        assert_eq!(r.header("x-drain-mode"), Some("true"), "{r:?}");
+    }
+    served_by(
+        &holder(&d, "api.example.com", "/v1/item", JSON, &cookie),
+        "api",
+    );
+}
