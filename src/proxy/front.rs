@@ -38,7 +38,11 @@ pub async fn front(State(app): State<Arc<App>>, req: Request) -> Response {
     }
     drop(view);
     let Some(route) = route else {
-        return unrouted(&app, &req, &services);
+        let r = unrouted(&app, &req, &services);
+        return match bypass {
+            true => crate::proxy::bypass::mark(r, req.method() == http::Method::HEAD).await,
+            false => r,
+        };
     };
     let up = route.target.clone();
     if let Some(d) = app.drain_check(route) {
