@@ -39,10 +39,10 @@ pub async fn front(State(app): State<Arc<App>>, req: Request) -> Response {
     drop(view);
     let Some(route) = route else {
         let r = unrouted(&app, &req, &services);
-        return match bypass {
-            true => crate::proxy::bypass::mark(r, req.method() == http::Method::HEAD).await,
-            false => r,
-        };
+        if bypass {
+            return crate::proxy::bypass::mark(r, req.method() == http::Method::HEAD).await;
+        }
+        return r;
     };
     let up = route.target.clone();
     if let Some(d) = app.drain_check(route) {
