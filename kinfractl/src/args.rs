@@ -153,6 +153,29 @@ pub enum Maint {
     },
     /// List every maintenance record, and settings kept for a target's next window
     List,
+    /// Print a link that lets its holder past maintenance (staff checking an upgrade)
+    ///
+    /// Opened once in a browser, the link sets a signed cookie that lives until the link's
+    /// expiry and redirects to --path; with it, requests reach the real service while a
+    /// maintenance record would answer them (a drain still refuses). Anyone holding the link
+    /// before it is opened can use it: send it like a password.
+    BypassLink {
+        /// How long the link and its cookie live: 30m, 1h, 2d (a plain number is seconds; a
+        /// week at most)
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
+        ttl: u64,
+        /// Bypass only this target's record (as for `maint enter --target`); default: every
+        /// record
+        #[arg(long, value_name = "TARGET")]
+        target: Option<String>,
+        /// The origin visitors reach kinfrad at, like https://www.example.com (kinfrad cannot
+        /// know its public name); default: its first listen address
+        #[arg(long, value_name = "URL")]
+        base: Option<String>,
+        /// Where the link leads once the cookie is set
+        #[arg(long, value_name = "PATH", default_value = "/")]
+        path: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -60,6 +60,18 @@ pub fn render(resp: &Response, json: bool) -> String {
         }
         Response::Error { code, message } => format!("error: {message} ({})", code.as_str()),
         Response::Drain(d) => render_drain(d),
+        Response::BypassLink {
+            url,
+            expires,
+            target,
+            ..
+        } => format!(
+            "{url}\n(opens once; bypasses {} until {expires}; a drain still refuses)",
+            match target {
+                Some(t) => format!("the maintenance of {t}"),
+                None => "every maintenance record".to_string(),
+            }
+        ),
     }
 }
 

@@ -65,6 +65,18 @@ pub async fn execute(cli: &Cli, path: &Path) -> Result<String, Failure> {
             return Ok(out);
         }
         Command::Maint(Maint::List) => Request::MaintList,
+        Command::Maint(Maint::BypassLink {
+            ttl,
+            target,
+            base,
+            path,
+        }) => Request::MaintBypassLink {
+            // `parse_duration` gives milliseconds; a link lives whole seconds (at least one).
+            ttl_secs: Some(ttl.div_ceil(1000)),
+            target: target.clone(),
+            base: base.clone(),
+            path: Some(path.clone()),
+        },
         Command::Reload => Request::Reload,
         Command::Token => Request::Token,
         Command::Ps => Request::Ps,

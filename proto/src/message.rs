@@ -109,6 +109,20 @@ pub enum Request {
     /// services); follows a drain restarted meanwhile. → `Drain` |
     /// `Error{not_draining | drain_stopped | shutting_down}`
     DrainWait,
+    /// A link that lets its holder past maintenance: opened once, it sets a signed cookie
+    /// (living the rest of `ttl_secs`, default an hour) and redirects to `path` (default `/`).
+    /// `target` scopes it to that record (none: every record); `base` is the origin the link
+    /// names (default kinfrad's first listen address). → `BypassLink` | `Error{invalid_argument}`
+    MaintBypassLink {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ttl_secs: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        base: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
+    },
 }
 
 /// A response from the daemon.
@@ -153,6 +167,16 @@ pub enum Response {
         message: String,
     },
     Drain(DrainReport),
+    /// A minted maintenance bypass link.
+    BypassLink {
+        url: String,
+        /// When the link and its cookie expire (RFC 3339).
+        expires: String,
+        ttl_secs: u64,
+        /// The record it is scoped to (absent: every record).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
+    },
 }
 
 /// Stable error codes; the message is for humans.
@@ -312,6 +336,43 @@ mod tests {
         let short: Response =
             serde_json::from_str(r#"{"type":"drain","active":false}"#).expect("de");
         assert_eq!(short, Response::Drain(DrainReport::default()));
+    }
+
+    #[test]
+    fn bypass_link_shapes() {
+        let r = Request::MaintBypassLink {
+            ttl_secs: None,
+            target: None,
+            base: None,
+            path: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&r).expect("ser"),
+            r#"{"type":"maint_bypass_link"}"#
+        );
+        let r: Request = serde_json::from_str(
+            r#"{"type":"maint_bypass_link","ttl_secs":60,"target":"api","base":"https://x.example","path":"/a"}"#,
+        )
+        .expect("de");
+        assert_eq!(
+            r,
+            Request::MaintBypassLink {
+                ttl_secs: Some(60),
+                target: Some("api".into()),
+                base: Some("https://x.example".into()),
+                path: Some("/a".into()),
+            }
+        );
+        let a = Response::BypassLink {
+            url: "http://127.0.0.1:80/kinfra/bypass?t=v1".into(),
+            expires: "2026-12-24T02:00:00Z".into(),
+            ttl_secs: 3600,
+            target: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&a).expect("ser"),
+            r#"{"type":"bypass_link","url":"http://127.0.0.1:80/kinfra/bypass?t=v1","expires":"2026-12-24T02:00:00Z","ttl_secs":3600}"#
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! socket) call. Read-mostly data is behind `ArcSwap`, so the request path never takes a lock;
 //! writers are serialized by the state-file mutex and persist before they publish.
 
+mod bypass;
 mod drain;
 mod feed;
 mod maint;
@@ -30,6 +31,7 @@ use crate::state::{MaintState, PersistedState, StateFile};
 use crate::systemd::notify::Notifier;
 use crate::upstream::Upstream;
 
+pub use bypass::{LINK_PATH as BYPASS_LINK_PATH, MintedLink, OpenedLink};
 pub use drain::ActiveDrain;
 pub use feed::{Feed, Hub};
 pub use maint::{MaintRequest, PAGE_LOOKUP_TIMEOUT};
@@ -105,6 +107,8 @@ pub struct App {
     stopped: Mutex<std::collections::BTreeSet<String>>,
     /// The drain in effect, if any (`drain`).
     drain: drain::Drains,
+    /// Bypass links opened already (`bypass`).
+    bypass_opened: bypass::Opened,
 }
 
 /// The upstreams and the route table over them, swapped whole on reload.
@@ -215,6 +219,7 @@ impl App {
             reaped: std::sync::atomic::AtomicBool::new(false),
             stopped: Mutex::new(stopped),
             drain,
+            bypass_opened: bypass::Opened::default(),
         })
     }
 

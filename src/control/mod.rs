@@ -375,6 +375,24 @@ pub async fn dispatch(app: &Arc<App>, req: Request) -> Response {
         Request::DrainStop => app.drain_stop().await.map(Response::Drain),
         Request::DrainStatus => Ok(Response::Drain(app.drain_report())),
         Request::DrainWait => app.drain_wait().await.map(Response::Drain),
+        Request::MaintBypassLink {
+            ttl_secs,
+            target,
+            base,
+            path,
+        } => app
+            .bypass_link(
+                ttl_secs,
+                target.as_deref(),
+                base.as_deref(),
+                path.as_deref(),
+            )
+            .map(|l| Response::BypassLink {
+                url: l.url,
+                expires: crate::protocol::fmt::iso(l.expires_ms),
+                ttl_secs: l.ttl_secs,
+                target: l.target,
+            }),
         Request::Logs { service, lines } => app
             .service_logs(&service, lines.min(100_000) as usize)
             .map(|(lines, dropped)| {

@@ -5,6 +5,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub mod bypass;
 pub mod circuit;
 pub mod drain;
 pub mod maintenance;

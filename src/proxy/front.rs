@@ -26,12 +26,23 @@ pub async fn front(State(app): State<Arc<App>>, req: Request) -> Response {
     let route = services.table.lookup(&host, req.uri().path());
     // The record that answers this route (route, then service, then global), if any.
     let view = app.maint_full();
+    let mut bypass = false;
     if let Some(i) = view.index_for(route) {
-        return serve_maintenance(&app, req, &view, i, route.map(|r| &r.spec)).await;
+        // An operator's bypass cookie (asked only here, when a record applies) lets its
+        // holder through to the service; a drain still refuses.
+        let cookies = req.headers().get_all(header::COOKIE);
+        if !app.bypass_admits(&view.active[i], cookies.iter().map(|v| v.as_bytes())) {
+            return serve_maintenance(&app, req, &view, i, route.map(|r| &r.spec)).await;
+        }
+        bypass = true;
     }
     drop(view);
     let Some(route) = route else {
-        return unrouted(&app, &req, &services);
+        let r = unrouted(&app, &req, &services);
+        if bypass {
+            return crate::proxy::bypass::mark(r, req.method() == http::Method::HEAD).await;
+        }
+        return r;
     };
     let up = route.target.clone();
     if let Some(d) = app.drain_check(route) {
@@ -40,9 +51,15 @@ pub async fn front(State(app): State<Arc<App>>, req: Request) -> Response {
     let gate = up.cfg().fallback.enabled;
     let peer = req.extensions().get::<Peer>().map(|p| p.0);
     let browser = wants_html(req.headers());
-    match crate::proxy::forward(&up, route, req, peer, gate, services.underscores).await {
+    let head_only = req.method() == http::Method::HEAD;
+    let r = match crate::proxy::forward(&up, route, req, peer, gate, services.underscores).await {
         Ok(r) => r,
         Err(e) => failure_response(&app, &up, browser, gate, e),
+    };
+    if bypass {
+        crate::proxy::bypass::mark(r, head_only).await
+    } else {
+        r
     }
 }
 

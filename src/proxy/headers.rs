@@ -42,12 +42,15 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
-/// A `Cookie` header value without kinfrad's own session cookie (an admin credential that no
-/// upstream may see). `None`: the value does not carry it (forward it as it is);
-/// `Some(rest)`: the other cookies, `"; "`-joined (empty when it was the only one).
+/// A `Cookie` header value without kinfrad's own cookies: the session (an admin credential) and
+/// the maintenance bypass, which no upstream may see. `None`: the value carries neither
+/// (forward it as it is); `Some(rest)`: the other cookies, `"; "`-joined (empty when nothing
+/// else was left).
 pub fn without_session_cookie(value: &[u8]) -> Option<Vec<u8>> {
-    let name = crate::app::SESSION_COOKIE.as_bytes();
-    memchr::memmem::find(value, name)?;
+    let session = crate::app::SESSION_COOKIE.as_bytes();
+    let bypass = crate::model::bypass::COOKIE.as_bytes();
+    // Both names start with `kinfra_`: one search rules out most Cookie headers.
+    memchr::memmem::find(value, b"kinfra_")?;
     let mut out = Vec::with_capacity(value.len());
     let mut dropped = false;
     for pair in value.split(|b| *b == b';') {
@@ -60,7 +63,7 @@ pub fn without_session_cookie(value: &[u8]) -> Option<Vec<u8>> {
             .next()
             .unwrap_or(pair)
             .trim_ascii();
-        if key == name {
+        if key == session || key == bypass {
             dropped = true;
             continue;
         }
@@ -72,7 +75,7 @@ pub fn without_session_cookie(value: &[u8]) -> Option<Vec<u8>> {
     dropped.then_some(out)
 }
 
-/// Remove kinfrad's session cookie from every `Cookie` header (HTTP/2 clients send one header
+/// Remove kinfrad's session and bypass cookies from every `Cookie` header (HTTP/2 clients send one header
 /// per cookie); a header left empty goes.
 pub fn strip_session_cookie(h: &mut HeaderMap) {
     if !h

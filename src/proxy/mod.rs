@@ -5,6 +5,7 @@
 
 pub mod answers;
 mod body;
+pub mod bypass;
 pub mod custom;
 pub mod drain;
 pub mod front;

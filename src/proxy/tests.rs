@@ -25,6 +25,31 @@ fn hop_by_hop_headers_go() {
 }
 
 #[test]
+fn the_bypass_cookie_never_leaves() {
+    let b = crate::model::bypass::COOKIE;
+    let s = crate::app::SESSION_COOKIE;
+    assert_eq!(
+        without_session_cookie(format!("a=1; {b}=v1.2.-.x; b=2").as_bytes()),
+        Some(b"a=1; b=2".to_vec())
+    );
+    assert_eq!(
+        without_session_cookie(format!("{s}=v1; {b}=v1").as_bytes()),
+        Some(Vec::new())
+    );
+    assert_eq!(
+        without_session_cookie(format!("{b}x=1;x{b}=2; kinfra_other=3").as_bytes()),
+        None
+    );
+    let mut h = HeaderMap::new();
+    h.append(
+        header::COOKIE,
+        HeaderValue::from_str(&format!("{b}=secret; c=3")).expect("value"),
+    );
+    strip_session_cookie(&mut h);
+    assert_eq!(h.get(header::COOKIE).expect("kept"), "c=3");
+}
+
+#[test]
 fn the_session_cookie_never_leaves() {
     let c = crate::app::SESSION_COOKIE;
     assert_eq!(without_session_cookie(b"a=1; b=2"), None);

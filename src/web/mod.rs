@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod bypass;
 pub mod dashboard;
 pub mod drain;
 pub mod events;

@@ -65,6 +65,7 @@ pub fn router(app: Arc<App>) -> Router {
             "/kinfra/logout",
             axum::routing::post(crate::web::dashboard::logout),
         )
+        .route(crate::app::BYPASS_LINK_PATH, get(crate::web::bypass::open))
         .route("/kinfra/{*rest}", any(not_found))
         .route("/__action__", any(not_found))
         .route("/__action__/", any(not_found))

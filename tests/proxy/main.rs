@@ -15,6 +15,7 @@
 mod common;
 
 mod bodies;
+mod bypass;
 mod circuit;
 mod clients;
 mod drain;

@@ -215,6 +215,15 @@ pub(super) fn classify(
     let maint = app.maint();
     // The record that answers this route (route, then service, then global), if any.
     if let Some(idx) = maint.index_for(route) {
+        // An operator's bypass cookie: the router's front door forwards it (and marks the
+        // response), so it is checked here only when a record applies.
+        let cookies = req.headers.iter().zip(kinds.iter());
+        let cookies = cookies
+            .filter(|(_, k)| **k == Hdr::Cookie)
+            .map(|(h, _)| h.value);
+        if app.bypass_admits(&maint.active[idx], cookies) {
+            return local(req);
+        }
         // The common case, a browser asking for a page, is answered from a cached response;
         // JSON clients, HEAD and custom pages go through the router (which counts the hit).
         if browser && !head_only && !close && body_len == 0 && maint.active[idx].page_url.is_none()
