@@ -65,6 +65,9 @@ pub async fn execute(cli: &Cli, path: &Path) -> Result<String, Failure> {
             return Ok(out);
         }
         Command::Maint(Maint::List) => Request::MaintList,
+        Command::Maint(Maint::Schedule(a)) => {
+            crate::schedule::request(a).map_err(Failure::Usage)?
+        }
         Command::Reload => Request::Reload,
         Command::Token => Request::Token,
         Command::Ps => Request::Ps,
