@@ -39,6 +39,7 @@ const MIN_NAP: Duration = Duration::from_millis(250);
 struct Upcoming {
     target: Target,
     start_ms: u64,
+    end_ms: u64,
     warn_from_ms: u64,
 }
 
@@ -218,23 +219,30 @@ impl App {
     }
 
     /// The start (Unix ms) of the next window that covers a request routed to `route` of a
-    /// service (`None`: unrouted) and is within its warning lead time at `now_ms`.
-    pub fn scheduled_warning(&self, route: Option<(&RouteSpec, &str)>, now_ms: u64) -> Option<u64> {
+    /// service (`None`: unrouted) and is within its warning lead time now. One load, and a clock
+    /// read only while some window is ahead.
+    pub fn scheduled_warning(&self, route: Option<(&RouteSpec, &str)>) -> Option<u64> {
         let up = self.schedule.upcoming.load();
+        if up.is_empty() {
+            return None;
+        }
+        let now = now_ms();
         up.iter()
-            .filter(|u| u.warn_from_ms <= now_ms && now_ms < u.start_ms)
+            .filter(|u| u.warn_from_ms <= now && now < u.start_ms)
             .filter(|u| u.target.rank(route).is_some())
             .map(|u| u.start_ms)
             .min()
     }
 
-    /// The next start of any window within its warning lead time (for the status API).
-    pub fn scheduled_any(&self, now_ms: u64) -> Option<(u64, String)> {
+    /// The next window (start, end, target) within its warning lead time whose target `pick`
+    /// accepts (for the maintenance status API).
+    pub fn scheduled_for(&self, pick: impl Fn(&Target) -> bool) -> Option<(u64, u64, String)> {
         let up = self.schedule.upcoming.load();
+        let now = now_ms();
         up.iter()
-            .filter(|u| u.warn_from_ms <= now_ms && now_ms < u.start_ms)
+            .filter(|u| u.warn_from_ms <= now && now < u.start_ms && pick(&u.target))
             .min_by_key(|u| u.start_ms)
-            .map(|u| (u.start_ms, u.target.to_string()))
+            .map(|u| (u.start_ms, u.end_ms, u.target.to_string()))
     }
 
     /// Start the timer task; it ends when `stop` turns true.
@@ -326,6 +334,7 @@ impl App {
                 upcoming.push(Upcoming {
                     target: w.target.clone(),
                     start_ms: o.start_ms,
+                    end_ms: o.end_ms,
                     warn_from_ms,
                 });
             }

@@ -41,7 +41,10 @@ pub async fn front(State(app): State<Arc<App>>, req: Request) -> Response {
     let peer = req.extensions().get::<Peer>().map(|p| p.0);
     let browser = wants_html(req.headers());
     match crate::proxy::forward(&up, route, req, peer, gate, services.underscores).await {
-        Ok(r) => r,
+        Ok(mut r) => {
+            crate::proxy::schedule::add_header(&app, route, r.headers_mut());
+            r
+        }
         Err(e) => failure_response(&app, &up, browser, gate, e),
     }
 }
