@@ -103,3 +103,53 @@ pub fn render_windows(list: &[WindowReport]) -> String {
     }
     out.join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::args::{Cli, Command, Maint};
+
+    fn parse(args: &[&str]) -> Result<Request, String> {
+        let mut all = vec!["kinfractl", "maint", "schedule"];
+        all.extend(args);
+        let cli = Cli::try_parse_from(all).map_err(|e| e.to_string())?;
+        match cli.command {
+            Command::Maint(Maint::Schedule(a)) => request(&a),
+            other => Err(format!("{other:?}")),
+        }
+    }
+
+    #[test]
+    fn schedule_arguments_become_requests() {
+        assert_eq!(parse(&["list"]), Ok(Request::MaintScheduleList));
+        assert_eq!(
+            parse(&["cancel", "7"]),
+            Ok(Request::MaintScheduleCancel { id: 7 })
+        );
+        let r = parse(&[
+            "--at",
+            "2026-12-24T02:00",
+            "--duration",
+            "30m",
+            "--every",
+            "week",
+            "--tz",
+            "Europe/Berlin",
+            "--warn",
+            "0",
+        ])
+        .expect("parse");
+        assert!(matches!(
+            r,
+            Request::MaintSchedule { duration_secs: 1800, warn_secs: Some(0), ref tz, .. }
+                if tz.as_deref() == Some("Europe/Berlin")
+        ));
+        // --at and --duration are required without a subcommand; not with one.
+        assert!(parse(&["--at", "2026-12-24T02:00"]).is_err());
+        assert!(parse(&["--duration", "5m"]).is_err());
+        assert!(parse(&["cancel", "x"]).is_err());
+        assert!(parse(&["--at", "2026-12-24T02:00", "--duration", "soon"]).is_err());
+    }
+}

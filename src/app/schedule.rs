@@ -175,6 +175,8 @@ impl App {
         drop(store);
         let r = report(&w, now);
         tracing::info!(id, target_routes = %w.target, at = %w.at, tz = %w.tz, duration_secs = w.duration_secs, every = ?w.every, "maintenance window scheduled");
+        // The warnings hold from the answer on; the timer re-plans its sleep.
+        self.schedule_plan(now_ms());
         self.schedule.wake.notify_one();
         self.publish();
         Ok(r)
@@ -213,6 +215,7 @@ impl App {
         {
             tracing::warn!(id, error = %e.message, "could not leave the cancelled window's maintenance");
         }
+        self.schedule_plan(now_ms());
         self.schedule.wake.notify_one();
         self.publish();
         Ok(report(&w, now))
@@ -247,6 +250,8 @@ impl App {
 
     /// Start the timer task; it ends when `stop` turns true.
     pub fn start_schedule(self: &Arc<Self>, stop: watch::Receiver<bool>) {
+        // Warnings hold from the first request on.
+        self.schedule_plan(now_ms());
         tokio::spawn(run(self.clone(), stop));
     }
 
@@ -301,10 +306,7 @@ impl App {
                 if due.finished {
                     list.retain(|x| x.id != w.id);
                 } else if let Some(x) = list.iter_mut().find(|x| x.id == w.id) {
-                    x.entered_ms = match due.enter {
-                        Some(o) => Some(o.start_ms),
-                        None => None,
-                    };
+                    x.entered_ms = due.enter.map(|o| o.start_ms);
                 }
             }
             let state = self.persisted(self.maint_snapshot(), self.stopped_list());

@@ -280,15 +280,10 @@ impl Window {
         // An estimate of how many periods have passed (a period is 23 to 25 hours a day across
         // a DST change), one back to be safe; then step forward to the first that has not ended.
         let period_ms = every.days() as u64 * 86_400_000;
-        let mut k = ((now_ms - first.start_ms) / period_ms).saturating_sub(1) as i64;
-        for _ in 0..4 {
-            let o = self.occurrence_k(tz, k)?;
-            if now_ms < o.end_ms {
-                return Some(o);
-            }
-            k += 1;
-        }
-        None
+        let k0 = i64::try_from(((now_ms - first.start_ms) / period_ms).saturating_sub(1)).ok()?;
+        (k0..k0 + 4)
+            .map_while(|k| self.occurrence_k(tz, k))
+            .find(|o| now_ms < o.end_ms)
     }
 
     /// Is the window's maintenance due at `now_ms`?
