@@ -317,3 +317,41 @@ fn bad_windows_get_clear_errors() {
     assert!(windows(&d).is_empty());
     assert!(!active(&d));
 }
+
+#[test]
+fn windows_over_http_need_the_admin_token() {
+    let d = Daemon::start();
+    let token = d.token();
+    let auth = format!("Bearer {token}");
+    let json = ("Content-Type", "application/json");
+    let body =
+        r#"{"at":"2099-03-01T02:00","tz":"UTC","duration":"30m","every":"week","message":"HTTP"}"#;
+    let r = post(&d, "/api/kinfra/schedule", &[json], body);
+    assert_eq!(r.status, 401, "{}", r.text());
+    let r = post(
+        &d,
+        "/api/kinfra/schedule",
+        &[json, ("Authorization", &auth)],
+        body,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let id = r.json()["window"]["id"].as_u64().expect("id");
+    let list = get(d.addr, "/api/kinfra/schedule").json();
+    assert_eq!(list["windows"][0]["message"], "HTTP", "{list}");
+    assert_eq!(windows(&d)[0]["id"], id);
+    // Bad input: the same clear errors as kinfractl's.
+    let r = post(
+        &d,
+        "/api/kinfra/schedule",
+        &[json, ("Authorization", &auth)],
+        r#"{"at":"2099-03-01T02:00","tz":"Nowhere/Land","duration":60}"#,
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("unknown time zone"), "{}", r.text());
+    let path = format!("/api/kinfra/schedule/{id}");
+    let r = request(d.addr, "DELETE", &path, &[], b"").expect("delete");
+    assert_eq!(r.status, 401);
+    let r = request(d.addr, "DELETE", &path, &[("Authorization", &auth)], b"").expect("delete");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(windows(&d).is_empty());
+}
