@@ -210,7 +210,13 @@ impl App {
         }
         drop(store);
         tracing::info!(id, target_routes = %w.target, "maintenance window cancelled");
-        if w.entered_ms.is_some()
+        let held = self
+            .schedule
+            .lock()
+            .iter()
+            .any(|o| o.target == w.target && o.holds(now));
+        if w.holds(now)
+            && !held
             && let Err(e) = self.exit(Some(&w.target.to_string())).await
         {
             tracing::warn!(id, error = %e.message, "could not leave the cancelled window's maintenance");
@@ -271,7 +277,14 @@ impl App {
                 continue;
             }
             let target = w.target.to_string();
-            if due.exit {
+            // Another window that holds the same target now keeps it in maintenance.
+            let held = |by: &[Window]| {
+                by.iter()
+                    .any(|o| o.id != w.id && o.target == w.target && o.holds(now))
+            };
+            if due.exit && held(&self.schedule.lock()) {
+                tracing::info!(id = w.id, target_routes = %target, "scheduled window ended; another window goes on");
+            } else if due.exit {
                 match self.exit(Some(&target)).await {
                     Ok(_) => {
                         tracing::info!(id = w.id, target_routes = %target, "scheduled window ended")

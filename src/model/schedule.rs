@@ -313,6 +313,13 @@ impl Window {
         d
     }
 
+    /// Has the window entered maintenance for an occurrence that is not over at `now_ms`? (Its
+    /// target must not be left while another window holds it.)
+    pub fn holds(&self, now_ms: u64) -> bool {
+        self.entered_ms
+            .is_some_and(|s| now_ms < s.saturating_add(self.duration_secs * 1000))
+    }
+
     /// When the timer must look again after `now_ms`: the end of the occurrence entered, else
     /// the start of the next one (`None`: nothing left).
     pub fn next_edge(&self, tz: &TimeZone, now_ms: u64) -> Option<u64> {
@@ -452,6 +459,7 @@ mod tests {
         let d = w.due(&tz, start + 5);
         assert_eq!(d.enter.map(|o| o.start_ms), Some(start));
         w.entered_ms = Some(start);
+        assert!(w.holds(start + 59_999) && !w.holds(start + 60_000));
         assert_eq!(w.due(&tz, start + 10), Due::default());
         assert_eq!(w.next_edge(&tz, start + 10), Some(start + 60_000));
         let d = w.due(&tz, start + 60_000);

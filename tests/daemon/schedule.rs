@@ -355,3 +355,35 @@ fn windows_over_http_need_the_admin_token() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(windows(&d).is_empty());
 }
+
+#[test]
+fn overlapping_windows_of_one_target_keep_it_until_the_last_ends() {
+    let d = Daemon::start();
+    let (_, first, start) = ahead(2);
+    let (_, second, start2) = ahead(4);
+    for (at, dur) in [(&first, "3s"), (&second, "4s")] {
+        d.ctl_ok(&[
+            "maint",
+            "schedule",
+            "--at",
+            at,
+            "--tz",
+            "UTC",
+            "--duration",
+            dur,
+        ]);
+    }
+    let (end1, end2) = (start + 3000, start2 + 4000);
+    eventually(T, "the first window to start", || active(&d).then_some(()));
+    let wait = (end1 + 700).saturating_sub(now_ms());
+    std::thread::sleep(Duration::from_millis(wait));
+    if now_ms() + 1000 < end2 {
+        assert!(active(&d), "the second window still holds ALL");
+        let st = get(d.addr, "/api/maintenance/status").json();
+        assert_eq!(st["estimatedCompletion"], end2, "{st}");
+    }
+    eventually(T, "the second window to end", || {
+        (!active(&d)).then_some(())
+    });
+    assert!(now_ms() >= end2);
+}
