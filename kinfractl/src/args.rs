@@ -17,6 +17,10 @@ Examples:
   kinfractl maint list
   kinfractl maint exit --target api
   kinfractl maint exit --all
+  kinfractl maint schedule --at 2026-12-24T02:00 --duration 30m --tz Europe/Berlin --message \"Upgrade\"
+  kinfractl maint schedule --at 2027-01-03T03:00 --every week --duration 1h --target api --warn 2h
+  kinfractl maint schedule list
+  kinfractl maint schedule cancel 3
   kinfractl reload
   kinfractl ps
   kinfractl restart web
@@ -176,6 +180,9 @@ pub enum Maint {
         #[arg(long, value_name = "PATH", default_value = "/")]
         path: String,
     },
+    /// Schedule a maintenance window (kinfrad enters and leaves on time), or `schedule list`,
+    /// `schedule cancel ID`
+    Schedule(crate::schedule::ScheduleArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,6 +6,7 @@
 mod args;
 mod render;
 mod request;
+mod schedule;
 
 use std::process::ExitCode;
 

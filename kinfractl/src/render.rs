@@ -27,11 +27,15 @@ pub fn render(resp: &Response, json: bool) -> String {
             Response::MaintRecords { records } => {
                 serde_json::to_string_pretty(records).unwrap_or_default()
             }
+            Response::Schedule { windows } => {
+                serde_json::to_string_pretty(windows).unwrap_or_default()
+            }
             other => serde_json::to_string_pretty(other).unwrap_or_default(),
         },
         Response::Status(r) => render_report(r),
         Response::Maintenance(v) => render_maint(v),
         Response::MaintRecords { records } => render_records(records),
+        Response::Schedule { windows } => crate::schedule::render_windows(windows),
         Response::Reloaded { config } => format!("reloaded configuration from {config}"),
         Response::Hello { server, .. } => server.clone(),
         Response::Token { token } => token.clone(),

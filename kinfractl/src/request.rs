@@ -77,6 +77,9 @@ pub async fn execute(cli: &Cli, path: &Path) -> Result<String, Failure> {
             base: base.clone(),
             path: Some(path.clone()),
         },
+        Command::Maint(Maint::Schedule(a)) => {
+            crate::schedule::request(a).map_err(Failure::Usage)?
+        }
         Command::Reload => Request::Reload,
         Command::Token => Request::Token,
         Command::Ps => Request::Ps,

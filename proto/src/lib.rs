@@ -24,6 +24,7 @@
 mod frame;
 mod message;
 mod report;
+mod schedule;
 
 pub mod client;
 pub mod fmt;
@@ -32,3 +33,4 @@ pub mod paths;
 pub use frame::*;
 pub use message::*;
 pub use report::*;
+pub use schedule::*;

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::report::{DrainReport, LogEntry, ServiceReport, StatusReport, StatusView, StepSpec};
+use crate::schedule::WindowReport;
 
 /// Version of this protocol. Bumped only for incompatible changes.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -123,6 +124,33 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         path: Option<String>,
     },
+    /// Schedule a maintenance window of `target` (none: the global record) starting at `at`
+    /// (wall-clock time in `tz`, or RFC 3339 with an offset; no `tz`: kinfrad's local zone),
+    /// once or `every` `day`/`week`. → `Schedule` (the new window) | `Error{invalid_argument}`
+    MaintSchedule {
+        at: String,
+        duration_secs: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        every: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tz: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
+        /// Warning lead time (none: kinfrad's default; 0: no warning).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        warn_secs: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        issue: Option<String>,
+    },
+    /// Every scheduled window. → `Schedule`
+    MaintScheduleList,
+    /// Forget window `id`; one in progress leaves its maintenance. → `Schedule` (the window
+    /// cancelled) | `Error{invalid_argument}`
+    MaintScheduleCancel {
+        id: u64,
+    },
 }
 
 /// A response from the daemon.
@@ -176,6 +204,9 @@ pub enum Response {
         /// The record it is scoped to (absent: every record).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         target: Option<String>,
+    },
+    Schedule {
+        windows: Vec<WindowReport>,
     },
 }
 
@@ -426,6 +457,61 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&r).expect("ser"),
             r#"{"type":"maint_records","records":[]}"#
+        );
+    }
+
+    #[test]
+    fn schedule_shapes() {
+        let r = Request::MaintSchedule {
+            at: "2026-12-24T02:00".into(),
+            duration_secs: 1800,
+            every: None,
+            tz: None,
+            target: None,
+            warn_secs: None,
+            message: None,
+            issue: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&r).expect("ser"),
+            r#"{"type":"maint_schedule","at":"2026-12-24T02:00","duration_secs":1800}"#
+        );
+        let full: Request = serde_json::from_str(
+            r#"{"type":"maint_schedule","at":"2026-12-24T02:00","duration_secs":60,"every":"week","tz":"Europe/Berlin","target":"api","warn_secs":0,"message":"m","issue":"i"}"#,
+        )
+        .expect("de");
+        assert!(matches!(
+            full,
+            Request::MaintSchedule { every: Some(ref e), warn_secs: Some(0), .. } if e == "week"
+        ));
+        assert!(serde_json::from_str::<Request>(r#"{"type":"maint_schedule","at":"x"}"#).is_err());
+        assert_eq!(
+            serde_json::to_string(&Request::MaintScheduleList).expect("ser"),
+            r#"{"type":"maint_schedule_list"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::MaintScheduleCancel { id: 4 }).expect("ser"),
+            r#"{"type":"maint_schedule_cancel","id":4}"#
+        );
+        let w = WindowReport {
+            id: 4,
+            target: "ALL".into(),
+            at: "2026-12-24T02:00:00".into(),
+            tz: "UTC".into(),
+            duration_secs: 60,
+            ..WindowReport::default()
+        };
+        let text = serde_json::to_string(&Response::Schedule {
+            windows: vec![w.clone()],
+        })
+        .expect("ser");
+        assert_eq!(
+            text,
+            r#"{"type":"schedule","windows":[{"id":4,"target":"ALL","at":"2026-12-24T02:00:00","tz":"UTC","duration_secs":60,"warn_secs":0,"active":false}]}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<Response>(&text).expect("de"),
+            Response::Schedule { windows: vec![w] }
         );
     }
 

@@ -119,7 +119,7 @@ impl App {
     /// The targets `spec` names (nothing: the global record). Each must be a configured
     /// service or route, or pass `also` (an active record whose service left the config can
     /// still be left).
-    fn targets(
+    pub(super) fn targets(
         &self,
         spec: Option<&str>,
         also: impl Fn(&Target) -> bool,

@@ -10,6 +10,7 @@ mod pages;
 mod records;
 mod reload;
 mod report;
+mod schedule;
 mod services;
 
 use std::net::SocketAddr;
@@ -36,6 +37,7 @@ pub use drain::ActiveDrain;
 pub use feed::{Feed, Hub};
 pub use maint::{MaintRequest, PAGE_LOOKUP_TIMEOUT};
 pub use records::{Active, HitCounters, MaintView, status_url};
+pub use schedule::ScheduleRequest;
 pub use services::NotSupervised;
 use services::Supervised;
 
@@ -109,6 +111,8 @@ pub struct App {
     drain: drain::Drains,
     /// Bypass links opened already (`bypass`).
     bypass_opened: bypass::Opened,
+    /// Scheduled maintenance windows and their timer's wake-up (`schedule`).
+    schedule: schedule::Schedules,
 }
 
 /// The upstreams and the route table over them, swapped whole on reload.
@@ -190,6 +194,7 @@ impl App {
         let (changed, _) = watch::channel(0);
         let services = Services::build(&p.config, None)?;
         let drain = drain::Drains::load(p.state.drain, &p.pages, &services)?;
+        let schedule = schedule::Schedules::load(p.state.schedules);
         let mut id = [0u8; 8];
         crate::state::token::random_bytes(&mut id).map_err(|e| format!("/dev/urandom: {e}"))?;
         Ok(App {
@@ -220,6 +225,7 @@ impl App {
             stopped: Mutex::new(stopped),
             drain,
             bypass_opened: bypass::Opened::default(),
+            schedule,
         })
     }
 
@@ -287,21 +293,23 @@ impl App {
     /// The state file's contents for `maintenance` and the operator-stopped services, with the
     /// drain in effect.
     fn persisted(&self, maintenance: MaintState, stopped_services: Vec<String>) -> PersistedState {
-        persisted_state(maintenance, stopped_services, self.drain_record())
+        self.persisted_state(maintenance, stopped_services, self.drain_record())
     }
-}
 
-/// The state file's contents.
-fn persisted_state(
-    maintenance: MaintState,
-    stopped_services: Vec<String>,
-    drain: Option<crate::model::drain::Drain>,
-) -> PersistedState {
-    PersistedState {
-        version: crate::state::FORMAT_VERSION,
-        maintenance,
-        stopped_services,
-        drain,
+    /// The state file's contents (with the scheduled windows as they stand).
+    fn persisted_state(
+        &self,
+        maintenance: MaintState,
+        stopped_services: Vec<String>,
+        drain: Option<crate::model::drain::Drain>,
+    ) -> PersistedState {
+        PersistedState {
+            version: crate::state::FORMAT_VERSION,
+            maintenance,
+            stopped_services,
+            drain,
+            schedules: self.schedule.windows(),
+        }
     }
 }
 

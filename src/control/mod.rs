@@ -333,6 +333,35 @@ pub async fn dispatch(app: &Arc<App>, req: Request) -> Response {
         Request::MaintExit { target, all: false } => {
             app.exit(target.as_deref()).await.map(Response::Maintenance)
         }
+        Request::MaintSchedule {
+            at,
+            duration_secs,
+            every,
+            tz,
+            target,
+            warn_secs,
+            message,
+            issue,
+        } => app
+            .schedule_add(crate::app::ScheduleRequest {
+                at,
+                duration_secs,
+                every,
+                tz,
+                target,
+                warn_secs,
+                message,
+                issue,
+            })
+            .await
+            .map(|w| Response::Schedule { windows: vec![w] }),
+        Request::MaintScheduleList => Ok(Response::Schedule {
+            windows: app.schedule_list(),
+        }),
+        Request::MaintScheduleCancel { id } => app
+            .schedule_cancel(id)
+            .await
+            .map(|w| Response::Schedule { windows: vec![w] }),
         Request::MaintList => {
             return Response::MaintRecords {
                 records: app.maint_list(),

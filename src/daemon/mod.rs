@@ -248,6 +248,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     app.sync_supervisors();
     app.sync_probes();
     app.resume_drain();
+    app.start_schedule(stop_rx.clone());
     let http_task = tokio::spawn(crate::daemon::server::serve(
         app.clone(),
         http,

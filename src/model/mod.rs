@@ -10,6 +10,7 @@ pub mod circuit;
 pub mod drain;
 pub mod maintenance;
 pub mod routes;
+pub mod schedule;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

@@ -53,7 +53,10 @@ pub async fn front(State(app): State<Arc<App>>, req: Request) -> Response {
     let browser = wants_html(req.headers());
     let head_only = req.method() == http::Method::HEAD;
     let r = match crate::proxy::forward(&up, route, req, peer, gate, services.underscores).await {
-        Ok(r) => r,
+        Ok(mut r) => {
+            crate::proxy::schedule::add_header(&app, route, r.headers_mut());
+            r
+        }
         Err(e) => failure_response(&app, &up, browser, gate, e),
     };
     if bypass {

@@ -11,6 +11,7 @@ pub mod drain;
 pub mod front;
 pub mod h1;
 mod headers;
+pub mod schedule;
 #[cfg(test)]
 mod tests;
 

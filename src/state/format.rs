@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::maint::{MaintState, RecordV1};
 use crate::model::drain::Drain;
+use crate::model::schedule::Window;
 
 /// The newest format this build reads and writes. Format 1 held one maintenance record
 /// (`"maintenance": {…}` or null); format 2 holds every record, what is kept for targets' next
@@ -24,6 +25,10 @@ pub struct PersistedState {
     /// The drain, while one is set (`kinfractl drain start` until `drain stop`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain: Option<Drain>,
+    /// Scheduled maintenance windows (`kinfractl maint schedule`), until they are over or
+    /// cancelled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<Window>,
 }
 
 impl PersistedState {
@@ -33,6 +38,7 @@ impl PersistedState {
             maintenance: MaintState::default(),
             stopped_services: Vec::new(),
             drain: None,
+            schedules: Vec::new(),
         }
     }
 
@@ -41,6 +47,12 @@ impl PersistedState {
         self.maintenance.check()?;
         if let Some(d) = &self.drain {
             d.check().map_err(|e| format!("drain.{e}"))?;
+        }
+        for (i, w) in self.schedules.iter().enumerate() {
+            w.check_shape().map_err(|e| format!("schedules[{i}].{e}"))?;
+            if self.schedules[..i].iter().any(|o| o.id == w.id) {
+                return Err(format!("schedules[{i}]: a second window with id {}", w.id));
+            }
         }
         if let Some(bad) = self
             .stopped_services
@@ -92,6 +104,8 @@ fn decode_v1(bytes: &[u8]) -> Result<PersistedState, String> {
         stopped_services: Vec<String>,
         #[serde(default)]
         drain: Option<Drain>,
+        #[serde(default)]
+        schedules: Vec<Window>,
     }
     let old: V1 =
         serde_json::from_slice(bytes).map_err(|e| format!("not valid state JSON: {e}"))?;
@@ -107,6 +121,7 @@ fn decode_v1(bytes: &[u8]) -> Result<PersistedState, String> {
         maintenance,
         stopped_services: old.stopped_services,
         drain: old.drain,
+        schedules: old.schedules,
     };
     state.check().map_err(|e| format!("invalid value: {e}"))?;
     Ok(state)

@@ -5,6 +5,7 @@ use super::checks::check_dir;
 use super::file::{create_excl, temp_prefix};
 use super::*;
 use crate::model::maintenance::{Change, Maintenance, Prepared, Target};
+use crate::model::schedule::{Every, Window};
 use crate::paths::STATE_FILE;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -41,6 +42,18 @@ fn sample() -> PersistedState {
         },
         stopped_services: vec!["api".into()],
         drain: None,
+        schedules: vec![Window {
+            id: 3,
+            target: Target::Service("api".into()),
+            at: "2027-01-10T02:00:00".into(),
+            tz: "Europe/Berlin".into(),
+            duration_secs: 1800,
+            every: Some(Every::Week),
+            warn_secs: 3600,
+            message: Some("weekly upgrade".into()),
+            issue: None,
+            entered_ms: Some(1_900_000_000_000),
+        }],
     }
 }
 
@@ -452,6 +465,32 @@ fn format_2_values_are_checked() {
         (
             r#"{"version":2,"maintenance":{"prepared":[{"target":"api","countdown_secs":99999999}]}}"#,
             "prepared[0].countdown_secs",
+        ),
+    ] {
+        let e = decode(bad.as_bytes()).expect_err(bad);
+        assert!(e.contains(says), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn scheduled_windows_are_optional_and_checked() {
+    // Files written before windows existed load, with none.
+    let old = decode(br#"{"version":2,"maintenance":{"records":[]}}"#).expect("old file");
+    assert!(old.schedules.is_empty());
+    let text = String::from_utf8(serde_json::to_vec(&sample()).expect("ser")).expect("utf8");
+    assert!(text.contains(r#""schedules":[{"id":3,"#), "{text}");
+    for (bad, says) in [
+        (
+            r#"{"version":2,"schedules":[{"id":1,"target":"ALL","at":"2027-01-10T02:00:00","tz":"UTC","duration_secs":0}]}"#,
+            "schedules[0].duration",
+        ),
+        (
+            r#"{"version":2,"schedules":[{"id":1,"target":"ALL","at":"soon","tz":"UTC","duration_secs":5}]}"#,
+            "schedules[0].at",
+        ),
+        (
+            r#"{"version":2,"schedules":[{"id":1,"target":"ALL","at":"2027-01-10T02:00:00","tz":"UTC","duration_secs":5},{"id":1,"target":"ALL","at":"2027-01-10T02:00:00","tz":"UTC","duration_secs":5}]}"#,
+            "second window",
         ),
     ] {
         let e = decode(bad.as_bytes()).expect_err(bad);

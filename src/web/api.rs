@@ -55,8 +55,14 @@ pub(crate) async fn get_status(
 ) -> Response {
     use crate::model::maintenance::Target;
     match q.target.as_deref().map(Target::parse) {
-        None | Some(Ok(Target::All)) => json_response(StatusCode::OK, &app.status_view()),
-        Some(Ok(t)) => json_response(StatusCode::OK, &app.target_view(&t)),
+        None | Some(Ok(Target::All)) => json_response(
+            StatusCode::OK,
+            &crate::web::schedule::with_scheduled(&app, &Target::All, app.status_view()),
+        ),
+        Some(Ok(t)) => json_response(
+            StatusCode::OK,
+            &crate::web::schedule::with_scheduled(&app, &t, app.target_view(&t)),
+        ),
         Some(Err(e)) => error_response(
             StatusCode::BAD_REQUEST,
             "invalid_argument",

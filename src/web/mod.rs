@@ -9,4 +9,5 @@ pub mod dashboard;
 pub mod drain;
 pub mod events;
 pub mod router;
+pub mod schedule;
 pub mod status;

@@ -50,6 +50,16 @@ pub fn router(app: Arc<App>) -> Router {
                 .delete(crate::web::drain::stop)
                 .layer(DefaultBodyLimit::max(MAX_API_BODY)),
         )
+        .route(
+            "/api/kinfra/schedule",
+            get(crate::web::schedule::list)
+                .post(crate::web::schedule::add)
+                .layer(DefaultBodyLimit::max(MAX_API_BODY)),
+        )
+        .route(
+            "/api/kinfra/schedule/{id}",
+            axum::routing::delete(crate::web::schedule::cancel),
+        )
         .route("/api/kinfra/{*rest}", any(api_not_found))
         .route("/api/{*rest}", any(api_or_route))
         .route("/__status__", get(services_status))

@@ -12,6 +12,7 @@ mod custom_page;
 mod lifecycle;
 mod line_protocol;
 mod maintenance;
+mod schedule;
 
 use std::time::Duration;
 

@@ -27,6 +27,7 @@ mod maintenance;
 mod pipelining;
 mod pooling;
 mod routing;
+mod schedule;
 mod upgrades;
 
 /// What every theme file uses: the shared harness, with the names these tests have always

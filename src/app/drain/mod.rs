@@ -100,7 +100,7 @@ impl App {
             .map_err(|e| OpError::new(ErrorCode::Internal, e))?;
         let id = self.drain.ids.fetch_add(1, Ordering::Relaxed) + 1;
         let active = Arc::new(ActiveDrain::new(record, id, html, &self.services.load()));
-        let state = super::persisted_state(
+        let state = self.persisted_state(
             self.maint_to_persist(),
             self.stopped_list(),
             Some(active.to_record()),
@@ -127,7 +127,7 @@ impl App {
         let Some(cur) = self.drain.current.load_full() else {
             return Ok(DrainReport::default());
         };
-        let state = super::persisted_state(self.maint_to_persist(), self.stopped_list(), None);
+        let state = self.persisted_state(self.maint_to_persist(), self.stopped_list(), None);
         write_state(&store, state).await?;
         self.drain.set(None);
         drop(store);
@@ -234,7 +234,7 @@ impl App {
         {
             return;
         }
-        let state = super::persisted_state(
+        let state = self.persisted_state(
             self.maint_to_persist(),
             self.stopped_list(),
             Some(cur.to_record()),

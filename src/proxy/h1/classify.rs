@@ -30,6 +30,8 @@ pub(super) struct ProxyPlan {
     pub(super) max_body: u64,
     pub(super) header_timeout: Duration,
     pub(super) idle: Duration,
+    /// `X-Maintenance-Scheduled` for the response, when a window warns.
+    pub(super) scheduled: Option<String>,
 }
 
 pub(super) enum Plan {
@@ -352,6 +354,7 @@ pub(super) fn classify(
         max_body: cfg.max_request_body,
         header_timeout: cfg.timeouts.header,
         idle: cfg.timeouts.idle,
+        scheduled: crate::proxy::schedule::warning(app, route),
     })
 }
 

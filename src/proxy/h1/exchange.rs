@@ -409,6 +409,12 @@ pub(super) async fn proxy(
     if close {
         out.extend_from_slice(b"connection: close\r\n");
     }
+    if let Some(v) = &p.scheduled {
+        out.extend_from_slice(crate::proxy::schedule::HEADER.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     out.extend_from_slice(b"\r\n");
     // The first body bytes go out with the head.
     let mut done = false;
