@@ -339,6 +339,13 @@ fn render_report(r: &StatusReport) -> String {
         out.push('\n');
         out.push_str(&render_drain(d));
     }
+    if !r.schedules.is_empty() {
+        out.push_str("\nscheduled maintenance:\n");
+        for l in crate::schedule::render_windows(&r.schedules).lines() {
+            out.push_str(&format!("  {l}\n"));
+        }
+        out.pop();
+    }
     out.push_str(&render_services(&r.services));
     for p in &r.problems {
         out.push_str(&format!("\nPROBLEM: {p}"));

@@ -49,6 +49,9 @@ pub struct StatusReport {
     /// The drain, while one is set (absent from daemons without drains).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain: Option<Box<DrainReport>>,
+    /// Scheduled maintenance windows (absent when none, and from daemons without schedules).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<crate::schedule::WindowReport>,
 }
 
 /// One service as `kinfractl status` shows it.

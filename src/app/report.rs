@@ -43,6 +43,7 @@ impl App {
             maintenance_records: self.maint_list(),
             services: self.service_reports(),
             drain: Some(Box::new(self.drain_report())).filter(|d| d.active),
+            schedules: self.schedule_list(),
         }
     }
 

@@ -186,6 +186,7 @@ fn windows_are_listed_and_cancelled() {
         d.ctl_ok(&["maint", "schedule", "list"])
             .contains("no maintenance windows")
     );
+    assert!(!d.ctl_ok(&["status"]).contains("scheduled maintenance"));
     let mut ids = Vec::new();
     for (at, every) in [("2099-06-01T02:00", "week"), ("2099-07-01T03:30", "day")] {
         let out = d.ctl_ok(&[
@@ -208,6 +209,21 @@ fn windows_are_listed_and_cancelled() {
     }
     let w = windows(&d);
     assert_eq!(w.len(), 2);
+    // `kinfractl status` lists them too, and its JSON carries them.
+    let status = d.ctl_ok(&["status"]);
+    assert!(
+        status.contains("scheduled maintenance:")
+            && status.contains("2099-06-01T02:00:00 Europe/Berlin")
+            && status.contains("2099-07-01T03:30:00 Europe/Berlin"),
+        "{status}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&d.ctl_ok(&["--json", "status"])).expect("status JSON");
+    assert_eq!(
+        json["schedules"].as_array().map(Vec::len),
+        Some(2),
+        "{json}"
+    );
     assert_eq!(w[0]["at"], "2099-06-01T02:00:00");
     assert_eq!(w[0]["tz"], "Europe/Berlin");
     // 02:00 CEST is 00:00 UTC.
