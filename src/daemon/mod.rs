@@ -288,6 +288,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             }
             _ = watchdog.tick(), if watchdog_on => notifier.watchdog(),
             _ = flush.tick() => {
+                app.check_state_file();
                 app.flush_hits().await;
                 app.flush_drain().await;
             }
