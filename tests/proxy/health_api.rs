@@ -228,3 +228,28 @@ fn health_paths_win_over_a_service_routing_api() {
     let r = json_get(d.addr, "/api/users");
     assert_eq!(r.header("X-Upstream"), Some("api"), "{}", r.text());
 }
+
+#[test]
+fn health_readiness_counts_a_service_in_maintenance_as_served_by_design() {
+    let (api, api_up) = switchable("api");
+    let d = start(&service(
+        "api",
+        api.port(),
+        &["/"],
+        &format!("{FAST_HEALTH}\nenable_fallback = false"),
+    ));
+    wait_overall(&d, "healthy");
+    api_up.store(false, Ordering::SeqCst);
+    eventually(T, "readiness 503", || {
+        (code(&d, "/api/health/readiness") == 503).then_some(())
+    });
+    // An operator puts it in maintenance: its visitors get the maintenance page on purpose.
+    d.ctl_ok(&["maint", "enter", "--target", "api"]);
+    let r = json_get(d.addr, "/api/health/readiness");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j = json_get(d.addr, "/api/health").json();
+    assert_eq!(j["status"], "unhealthy", "{j}");
+    assert_eq!(j["components"]["api"]["fallback_by_design"], true, "{j}");
+    d.ctl_ok(&["maint", "exit", "--target", "api"]);
+    assert_eq!(code(&d, "/api/health/readiness"), 503);
+}
