@@ -5,6 +5,7 @@
 mod bypass;
 mod drain;
 mod feed;
+mod health;
 mod maint;
 mod pages;
 mod records;
@@ -35,6 +36,7 @@ use crate::upstream::Upstream;
 pub use bypass::{LINK_PATH as BYPASS_LINK_PATH, MintedLink, OpenedLink};
 pub use drain::ActiveDrain;
 pub use feed::{Feed, Hub};
+pub use health::{OwnChecks, StateCheck};
 pub use maint::{MaintRequest, PAGE_LOOKUP_TIMEOUT};
 pub use records::{Active, HitCounters, MaintView, status_url};
 pub use schedule::ScheduleRequest;
@@ -113,6 +115,8 @@ pub struct App {
     bypass_opened: bypass::Opened,
     /// Scheduled maintenance windows and their timer's wake-up (`schedule`).
     schedule: schedule::Schedules,
+    /// The health API's bookkeeping (`health`).
+    health: health::HealthBook,
 }
 
 /// The upstreams and the route table over them, swapped whole on reload.
@@ -226,6 +230,7 @@ impl App {
             drain,
             bypass_opened: bypass::Opened::default(),
             schedule,
+            health: health::HealthBook::default(),
         })
     }
 

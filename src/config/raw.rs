@@ -14,6 +14,8 @@ pub struct RawService {
     pub routes: Vec<String>,
     pub strip_prefix: Option<bool>,
     pub preserve_host: Option<bool>,
+    /// false: this service being down degrades kinfrad's health rather than failing it.
+    pub critical: Option<bool>,
     pub health_check: Option<RawHealth>,
     pub enable_fallback: Option<bool>,
     pub fallback_page: Option<String>,

@@ -86,6 +86,8 @@ pub struct ServiceConfig {
     pub strip_prefix: bool,
     /// Send the client's Host to the upstream instead of the upstream's own address.
     pub preserve_host: bool,
+    /// Its failure makes kinfrad's health unhealthy (true) or only degraded (false).
+    pub critical: bool,
     pub health: HealthConfig,
     pub fallback: FallbackConfig,
     pub breaker: BreakerConfig,
@@ -116,6 +118,13 @@ impl ServiceConfig {
             return Err((
                 here("name"),
                 format!("{name:?} may only hold letters, digits, '-', '_' and '.' (64 at most)"),
+            ));
+        }
+        if name == "kinfrad" {
+            return Err((
+                here("name"),
+                "\"kinfrad\" names kinfrad itself in the health API; choose another name"
+                    .to_string(),
             ));
         }
         let process = match (&raw.url, &raw.command) {
@@ -393,6 +402,7 @@ impl ServiceConfig {
             routes,
             strip_prefix: raw.strip_prefix.unwrap_or(false),
             preserve_host: raw.preserve_host.unwrap_or(false),
+            critical: raw.critical.unwrap_or(true),
             health,
             fallback,
             breaker,

@@ -119,3 +119,23 @@ fn only_a_written_fallback_message_is_the_operators() {
         .expect("valid");
     assert_eq!(s.fallback.operator_message.as_deref(), Some("Soon"));
 }
+
+#[test]
+fn critical_defaults_to_true_and_kinfrad_is_not_a_service_name() {
+    let base = "url = \"http://127.0.0.1:8000\"\nroutes = [\"/\"]\n";
+    let s = ServiceConfig::from_raw(0, &raw(&format!("name = \"api\"\n{base}"))).expect("valid");
+    assert!(s.critical);
+    let s = ServiceConfig::from_raw(
+        0,
+        &raw(&format!("name = \"api\"\ncritical = false\n{base}")),
+    )
+    .expect("valid");
+    assert!(!s.critical);
+    let (key, msg) =
+        ServiceConfig::from_raw(0, &raw(&format!("name = \"kinfrad\"\n{base}"))).unwrap_err();
+    assert_eq!(key, "service[0] (kinfrad).name");
+    assert!(msg.contains("health API"), "{msg}");
+    assert!(
+        toml::from_str::<RawService>(&format!("name = \"x\"\ncritical = \"no\"\n{base}")).is_err()
+    );
+}

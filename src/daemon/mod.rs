@@ -244,6 +244,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut sighup = signal(SignalKind::hangup())?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    // The health API reads the state file's last check: have one before the first request.
+    app.check_state_file();
     // Supervisors first: a service's probe must find its process attached.
     app.sync_supervisors();
     app.sync_probes();
@@ -288,6 +290,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             }
             _ = watchdog.tick(), if watchdog_on => notifier.watchdog(),
             _ = flush.tick() => {
+                app.check_state_file();
                 app.flush_hits().await;
                 app.flush_drain().await;
             }

@@ -144,6 +144,17 @@ impl StateFile {
         &self.path
     }
 
+    /// A cheap check that a write could succeed: not blocked, and the directory writable for
+    /// kinfrad (`access(2)`, which also sees a read-only file system). No file is written.
+    pub fn check_writable(&self) -> Result<(), String> {
+        if let Some(why) = &self.blocked {
+            return Err(why.clone());
+        }
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK)
+            .map_err(|e| format!("{} is not writable: {e}", dir.display()))
+    }
+
     /// Write atomically: a new temp file (`O_CREAT|O_EXCL|O_NOFOLLOW`, random name, 0600), fsync,
     /// rename over `state.json`, fsync the directory.
     pub fn write(&self, state: &PersistedState) -> io::Result<()> {

@@ -102,6 +102,7 @@ pub async fn run(
             continue;
         }
         let starts = up.starts();
+        let began = std::time::Instant::now();
         let outcome = tokio::select! {
             o = probe(&up) => o,
             _ = crate::stop::stopped(&mut stop) => return,
@@ -111,7 +112,7 @@ pub async fn run(
             continue;
         }
         let before = up.health();
-        if up.on_probe(outcome) {
+        if up.on_probe_timed(outcome, began.elapsed()) {
             let after = up.health();
             if before != after {
                 tracing::info!(service = %up.name, from = before.label(), to = after.label(), "upstream health changed");

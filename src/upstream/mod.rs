@@ -9,11 +9,13 @@ pub mod client;
 mod flight;
 pub mod health;
 mod process;
+mod reading;
 mod snapshot;
 #[cfg(test)]
 mod tests;
 
 pub use flight::InFlight;
+pub use reading::Reading;
 pub use snapshot::{Snapshot, public_error};
 
 use std::sync::Mutex;
@@ -76,6 +78,8 @@ struct Detail {
     changed_at: Option<SystemTime>,
     /// The startup grace period runs from here (kinfrad's start, or the process's last start).
     grace_from: Option<Instant>,
+    /// When the last active probe finished, and how long it took.
+    last_check: Option<(SystemTime, Duration)>,
 }
 
 /// A rendered fallback page and the state it was rendered for.
@@ -245,6 +249,12 @@ impl Upstream {
         } else {
             false
         }
+    }
+
+    /// Record an active probe that took `latency`; returns true when the visible state changed.
+    pub fn on_probe_timed(&self, outcome: ProbeOutcome, latency: Duration) -> bool {
+        lock(&self.detail).last_check = Some((SystemTime::now(), latency));
+        self.on_probe(outcome)
     }
 
     /// Record an active probe; returns true when the visible state changed.

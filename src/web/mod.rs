@@ -8,6 +8,7 @@ pub mod bypass;
 pub mod dashboard;
 pub mod drain;
 pub mod events;
+pub mod health;
 pub mod router;
 pub mod schedule;
 pub mod status;

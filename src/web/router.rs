@@ -61,6 +61,17 @@ pub fn router(app: Arc<App>) -> Router {
             axum::routing::delete(crate::web::schedule::cancel),
         )
         .route("/api/kinfra/{*rest}", any(api_not_found))
+        // The health API: kinfrad's own, whatever service routes /api/.
+        .route("/api/health", get(crate::web::health::whole))
+        .route("/api/health/liveness", get(crate::web::health::liveness))
+        .route("/api/health/readiness", get(crate::web::health::readiness))
+        .route("/api/health/startup", get(crate::web::health::startup))
+        .route(
+            "/api/health/components/{name}",
+            get(crate::web::health::component),
+        )
+        .route("/api/health/", any(api_not_found))
+        .route("/api/health/{*rest}", any(api_not_found))
         .route("/api/{*rest}", any(api_or_route))
         .route("/__status__", get(services_status))
         .route("/kinfra", get(crate::web::dashboard::page))

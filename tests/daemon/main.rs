@@ -9,6 +9,7 @@ mod common;
 mod config;
 mod control;
 mod custom_page;
+mod health_api;
 mod lifecycle;
 mod line_protocol;
 mod maintenance;

@@ -22,6 +22,7 @@ mod drain;
 mod fallback;
 mod framing;
 mod headers;
+mod health_api;
 mod hostile;
 mod maintenance;
 mod pipelining;

@@ -71,6 +71,9 @@ pub(super) fn is_own_path(path: &str) -> bool {
         || path.starts_with("/api/maintenance")
         || path.starts_with("/api/dashboard")
         || path.starts_with("/api/kinfra")
+        // The health API (not `/api/healthz`, which a service may route).
+        || path == "/api/health"
+        || path.starts_with("/api/health/")
 }
 
 /// Decide what to do with a parsed head (`data[..head_len]`; what follows may be its body).

@@ -1,0 +1,83 @@
+//! What the health API reads of kinfrad itself: the state file's last writability check (run
+//! by the daemon's periodic tick, never per request), the last reload's outcome, and whether the
+//! first full round of probes has finished (a latch: once done, startup stays done).
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::{App, lock_problems};
+
+/// The state file's last check: when, how long it took, and the error if it failed.
+#[derive(Debug, Clone)]
+pub struct StateCheck {
+    pub at: SystemTime,
+    pub latency: Duration,
+    pub error: Option<String>,
+}
+
+/// The health API's own bookkeeping in `App`.
+#[derive(Debug, Default)]
+pub struct HealthBook {
+    state: Mutex<Option<StateCheck>>,
+    started: AtomicBool,
+}
+
+/// kinfrad's own checks as last seen.
+#[derive(Debug, Clone)]
+pub struct OwnChecks {
+    pub listeners: usize,
+    /// `None` before the first check.
+    pub state: Option<StateCheck>,
+    /// The last reload's failure (the previous config still runs), if it failed.
+    pub reload_error: Option<String>,
+    /// Templates in effect (embedded or overridden).
+    pub templates: usize,
+}
+
+impl App {
+    /// Check that the state file could be written (no write): called at start and on the
+    /// daemon's periodic tick. Skipped while a write holds the file (that write tells).
+    pub fn check_state_file(&self) {
+        let Ok(store) = self.store.try_lock() else {
+            return;
+        };
+        let began = Instant::now();
+        let result = store.check_writable();
+        drop(store);
+        let check = StateCheck {
+            at: SystemTime::now(),
+            latency: began.elapsed(),
+            error: result.err(),
+        };
+        *self.health.state.lock().unwrap_or_else(|p| p.into_inner()) = Some(check);
+    }
+
+    /// kinfrad's own checks, as last recorded.
+    pub fn own_checks(&self) -> OwnChecks {
+        OwnChecks {
+            listeners: self.http_addrs.len(),
+            state: self
+                .health
+                .state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            reload_error: lock_problems(&self.problems).reload.clone(),
+            templates: self.pages().sources.len(),
+        }
+    }
+
+    /// Has the first full round of probes finished? `all_checked_now` says whether every
+    /// service's state is known now; once it was, this stays true (a service added by a
+    /// reload does not send kinfrad back to "starting").
+    pub fn startup_done(&self, all_checked_now: bool) -> bool {
+        if self.health.started.load(Ordering::Acquire) {
+            return true;
+        }
+        if all_checked_now {
+            self.health.started.store(true, Ordering::Release);
+        }
+        all_checked_now
+    }
+}
