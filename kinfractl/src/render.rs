@@ -161,25 +161,7 @@ fn render_ps(list: &[ServiceReport]) -> String {
             ]
         })
         .collect();
-    let mut width = head.map(str::len);
-    for r in &rows {
-        for (w, c) in width.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        let mut l = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            l.push_str(c);
-            if i + 1 < cells.len() {
-                l.push_str(&" ".repeat(width[i] - c.chars().count() + 2));
-            }
-        }
-        l.trim_end().to_string()
-    };
-    let mut out = vec![line(&head.map(String::from))];
-    out.extend(rows.iter().map(|r| line(r)));
-    out.join("\n")
+    table(&head, &rows)
 }
 
 /// "maintenance" for the global record, "maintenance of TARGET" for another.
@@ -288,25 +270,7 @@ fn render_records(list: &[StatusView]) -> String {
             ]
         })
         .collect();
-    let mut width = head.map(str::len);
-    for r in &rows {
-        for (w, c) in width.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        let mut l = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            l.push_str(c);
-            if i + 1 < cells.len() {
-                l.push_str(&" ".repeat(width[i] - c.chars().count() + 2));
-            }
-        }
-        l.trim_end().to_string()
-    };
-    let mut out = vec![line(&head.map(String::from))];
-    out.extend(rows.iter().map(|r| line(r)));
-    out.join("\n")
+    table(&head, &rows)
 }
 
 fn render_report(r: &StatusReport) -> String {
@@ -422,6 +386,29 @@ fn render_services(list: &[ServiceReport]) -> String {
         }
     }
     out
+}
+
+/// Columns padded to their widest cell, two spaces apart; trailing spaces trimmed.
+fn table<const N: usize>(head: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut width = head.map(str::len);
+    for r in rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            l.push_str(c);
+            if i + 1 < cells.len() {
+                l.push_str(&" ".repeat(width[i] - c.chars().count() + 2));
+            }
+        }
+        l.trim_end().to_string()
+    };
+    let mut out = vec![line(&head.map(String::from))];
+    out.extend(rows.iter().map(|r| line(r)));
+    out.join("\n")
 }
 
 #[cfg(test)]
