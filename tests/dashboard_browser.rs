@@ -60,13 +60,24 @@ fn open_dashboard(b: &Browser, d: &Daemon) {
     wait_card(b, "web", "running", T);
 }
 
-/// Click a service card's action button.
+/// Click a service card's action button, once it is enabled: the page disables a card's buttons
+/// while one of its actions is in flight, and the card can show the new state (pushed over SSE)
+/// before that action's POST has answered. A click on a disabled button does nothing.
 fn click(b: &Browser, id: &str, action: &str) {
-    b.try_js(
-        "document.querySelector('#card-' + arguments[0] + ' [data-action=' + arguments[1] + ']').click(); return 1;",
-        json!([id, action]),
-    )
-    .unwrap_or_else(|e| panic!("click {action} on {id}: {e}"));
+    eventually(
+        T,
+        &format!("the {action} button of {id} to be enabled"),
+        || {
+            let clicked = b
+            .try_js(
+                "var e = document.querySelector('#card-' + arguments[0] + ' [data-action=' + arguments[1] + ']'); \
+                 if (!e || e.disabled) return 0; e.click(); return 1;",
+                json!([id, action]),
+            )
+            .unwrap_or_else(|e| panic!("click {action} on {id}: {e}"));
+            (clicked == 1).then_some(())
+        },
+    );
 }
 
 /// `kill -9` the process kinfrad runs for service `name`.
