@@ -1,12 +1,18 @@
 //! What the health API reads of kinfrad itself: the state file's last writability check (run
 //! by the daemon's periodic tick, never per request), the last reload's outcome, and whether the
-//! first full round of probes has finished (a latch: once done, startup stays done).
+//! first full round of probes has finished (a latch: once done, startup stays done), and the
+//! components' last composed answer, reused for `health_cache_ttl` so that monitors polling
+//! often cost one composition per interval.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{App, lock_problems};
+use crate::model::health::Component;
+
+/// The components as composed at an instant, for a dashboard reader (slot 1) or anyone (0).
+type Composed = [Option<(Instant, Arc<Vec<Component>>)>; 2];
 
 /// The state file's last check: when, how long it took, and the error if it failed.
 #[derive(Debug, Clone)]
@@ -21,6 +27,7 @@ pub struct StateCheck {
 pub struct HealthBook {
     state: Mutex<Option<StateCheck>>,
     started: AtomicBool,
+    composed: Mutex<Composed>,
 }
 
 /// kinfrad's own checks as last seen.
@@ -66,6 +73,44 @@ impl App {
             reload_error: lock_problems(&self.problems).reload.clone(),
             templates: self.pages().sources.len(),
         }
+    }
+
+    /// The health API's components for a dashboard reader or not: composed by `make` at most
+    /// once per `health_cache_ttl` (every time when it is 0), and afresh after any change
+    /// (`publish` and reload forget them). Callers that arrive while one composes wait for its
+    /// answer rather than composing again.
+    pub fn health_components(
+        &self,
+        reader: bool,
+        make: impl FnOnce() -> Vec<Component>,
+    ) -> Arc<Vec<Component>> {
+        let ttl = self.config().health_cache_ttl;
+        if ttl.is_zero() {
+            return Arc::new(make());
+        }
+        let mut slots = self
+            .health
+            .composed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let slot = &mut slots[usize::from(reader)];
+        if let Some((at, v)) = slot.as_ref()
+            && at.elapsed() < ttl
+        {
+            return v.clone();
+        }
+        let v = Arc::new(make());
+        *slot = Some((Instant::now(), v.clone()));
+        v
+    }
+
+    /// Forget the composed answers (a reload may change the services or the TTL).
+    pub fn forget_health_components(&self) {
+        *self
+            .health
+            .composed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = [None, None];
     }
 
     /// Has the first full round of probes finished? `all_checked_now` says whether every

@@ -288,7 +288,10 @@ impl App {
         self.changed.subscribe()
     }
 
+    /// An operator's change took effect: wake the live streams, tell systemd, and let the
+    /// health API compose afresh (maintenance and stopped services change what it says).
     pub fn publish(&self) {
+        self.forget_health_components();
         self.changed.send_modify(|n| *n += 1);
         self.notifier.status(&self.status_line());
     }

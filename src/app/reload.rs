@@ -27,6 +27,8 @@ impl App {
                 tracing::error!(error = %e.message, "reload failed; keeping the previous configuration");
             }
         }
+        // Either way kinfrad's own component changed (its config check), maybe the services.
+        self.forget_health_components();
         self.notifier.ready(&self.status_line());
         self.changed.send_modify(|n| *n += 1);
         result

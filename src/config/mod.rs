@@ -72,6 +72,8 @@ pub struct Config {
     /// Host names, lower-case, that loopback readers may use besides `localhost` and loopback
     /// addresses (`dashboard_hosts`).
     pub dashboard_hosts: Vec<String>,
+    /// How long the health API reuses a composed answer (0: compose for every request).
+    pub health_cache_ttl: Duration,
 }
 
 /// Who may read the dashboard without an admin session (actions always need the token).
@@ -150,6 +152,7 @@ struct RawConfig {
     dashboard_access: Option<String>,
     underscores_in_headers: Option<bool>,
     dashboard_hosts: Option<Vec<String>>,
+    health_cache_ttl: Option<String>,
     #[serde(default)]
     service: Vec<crate::config::service::RawService>,
     page_config: Option<toml::Table>,

@@ -66,6 +66,31 @@ fn errors_name_file_and_key() {
 }
 
 #[test]
+fn health_cache_ttl_is_a_bounded_duration() {
+    assert_eq!(
+        load("").expect("default").health_cache_ttl,
+        Duration::from_secs(1)
+    );
+    let c = load("health_cache_ttl = \"0s\"").expect("zero");
+    assert!(c.health_cache_ttl.is_zero());
+    let c = load("health_cache_ttl = \"250ms\"").expect("ms");
+    assert_eq!(c.health_cache_ttl, Duration::from_millis(250));
+    for (bad, why) in [
+        ("\"soon\"", "not a duration"),
+        ("\"6m\"", "5m maximum"),
+        ("30", ""),
+    ] {
+        let e = load(&format!("health_cache_ttl = {bad}"))
+            .expect_err(bad)
+            .to_string();
+        assert!(
+            e.contains("health_cache_ttl") && e.contains(why),
+            "{bad}: {e}"
+        );
+    }
+}
+
+#[test]
 fn unknown_key_is_named() {
     let e = load("lisen = [\"127.0.0.1:1\"]")
         .expect_err("unknown")

@@ -12,6 +12,11 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:9100";
 const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 const DEFAULT_MAX_HEADER: usize = 32 * 1024;
 const MAX_GRACE: Duration = Duration::from_secs(600);
+/// How long the health API reuses a composed answer: short enough that a readiness probe sees
+/// a change within a second, long enough that monitors polling many times a second cost one
+/// composition per second.
+const DEFAULT_HEALTH_TTL: Duration = Duration::from_secs(1);
+const MAX_HEALTH_TTL: Duration = Duration::from_secs(300);
 /// `sun_path` is 108 bytes including the terminating NUL.
 const MAX_UNIX_PATH: usize = 107;
 
@@ -149,26 +154,20 @@ pub(super) fn validate(
         .map(|s| absolute(file, "admin_token_file", s))
         .transpose()?;
 
-    let shutdown_grace = match raw.shutdown_grace.as_deref() {
-        None => DEFAULT_GRACE,
-        Some(s) => {
-            let d = humantime::parse_duration(s).map_err(|e| {
-                invalid(
-                    file,
-                    "shutdown_grace",
-                    format!("{s:?} is not a duration like \"10s\": {e}"),
-                )
-            })?;
-            if d > MAX_GRACE {
-                return Err(invalid(
-                    file,
-                    "shutdown_grace",
-                    format!("{s:?} is longer than the 10 minute maximum"),
-                ));
-            }
-            d
-        }
-    };
+    let shutdown_grace = duration(
+        file,
+        "shutdown_grace",
+        raw.shutdown_grace.as_deref(),
+        DEFAULT_GRACE,
+        MAX_GRACE,
+    )?;
+    let health_cache_ttl = duration(
+        file,
+        "health_cache_ttl",
+        raw.health_cache_ttl.as_deref(),
+        DEFAULT_HEALTH_TTL,
+        MAX_HEALTH_TTL,
+    )?;
 
     let control_group = raw.control_group.unwrap_or_else(|| "kinfra".to_string());
     if control_group.is_empty()
@@ -293,7 +292,40 @@ pub(super) fn validate(
         dashboard_access,
         underscores_in_headers: raw.underscores_in_headers.unwrap_or(false),
         dashboard_hosts,
+        health_cache_ttl,
     })
+}
+
+/// A duration key like `"10s"` or `"1m 30s"` (`"0s"` allowed), `default` when absent, at most
+/// `max`.
+fn duration(
+    file: &str,
+    key: &str,
+    value: Option<&str>,
+    default: Duration,
+    max: Duration,
+) -> Result<Duration, ConfigError> {
+    let Some(s) = value else {
+        return Ok(default);
+    };
+    let d = humantime::parse_duration(s).map_err(|e| {
+        invalid(
+            file,
+            key,
+            format!("{s:?} is not a duration like \"10s\": {e}"),
+        )
+    })?;
+    if d > max {
+        return Err(invalid(
+            file,
+            key,
+            format!(
+                "{s:?} is longer than the {} maximum",
+                humantime::format_duration(max)
+            ),
+        ));
+    }
+    Ok(d)
 }
 
 /// `dashboard_hosts`: DNS names (no port, no address: loopback addresses are always accepted),

@@ -34,6 +34,30 @@ pub struct Reading<'a> {
     pub fallback_by_design: bool,
 }
 
+/// One component as the health API answers for it: what the combining rules need, and its
+/// JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Component {
+    pub name: String,
+    pub status: Status,
+    pub critical: bool,
+    pub by_design: bool,
+    /// Its state is known (kinfrad's always; a service's once probed or not running).
+    pub checked: bool,
+    pub json: serde_json::Value,
+}
+
+impl Component {
+    pub fn reading(&self) -> Reading<'_> {
+        Reading {
+            name: &self.name,
+            status: self.status,
+            critical: self.critical,
+            fallback_by_design: self.by_design,
+        }
+    }
+}
+
 /// A service's status from its state name (as `/__status__` shows it) and its breaker:
 /// `running` is healthy (degraded while the breaker is half-open, trying the service again);
 /// every other state (starting, down, unhealthy, circuit_open, stopped, crashed, …) is

@@ -13,33 +13,11 @@ use http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::app::App;
-use crate::model::health::{self, Reading, Status};
+use crate::model::health::{self, Component, Reading, Status};
 use crate::proxy::answers::{Peer, json_response};
 
 /// The name of kinfrad's own component (no service may take it).
 pub const OWN: &str = "kinfrad";
-
-/// One component: what the combining rules need, and its JSON.
-struct Component {
-    name: String,
-    status: Status,
-    critical: bool,
-    by_design: bool,
-    /// Its state is known (kinfrad's always; a service's once probed or not running).
-    checked: bool,
-    json: Value,
-}
-
-impl Component {
-    fn reading(&self) -> Reading<'_> {
-        Reading {
-            name: &self.name,
-            status: self.status,
-            critical: self.critical,
-            fallback_by_design: self.by_design,
-        }
-    }
-}
 
 fn iso(t: SystemTime) -> String {
     let ms = t
@@ -105,7 +83,11 @@ fn own(app: &App, reader: bool) -> Component {
 }
 
 /// Every component: kinfrad first, then the services in config order.
-fn components(app: &App, reader: bool) -> Vec<Component> {
+fn components(app: &App, reader: bool) -> Arc<Vec<Component>> {
+    app.health_components(reader, || compose(app, reader))
+}
+
+fn compose(app: &App, reader: bool) -> Vec<Component> {
     let now = Instant::now();
     let services = app.services();
     let mut out = Vec::with_capacity(services.list.len() + 1);
