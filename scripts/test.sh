@@ -15,7 +15,8 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests drive for real: systemd's tools (systemd-socket-activate,
 # systemd-analyze, a throwaway `systemd --user`), util-linux (setpriv), Chromium + ChromeDriver,
-# and python3 (the small services the supervisor and dashboard tests run).
+# python3 (the small services the supervisor and dashboard tests run), and prometheus for
+# promtool (the sample alerting rules are checked and unit-tested with it).
 need=()
 command -v systemd-socket-activate >/dev/null || need+=(systemd)
 command -v systemd-analyze >/dev/null || need+=(systemd)
@@ -24,6 +25,7 @@ command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
 command -v openssl >/dev/null || need+=(openssl)
 command -v python3 >/dev/null || need+=(python3)
+command -v promtool >/dev/null || need+=(prometheus)
 if ((${#need[@]})); then
     sudo=""
     if [[ $(id -u) -ne 0 ]]; then
