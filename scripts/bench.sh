@@ -7,6 +7,8 @@
 #   3. HAProxy as a reverse proxy to it
 #   4. kinfrad as a reverse proxy to it ([[service]]; its HTTP/1.1 fast path, the default)
 #   4b. the same with KINFRA_FAST_PATH=0 (every request through hyper + hyper-util's client)
+#   4c. the same as 4 while the health API is polled BENCH_POLL_RATE (100) times a second and
+#       /metrics scraped every second (scripts/bench/poll.py): monitoring must not cost visitors
 #   5. kinfrad's maintenance page (503, a static 8192-byte maintenance.html)
 #   6. nginx   answering 503 with the same 8192-byte file
 #   7. HAProxy answering 503 with the same 8192-byte file
@@ -21,6 +23,7 @@
 #        BENCH_SECS=2 BENCH_REPS=1 BENCH_RSS_CONNS=500 scripts/bench.sh   (smoke run, ~1.5 min)
 # Environment:
 #   BENCH_SECS (10)  BENCH_REPS (3)  BENCH_CONNS ("1 64")  BENCH_WARMUP (2 s per row, 0: none)
+#   BENCH_POLL_RATE (100): health API polls a second during row 4c
 #   BENCH_RSS_CONNS (2000; 0 skips the RSS measurement)
 #   BENCH_SERVER_CPU (0)  BENCH_CLIENT_CPU (1)
 #   BENCH_MAX_FOREIGN (5), BENCH_MAX_STEAL (30): a run during which processes outside the
@@ -171,12 +174,13 @@ PAGE=$TMP/www/maintenance.html
 chmod -R a+rX "$TMP"
 printf 'hello world\n' >"$TMP/hello.txt"
 
-read -r P_BACKEND P_NGINX P_NGINX503 P_HAPROXY P_HAPROXY503 P_KINFRAD P_KINMAINT P_KINHYPER < <(python3 "$HERE/freeports.py" 8 | paste -sd' ')
+read -r P_BACKEND P_NGINX P_NGINX503 P_HAPROXY P_HAPROXY503 P_KINFRAD P_KINMAINT P_KINHYPER P_KINPOLL < <(python3 "$HERE/freeports.py" 9 | paste -sd' ')
 declare -A PORT=(
     [direct]=$P_BACKEND [nginx]=$P_NGINX [haproxy]=$P_HAPROXY [kinfrad]=$P_KINFRAD [kinfrad-hyper]=$P_KINHYPER
-    [kinfrad-maint]=$P_KINMAINT [nginx-503]=$P_NGINX503 [haproxy-503]=$P_HAPROXY503
+    [kinfrad-polled]=$P_KINPOLL [kinfrad-maint]=$P_KINMAINT [nginx-503]=$P_NGINX503 [haproxy-503]=$P_HAPROXY503
 )
-ROWS=(direct nginx haproxy kinfrad kinfrad-hyper kinfrad-maint nginx-503 haproxy-503)
+ROWS=(direct nginx haproxy kinfrad kinfrad-hyper kinfrad-polled kinfrad-maint nginx-503 haproxy-503)
+POLL_RATE=${BENCH_POLL_RATE:-100}
 declare -A NA=()
 : >"$RAW/manifest.tsv"
 : >"$RAW/na.tsv"
@@ -331,7 +335,7 @@ health_check = { path = "/", interval = "5s", timeout = "1s" }
 EOF
     fi
 }
-mkdir -p "$TMP/kin-proxy" "$TMP/kin-hyper" "$TMP/kin-maint" "$TMP/kin-check"
+mkdir -p "$TMP/kin-proxy" "$TMP/kin-hyper" "$TMP/kin-poll" "$TMP/kin-maint" "$TMP/kin-check"
 kin_conf "$TMP/kin-check" "$P_KINFRAD" 0 >"$TMP/kin-check/base.toml"
 kin_conf "$TMP/kin-check" "$P_KINFRAD" 1 >"$TMP/kin-check/service.toml"
 "$KINFRAD" --check-config --config "$TMP/kin-check/base.toml" >"$RAW/logs/kinfrad-check-base.log" 2>&1 ||
@@ -342,12 +346,14 @@ else
     KIN_PROXY=0
     NA[kinfrad]="kinfrad has no proxy yet"
     NA[kinfrad-hyper]="kinfrad has no proxy yet"
+    NA[kinfrad-polled]="kinfrad has no proxy yet"
     log "kinfrad --check-config rejects [[service]]: $(head -c 300 "$RAW/logs/kinfrad-check-service.log")"
 fi
 kin_conf "$TMP/kin-proxy" "$P_KINFRAD" "$KIN_PROXY" >"$TMP/kin-proxy/kinfra.toml"
 kin_conf "$TMP/kin-hyper" "$P_KINHYPER" "$KIN_PROXY" >"$TMP/kin-hyper/kinfra.toml"
+kin_conf "$TMP/kin-poll" "$P_KINPOLL" "$KIN_PROXY" >"$TMP/kin-poll/kinfra.toml"
 kin_conf "$TMP/kin-maint" "$P_KINMAINT" "$KIN_PROXY" >"$TMP/kin-maint/kinfra.toml"
-for k in kin-proxy kin-hyper kin-maint; do
+for k in kin-proxy kin-hyper kin-poll kin-maint; do
     [ "$k" != kin-maint ] && [ "$KIN_PROXY" = 0 ] && continue
     fast=1
     [ "$k" = kin-hyper ] && fast=0
@@ -364,6 +370,7 @@ wait_port haproxy "$P_HAPROXY503"
 wait_port kin-maint "$P_KINMAINT"
 [ "$KIN_PROXY" = 1 ] && wait_port kin-proxy "$P_KINFRAD"
 [ "$KIN_PROXY" = 1 ] && wait_port kin-hyper "$P_KINHYPER"
+[ "$KIN_PROXY" = 1 ] && wait_port kin-poll "$P_KINPOLL"
 
 "$KINFRACTL" --socket "$TMP/kin-maint/c.sock" maint enter >"$RAW/logs/kinfractl-maint-enter.log" 2>&1 ||
     { cat "$RAW/logs/kinfractl-maint-enter.log" >&2; NA[kinfrad-maint]="kinfractl maint enter failed"; }
@@ -421,7 +428,11 @@ for row in "${ROWS[@]}"; do [ -z "${NA[$row]:-}" ] && ACTIVE+=("$row"); done
 
 # ---------------------------------------------------------------- throughput
 run_wrk() { # OUTFILE CONNS SECS ROW; prints "FOREIGN STEAL" CPU % seen during the run
-    python3 "$HERE/runwrk.py" "$1" "$RAW/ours.pids" -- taskset -c "$CCPU" wrk -t1 -c"$2" -d"$3"s \
+    local poll=()
+    # Row 4c: the pollers run on the client CPU, as children of the measured command (so their
+    # CPU counts as ours, not foreign), only while wrk runs.
+    [ "$4" = kinfrad-polled ] && poll=(python3 "$HERE/poll.py" "${PORT[$4]}" "$POLL_RATE" 1 --)
+    python3 "$HERE/runwrk.py" "$1" "$RAW/ours.pids" -- taskset -c "$CCPU" "${poll[@]}" wrk -t1 -c"$2" -d"$3"s \
         --latency -H 'Accept: text/html' "http://127.0.0.1:${PORT[$4]}/" || echo "wrk exited with $?" >>"$1"
 }
 measure() { # REP CONNS ROW: run, retrying while other processes load the machine
@@ -495,6 +506,10 @@ if [ "$RSS_N" -gt 0 ]; then
         haproxy-503) pids=$PID_haproxy ;;
         kinfrad) pids=$PID_kin_proxy up=$P_BACKEND ;;
         kinfrad-hyper) pids=$PID_kin_hyper up=$P_BACKEND ;;
+        kinfrad-polled)
+            printf '%s\tn/a (same process kind as row 4)\n' "$row" >>"$RAW/rss.tsv"
+            continue
+            ;;
         kinfrad-maint) pids=$PID_kin_maint ;;
         esac
         log "RSS: $RSS_N idle keep-alive connections to $row (pids $pids)"

@@ -21,6 +21,7 @@ ROWS = [
     ("haproxy", "3. HAProxy → backend", "200"),
     ("kinfrad", "4. kinfrad → backend (HTTP/1.1 fast path, default)", "200"),
     ("kinfrad-hyper", "4b. kinfrad → backend, fast path off (hyper)", "200"),
+    ("kinfrad-polled", "4c. kinfrad → backend, health API polled (100/s) + /metrics (1/s)", "200"),
     ("kinfrad-maint", "5. kinfrad maintenance page (503, 8 KB)", "503"),
     ("nginx-503", "6. nginx 503 + same 8 KB file", "503"),
     ("haproxy-503", "7. HAProxy 503 + same 8 KB file", "503"),
@@ -54,6 +55,8 @@ def parse_wrk(path):
     r["sock_err_text"] = m.group(0) if m else ""
     m = re.search(r"# bench-cpu: foreign=([\d.]+) steal=([\d.]+) top=(\S+)", text)
     r["foreign"], r["steal"], r["top"] = (float(m.group(1)), float(m.group(2)), m.group(3)) if m else (None, None, "")
+    m = re.search(r"# bench-poll: health=(\d+) health_bad=(\d+) metrics=(\d+) metrics_bad=(\d+) seconds=([\d.]+)", text)
+    r["poll"] = tuple(float(x) for x in m.groups()) if m else None
     for q in ("50", "99"):
         m = re.search(rf"^\s+{q}%\s+(\S+)", text, re.M)
         r["p" + q] = parse_time_us(m.group(1)) if m else None
@@ -68,6 +71,12 @@ def check(r, kind):
         problems.append(r["sock_err_text"])
     if kind == "200" and r["non2xx"]:
         problems.append(f"{r['non2xx']} non-2xx responses")
+    if r["poll"] is not None:
+        health, health_bad, metrics, metrics_bad, _secs = r["poll"]
+        if not health or health_bad or not metrics or metrics_bad:
+            problems.append(
+                f"monitoring polls: {health:.0f} health ({health_bad:.0f} bad), {metrics:.0f} metrics ({metrics_bad:.0f} bad)"
+            )
     if kind == "503":
         if r["non2xx"] != r["requests"]:
             problems.append(f"non-2xx {r['non2xx']} != requests {r['requests']}")
@@ -119,6 +128,8 @@ def main():
     max_foreign = float(os.environ.get("BENCH_MAX_FOREIGN", "5"))
     max_steal = float(os.environ.get("BENCH_MAX_STEAL", "30"))
     for (rep, conns, row), r in sorted(runs.items()):
+        if row == "kinfrad-polled" and r["poll"] is None:
+            problems.append(f"rep {rep}, {conns} conn, {row}: no poller summary ({os.path.basename(r['path'])})")
         for p in check(r, kinds[row]):
             problems.append(f"rep {rep}, {conns} conn, {row}: {p} ({os.path.basename(r['path'])})")
         if r["foreign"] is not None and (r["foreign"] > max_foreign or r["steal"] > max_steal):
@@ -215,6 +226,25 @@ def main():
     ]
     if detail:
         md += ["Per-repetition ratios to direct:", ""] + detail + [""]
+    polled = []
+    for c in levels:
+        per = []
+        for rep in reps:
+            a, b = runs.get((rep, c, "kinfrad-polled")), runs.get((rep, c, "kinfrad"))
+            if a and b and a["rps"] and b["rps"]:
+                per.append(a["rps"] / b["rps"])
+        polls = [runs[k]["poll"] for k in runs if k[1] == c and k[2] == "kinfrad-polled" and runs[k]["poll"]]
+        if per:
+            line = f"- @{c}: 4c ÷ 4 = {med(per):.3f} (per rep " + ", ".join(f"{x:.3f}" for x in per) + ")"
+            if polls:
+                h, hb, m, mb, secs = (sum(p[i] for p in polls) for i in range(5))
+                line += (
+                    f"; health API {h / secs:.0f} polls/s ({hb:.0f} not 200), "
+                    f"/metrics {m / secs:.1f} scrapes/s ({mb:.0f} not 200)"
+                )
+            polled.append(line)
+    if polled:
+        md += ["kinfrad polled by monitors vs. not (req/s of row 4c ÷ row 4, same repetition):", ""] + polled + [""]
     rss_lines = []
     for row, _label, _k in ROWS:
         v = rss.get(row)
