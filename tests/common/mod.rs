@@ -3,7 +3,7 @@
 //! ([`http`]: one client and one response reader), stand in for an upstream ([`upstream`], with
 //! the byte [`pattern`] for large bodies), check kinfrad's fallback answers ([`fallback`]),
 //! receive sd_notify datagrams ([`notify`]) and Server-Sent Events ([`sse`]), run small Python
-//! services ([`python`]); and here, what they all use: wait for conditions instead of sleeping,
+//! services ([`python`]), drive systemd's tools ([`units`]); and here, what they all use: wait for conditions instead of sleeping,
 //! free ports, the binaries' paths.
 //!
 //! Every test binary includes this module whole (`mod common;`, or `#[path]` from a folder
@@ -18,6 +18,7 @@ pub mod notify;
 pub mod pattern;
 pub mod python;
 pub mod sse;
+pub mod units;
 pub mod upstream;
 
 pub use daemon::*;

@@ -1,7 +1,7 @@
-//! kinfrad: the daemon. All logic lives in the library (`kinfra::daemon`).
+//! kinfrad's command line: clap's description of every flag (what `--help` prints). Only clap
+//! and std here: the build script includes this file to write the man page and completions.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::Parser;
 
@@ -12,54 +12,26 @@ use clap::Parser;
     version,
     after_help = "Without --config, /etc/kinfra/kinfra.toml is read if it exists, else an embedded default (listen 127.0.0.1:9100).\nExit codes: 0 clean stop (or valid config with --check-config), 1 error, 2 usage error."
 )]
-struct Args {
+pub struct Args {
     /// Configuration file (TOML) [default: /etc/kinfra/kinfra.toml when it exists]
     #[arg(long, short = 'c', value_name = "PATH")]
-    config: Option<PathBuf>,
+    pub config: Option<PathBuf>,
     /// Listen on this address instead of the configured ones (repeatable)
     #[arg(long, value_name = "IP:PORT")]
-    listen: Vec<String>,
+    pub listen: Vec<String>,
     /// Control socket path (when systemd does not pass one)
     #[arg(long, value_name = "PATH")]
-    control_socket: Option<PathBuf>,
+    pub control_socket: Option<PathBuf>,
     /// State directory (default: $STATE_DIRECTORY, else /var/lib/kinfra for root)
     #[arg(long, value_name = "DIR")]
-    state_dir: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
     /// Validate configuration and templates, then exit 0 (valid) or 1 (invalid)
     #[arg(long)]
-    check_config: bool,
+    pub check_config: bool,
     /// Also run the built-in demo service at / (startup steps, then a page you can crash)
     #[arg(long)]
-    demo: bool,
+    pub demo: bool,
     /// Be the demo service (kinfrad runs this itself for --demo)
     #[arg(long, hide = true)]
-    demo_service: bool,
-}
-
-fn main() -> ExitCode {
-    let a = Args::parse();
-    if a.demo_service {
-        return ExitCode::from(kinfra::demo::run());
-    }
-    let demo = if a.demo {
-        match std::env::current_exe() {
-            Ok(p) => Some(p.display().to_string()),
-            Err(e) => {
-                eprintln!("kinfrad: --demo: cannot find this executable: {e}");
-                return ExitCode::from(1);
-            }
-        }
-    } else {
-        None
-    };
-    kinfra::daemon::main(kinfra::daemon::DaemonArgs {
-        config: a.config,
-        overrides: kinfra::config::Overrides {
-            listen: a.listen,
-            control_socket: a.control_socket,
-            state_dir: a.state_dir,
-            demo,
-        },
-        check_config: a.check_config,
-    })
+    pub demo_service: bool,
 }
