@@ -77,6 +77,8 @@ pub(super) fn is_own_path(path: &str) -> bool {
         // The health API (not `/api/healthz`, which a service may route).
         || path == "/api/health"
         || path.starts_with("/api/health/")
+        // The metrics (not `/metrics/…`, which a service may route).
+        || path == "/metrics"
 }
 
 /// Decide what to do with a parsed head (`data[..head_len]`; what follows may be its body).
