@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests drive for real: systemd's tools (systemd-socket-activate,
 # systemd-analyze, a throwaway `systemd --user`), util-linux (setpriv), Chromium + ChromeDriver,
-# and python3 (the small services the supervisor and dashboard tests run).
+# python3 (the small services the supervisor and dashboard tests run) and its prometheus_client.
 need=()
 command -v systemd-socket-activate >/dev/null || need+=(systemd)
 command -v systemd-analyze >/dev/null || need+=(systemd)
@@ -24,6 +24,11 @@ command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
 command -v openssl >/dev/null || need+=(openssl)
 command -v python3 >/dev/null || need+=(python3)
+# The OpenMetrics parser the /metrics tests read kinfrad's exposition with (tests/common/metrics.rs
+# also tries the system's python3, which sees Debian's packages when PATH has another first).
+python3 -c 'import prometheus_client' 2>/dev/null \
+    || /usr/bin/python3 -c 'import prometheus_client' 2>/dev/null \
+    || need+=(python3-prometheus-client)
 if ((${#need[@]})); then
     sudo=""
     if [[ $(id -u) -ne 0 ]]; then
