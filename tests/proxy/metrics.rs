@@ -361,3 +361,46 @@ fn route_counters_survive_a_reload() {
         m.text
     );
 }
+
+#[test]
+fn drain_refusals_and_live_streams_are_shown() {
+    let up = Upstream::start(0, echo("web"));
+    let d = start(&service("web", up.port(), &["/"], FAST_HEALTH));
+    wait_running(&d, "web");
+    let m = scrape(d.addr);
+    assert_eq!(m.value("kinfra_drain_active", &[]), 0.0, "{}", m.text);
+    let streams = m.value("kinfra_sse_subscribers", &[]);
+
+    // A drain of no length refuses every request on its services at once.
+    d.ctl_ok(&["drain", "start", "--target", "web", "--duration", "0s"]);
+    let n = 4;
+    for _ in 0..n {
+        let r = json_get(d.addr, "/x");
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert_eq!(r.header("X-Drain-Mode"), Some("true"));
+    }
+    let m = scrape(d.addr);
+    assert_eq!(m.value("kinfra_drain_active", &[]), 1.0, "{}", m.text);
+    assert_eq!(
+        requests(&m, "web", "/", "5xx", "drain"),
+        f64::from(n),
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.value("kinfra_drain_refused_total", &[("route", "/")]),
+        f64::from(n),
+        "{}",
+        m.text
+    );
+    d.ctl_ok(&["drain", "stop"]);
+    assert_eq!(scrape(d.addr).value("kinfra_drain_active", &[]), 0.0);
+
+    // A dashboard reader's live stream is a subscriber while it is open.
+    let sse = Sse::open(d.addr, "/__events__", &[]);
+    eventually(T, "the stream to be counted", || {
+        (scrape(d.addr).value("kinfra_sse_subscribers", &[]) == streams + 1.0).then_some(())
+    });
+    // (A closed stream is noticed when kinfrad next writes to it: not waited for here.)
+    sse.close();
+}
