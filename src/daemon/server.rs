@@ -108,8 +108,11 @@ pub async fn serve(
                                     Ok(refuse(status, code, why))
                                 }
                                 None => {
-                                    let Ok(mut r) = router.oneshot(req.map(Body::new)).await;
-                                    crate::proxy::tally::count(&app, &mut r);
+                                    let r = crate::proxy::tally::routed(&app, async {
+                                        let Ok(r) = router.oneshot(req.map(Body::new)).await;
+                                        r
+                                    })
+                                    .await;
                                     Ok::<_, std::convert::Infallible>(r)
                                 }
                             }

@@ -95,8 +95,6 @@ pub async fn mark(mut r: Response, head_only: bool) -> Response {
             );
             r.headers_mut()
                 .insert(HEADER, HeaderValue::from_static("active"));
-            // How it is counted (`tally`) goes with it.
-            *r.extensions_mut() = std::mem::take(&mut parts.extensions);
             return r;
         }
     };

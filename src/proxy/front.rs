@@ -1,8 +1,8 @@
 //! The front door of the hyper path: everything that is not kinfrad's own endpoint. A request
 //! is matched to a route; then maintenance (the default page or the operator's custom page),
 //! a drain's refusal, the proxied service (or its fallback page), or, when nothing matches, the
-//! landing page, the status grid or a JSON 404. Every answer is marked with how it was
-//! answered (`tally`), for the request counters.
+//! landing page, the status grid or a JSON 404. Every answer is counted on the matched
+//! route's request counters with how it was answered (`tally`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -16,7 +16,7 @@ use crate::app::App;
 use crate::model::metrics::Answer;
 use crate::model::now_ms;
 use crate::proxy::answers::*;
-use crate::proxy::tally::{failure_answer, mark};
+use crate::proxy::tally::{answered, failure_answer};
 
 /// Everything that is not kinfrad's own: maintenance, a proxied upstream (or its fallback page),
 /// or kinfrad's own landing / status page.
@@ -25,7 +25,7 @@ pub async fn front(State(app): State<Arc<App>>, req: Request) -> Response {
         Ok(h) => h,
         Err(e) => {
             let r = error_response(StatusCode::BAD_REQUEST, "bad_request", &e);
-            return mark(r, Answer::Refused, None);
+            return answered(&app, r, Answer::Refused, None);
         }
     };
     let services = app.services_full();
@@ -39,52 +39,47 @@ pub async fn front(State(app): State<Arc<App>>, req: Request) -> Response {
         let cookies = req.headers().get_all(header::COOKIE);
         if !app.bypass_admits(&view.active[i], cookies.iter().map(|v| v.as_bytes())) {
             let r = serve_maintenance(&app, req, &view, i, route.map(|r| &r.spec)).await;
-            return mark(r, Answer::Maintenance, route);
+            return answered(&app, r, Answer::Maintenance, route);
         }
         bypass = true;
     }
     drop(view);
+    let head_only = req.method() == http::Method::HEAD;
     let Some(route) = route else {
-        let r = unrouted(&app, &req, &services);
+        let mut r = unrouted(&app, &req, &services);
+        if bypass {
+            r = crate::proxy::bypass::mark(r, head_only).await;
+        }
         let how = if r.status() == StatusCode::NOT_FOUND {
             Answer::Refused
         } else {
             Answer::Own
         };
-        let r = mark(r, how, None);
-        if bypass {
-            return crate::proxy::bypass::mark(r, req.method() == http::Method::HEAD).await;
-        }
-        return r;
+        return answered(&app, r, how, None);
     };
     let up = route.target.clone();
     if let Some(d) = app.drain_check(route) {
         let r = crate::proxy::drain::drain_response(wants_html(req.headers()), &d, &up.name);
-        return mark(r, Answer::Drain, Some(route));
+        return answered(&app, r, Answer::Drain, Some(route));
     }
     let gate = up.cfg().fallback.enabled;
     let peer = req.extensions().get::<Peer>().map(|p| p.0);
     let browser = wants_html(req.headers());
-    let head_only = req.method() == http::Method::HEAD;
-    let r = match crate::proxy::forward(&up, route, req, peer, gate, services.underscores).await {
-        Ok(mut r) => {
-            crate::proxy::schedule::add_header(&app, route, r.headers_mut());
-            mark(r, Answer::Proxied, Some(route))
-        }
-        Err(e) => {
-            let how = failure_answer(&e);
-            mark(
-                failure_response(&app, &up, browser, gate, e),
-                how,
-                Some(route),
-            )
-        }
-    };
+    let (mut r, how) =
+        match crate::proxy::forward(&up, route, req, peer, gate, services.underscores).await {
+            Ok(mut r) => {
+                crate::proxy::schedule::add_header(&app, route, r.headers_mut());
+                (r, Answer::Proxied)
+            }
+            Err(e) => {
+                let how = failure_answer(&e);
+                (failure_response(&app, &up, browser, gate, e), how)
+            }
+        };
     if bypass {
-        crate::proxy::bypass::mark(r, head_only).await
-    } else {
-        r
+        r = crate::proxy::bypass::mark(r, head_only).await;
     }
+    answered(&app, r, how, Some(route))
 }
 
 /// A request that matched no route.

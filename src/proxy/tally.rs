@@ -1,47 +1,55 @@
-//! Counting what both request paths answer (`kinfra_requests_total`). A response kinfrad
-//! writes itself on the fast path is counted where it is decided; a response that comes out of
-//! the router (both paths) carries a `Tally` saying how it was answered and on which route's
-//! counters, and is counted by `count` where the router was called. A router response without
-//! one is kinfrad's own endpoint.
+//! Counting what both request paths answer (`kinfra_requests_total`), without a lock or an
+//! allocation. What the fast path answers itself is counted where it is decided. A request that
+//! goes through the router (every request on the hyper path, kinfrad's own and the unusual ones
+//! on the fast path) runs inside `routed`: the front door counts its answer on the matched
+//! route's counters (`answered`) and notes so in a task-local flag; `routed` counts whatever the
+//! front door did not answer as kinfrad's own endpoint.
 
-use std::sync::Arc;
+use std::cell::Cell;
+use std::future::Future;
 
 use axum::response::Response;
 
 use crate::app::App;
-use crate::model::metrics::{Answer, RequestCounts};
+use crate::model::metrics::Answer;
 use crate::model::routes::Route;
 use crate::proxy::ForwardError;
 use crate::upstream::Upstream;
 
-/// How a router response was answered, and the counters of the route it matched (`None`: no
-/// route).
-#[derive(Debug, Clone)]
-pub(crate) struct Tally {
-    pub(crate) how: Answer,
-    pub(crate) counts: Option<Arc<RequestCounts>>,
+tokio::task_local! {
+    /// Set when the request running in `routed` was counted by the front door.
+    static COUNTED: Cell<bool>;
 }
 
-/// `resp`, marked as answered `how` on `route` (`None`: no route).
-pub(crate) fn mark(mut resp: Response, how: Answer, route: Option<&Route<Upstream>>) -> Response {
-    resp.extensions_mut().insert(Tally {
-        how,
-        counts: route.map(|r| r.counts.clone()),
-    });
+/// Count `resp` as answered `how` on `route` (`None`: no route), and return it.
+pub(crate) fn answered(
+    app: &App,
+    resp: Response,
+    how: Answer,
+    route: Option<&Route<Upstream>>,
+) -> Response {
+    route
+        .map_or(app.unrouted_requests(), |r| &*r.counts)
+        .count(how, resp.status().as_u16());
+    // Outside `routed` (a test calling the router itself) there is no flag to set.
+    let _ = COUNTED.try_with(|c| c.set(true));
     resp
 }
 
-/// Count a response that came out of the router, by its mark (unmarked: kinfrad's own).
-pub fn count(app: &App, resp: &mut Response) {
-    let status = resp.status().as_u16();
-    match resp.extensions_mut().remove::<Tally>() {
-        Some(Tally {
-            how,
-            counts: Some(c),
-        }) => c.count(how, status),
-        Some(Tally { how, counts: None }) => app.unrouted_requests().count(how, status),
-        None => app.unrouted_requests().count(Answer::Own, status),
+/// Run the router's answer to one request, counting it as kinfrad's own unless the front door
+/// counted it.
+pub async fn routed(app: &App, answer: impl Future<Output = Response>) -> Response {
+    let (resp, counted) = COUNTED
+        .scope(Cell::new(false), async {
+            let r = answer.await;
+            (r, COUNTED.with(Cell::get))
+        })
+        .await;
+    if !counted {
+        app.unrouted_requests()
+            .count(Answer::Own, resp.status().as_u16());
     }
+    resp
 }
 
 /// How a request whose forwarding failed is answered: the client's own faults (an oversized

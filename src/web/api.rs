@@ -174,7 +174,8 @@ pub(crate) async fn api_or_route(State(app): State<Arc<App>>, req: Request) -> R
         return front(State(app), req).await;
     }
     // Unrouted: counted as a refusal, like the front door's 404s.
-    crate::proxy::tally::mark(
+    crate::proxy::tally::answered(
+        &app,
         api_not_found().await,
         crate::model::metrics::Answer::Refused,
         None,

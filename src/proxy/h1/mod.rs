@@ -242,11 +242,13 @@ pub async fn serve(
                 buf.consume(head_len);
                 // A local response may be a long-lived event stream: hold no buffer meanwhile.
                 buf.release();
-                let mut resp = match router.clone().oneshot(*req).await {
-                    Ok(r) => r,
-                    Err(never) => match never {},
-                };
-                crate::proxy::tally::count(app, &mut resp);
+                let resp = crate::proxy::tally::routed(app, async {
+                    match router.clone().oneshot(*req).await {
+                        Ok(r) => r,
+                        Err(never) => match never {},
+                    }
+                })
+                .await;
                 matches!(
                     write_response(&mut stream, resp, head_only, close).await,
                     Ok(true)
