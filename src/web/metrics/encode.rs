@@ -197,7 +197,7 @@ impl Collector for Scrape {
         {
             let mut m = enc.encode_descriptor(
                 "kinfra_maintenance_active",
-                "1 for each active maintenance record, by target (\"*\": all of kinfrad).",
+                "1 for each active maintenance record, by target (* for all of kinfrad).",
                 None,
                 MetricType::Gauge,
             )?;
@@ -208,7 +208,7 @@ impl Collector for Scrape {
         {
             let mut m = enc.encode_descriptor(
                 "kinfra_maintenance_hits",
-                "Requests answered by maintenance, by route (\"\": unrouted); zeroed when a record for the route is entered.",
+                "Requests answered by maintenance, by route (empty for unrouted ones); zeroed when a record for the route is entered.",
                 None,
                 MetricType::Counter,
             )?;
@@ -360,6 +360,10 @@ mod tests {
             );
         }
         assert!(text.ends_with("# EOF\n"), "{text}");
+        // HELP texts need no escaping (the encoder does not escape them).
+        for l in text.lines().filter(|l| l.starts_with("# HELP")) {
+            assert!(!l.contains('"') && !l.contains('\\'), "{l}");
+        }
         // Unreadable process facts are absent, not zero.
         assert!(!text.contains("process_cpu_seconds_total "), "{text}");
     }
