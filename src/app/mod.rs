@@ -89,6 +89,8 @@ pub struct App {
     counters: HitCounters,
     /// Open HTTP connections.
     pub connections: AtomicU64,
+    /// Requests answered that matched no route (a route's are on the route).
+    requests: crate::model::metrics::RequestCounts,
     token: ArcSwap<String>,
     store: tokio::sync::Mutex<StateFile>,
     problems: Mutex<Problems>,
@@ -142,10 +144,21 @@ impl Services {
                 None => Arc::new(Upstream::new(sc.clone(), cfg.upstream_ca_file.as_deref())?),
             };
             for spec in &sc.routes {
+                // A route that stays keeps its request counters.
+                let counts = old
+                    .and_then(|o| {
+                        o.table
+                            .routes()
+                            .iter()
+                            .find(|r| r.target.name == sc.name && &r.spec == spec)
+                    })
+                    .map(|r| r.counts.clone())
+                    .unwrap_or_default();
                 routes.push(Route {
                     spec: spec.clone(),
                     target: up.clone(),
                     strip_prefix: sc.strip_prefix,
+                    counts,
                 });
             }
             list.push(up);
@@ -210,6 +223,7 @@ impl App {
             maint: ArcSwap::from_pointee(view),
             counters,
             connections: AtomicU64::new(0),
+            requests: Default::default(),
             token: ArcSwap::from_pointee(p.token),
             store: tokio::sync::Mutex::new(p.state_file),
             problems: Mutex::new(Problems {
@@ -272,6 +286,11 @@ impl App {
 
     pub fn notifier(&self) -> &Notifier {
         &self.notifier
+    }
+
+    /// The request counters of requests that matched no route.
+    pub fn unrouted_requests(&self) -> &crate::model::metrics::RequestCounts {
+        &self.requests
     }
 
     pub fn uptime(&self) -> std::time::Duration {

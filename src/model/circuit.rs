@@ -50,6 +50,22 @@ impl CircuitState {
             CircuitState::HalfOpen => "half-open",
         }
     }
+
+    /// Every state, in the order of [`CircuitState::index`].
+    pub const ALL: [CircuitState; 3] = [
+        CircuitState::Closed,
+        CircuitState::Open,
+        CircuitState::HalfOpen,
+    ];
+
+    /// The state's position in [`CircuitState::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            CircuitState::Closed => 0,
+            CircuitState::Open => 1,
+            CircuitState::HalfOpen => 2,
+        }
+    }
 }
 
 const BUCKETS: usize = 10;
@@ -76,6 +92,8 @@ pub struct Breaker {
     epoch: Instant,
     /// Failures recorded since the circuit last closed (shown in status).
     pub failures_total: u64,
+    /// State changes made, by the state entered (`CircuitState::index`).
+    transitions: [u64; 3],
 }
 
 /// What the breaker decided for one request.
@@ -101,6 +119,7 @@ impl Breaker {
             buckets: [Bucket::default(); BUCKETS],
             epoch: now,
             failures_total: 0,
+            transitions: [0; 3],
         }
     }
 
@@ -129,10 +148,21 @@ impl Breaker {
         self.consecutive_failures
     }
 
+    /// State changes so far, by the state entered (indexed as [`CircuitState::ALL`]). Entering
+    /// half-open is counted when the first trial is admitted after the cool-down.
+    pub fn transitions(&self) -> [u64; 3] {
+        self.transitions
+    }
+
+    fn entered(&mut self, s: CircuitState) {
+        self.transitions[s.index()] += 1;
+    }
+
     /// May a request go through now?
     pub fn admit(&mut self, now: Instant) -> Admit {
         if self.state(now) == CircuitState::HalfOpen && self.state == CircuitState::Open {
             self.state = CircuitState::HalfOpen;
+            self.entered(CircuitState::HalfOpen);
             self.trials_in_flight = 0;
             self.trial_successes = 0;
         }
@@ -223,6 +253,9 @@ impl Breaker {
     }
 
     fn open(&mut self, now: Instant) {
+        if self.state != CircuitState::Open {
+            self.entered(CircuitState::Open);
+        }
         self.state = CircuitState::Open;
         self.opened_at = Some(now);
         self.trials_in_flight = 0;
@@ -230,6 +263,9 @@ impl Breaker {
     }
 
     fn close(&mut self) {
+        if self.state != CircuitState::Closed {
+            self.entered(CircuitState::Closed);
+        }
         self.state = CircuitState::Closed;
         self.opened_at = None;
         self.consecutive_failures = 0;
@@ -284,6 +320,14 @@ mod tests {
         assert_eq!(b.state(t1), CircuitState::Closed);
         assert_eq!(b.admit(t1), Admit::Yes);
         assert_eq!(b.failures_total, 0);
+        // Closed → open → half-open → closed, each counted once.
+        assert_eq!(b.transitions(), [1, 1, 1]);
+        b.reset();
+        assert_eq!(
+            b.transitions(),
+            [1, 1, 1],
+            "resetting a closed circuit changes nothing"
+        );
     }
 
     #[test]

@@ -108,6 +108,7 @@ impl Task {
                             s.state = ProcState::Crashed;
                             s.pid = None;
                             s.last_exit = Some(info);
+                            s.exits += 1;
                         });
                         want_running = false;
                         // Stay "crashed" (not "stopped") until told otherwise.
@@ -124,6 +125,7 @@ impl Task {
                     }
                     let noted = |s: &mut ProcStatus| {
                         s.last_exit = Some(info);
+                        s.exits += 1;
                         s.restarts = s.restarts.saturating_add(1);
                     };
                     match self.back_off(&mut streak, noted).await {
@@ -248,6 +250,7 @@ impl Task {
         self.publish(|s| {
             s.pid = None;
             s.last_exit = Some(info);
+            s.exits += 1;
         });
     }
 }

@@ -103,6 +103,12 @@ pub struct Upstream {
     pub rendered: ArcSwap<Rendered>,
     pub requests: AtomicU64,
     pub failures: AtomicU64,
+    /// From sending a request to its response head (both request paths).
+    pub latency: crate::model::metrics::Histogram,
+    /// Active probes that passed and failed, and how long each took.
+    pub probes_ok: AtomicU64,
+    pub probes_failed: AtomicU64,
+    pub probe_latency: crate::model::metrics::Histogram,
     /// Requests being served now (see `InFlight`).
     in_flight: AtomicU64,
     /// Processes started by the supervisor (see `starts`).
@@ -149,6 +155,10 @@ impl Upstream {
             rendered: ArcSwap::from_pointee(Rendered::default()),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            latency: Default::default(),
+            probes_ok: AtomicU64::new(0),
+            probes_failed: AtomicU64::new(0),
+            probe_latency: Default::default(),
             in_flight: AtomicU64::new(0),
             starts: AtomicU64::new(0),
             idle: Mutex::new(Vec::new()),
@@ -254,6 +264,13 @@ impl Upstream {
     /// Record an active probe that took `latency`; returns true when the visible state changed.
     pub fn on_probe_timed(&self, outcome: ProbeOutcome, latency: Duration) -> bool {
         lock(&self.detail).last_check = Some((SystemTime::now(), latency));
+        self.probe_latency.observe(latency);
+        let passed = if outcome == ProbeOutcome::Ok {
+            &self.probes_ok
+        } else {
+            &self.probes_failed
+        };
+        passed.fetch_add(1, Ordering::Relaxed);
         self.on_probe(outcome)
     }
 

@@ -296,7 +296,7 @@ pub fn log_stream(
         cursor: since.unwrap_or(0),
         ring,
         lines,
-        closing: app.events().closing(),
+        closing: app.events().follow_logs(),
         ping: Box::pin(tokio::time::sleep(KEEPALIVE)),
         id: 0,
         first: true,

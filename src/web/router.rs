@@ -74,6 +74,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/health/{*rest}", any(api_not_found))
         .route("/api/{*rest}", any(api_or_route))
         .route("/__status__", get(services_status))
+        // kinfrad's metrics, whatever service routes `/`.
+        .route("/metrics", get(crate::web::metrics::metrics))
         .route("/kinfra", get(crate::web::dashboard::page))
         .route("/kinfra/", get(crate::web::dashboard::page))
         .route(

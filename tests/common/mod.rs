@@ -3,8 +3,9 @@
 //! ([`http`]: one client and one response reader), stand in for an upstream ([`upstream`], with
 //! the byte [`pattern`] for large bodies), check kinfrad's fallback answers ([`fallback`]),
 //! receive sd_notify datagrams ([`notify`]) and Server-Sent Events ([`sse`]), run small Python
-//! services ([`python`]), drive systemd's tools ([`units`]); and here, what they all use: wait for conditions instead of sleeping,
-//! free ports, the binaries' paths.
+//! services ([`python`]), scrape `/metrics` and parse it as Prometheus would ([`metrics`]), drive
+//! systemd's tools ([`units`]); and here, what they all use: wait for conditions instead of
+//! sleeping, free ports, the binaries' paths.
 //!
 //! Every test binary includes this module whole (`mod common;`, or `#[path]` from a folder
 //! target) and uses a part of it.
@@ -14,6 +15,7 @@
 pub mod daemon;
 pub mod fallback;
 pub mod http;
+pub mod metrics;
 pub mod notify;
 pub mod pattern;
 pub mod python;
@@ -24,6 +26,7 @@ pub mod upstream;
 pub use daemon::*;
 pub use fallback::*;
 pub use http::*;
+pub use metrics::{Metrics, metrics_response, scrape};
 pub use notify::NotifyRx;
 pub use pattern::*;
 pub use python::*;
