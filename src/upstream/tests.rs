@@ -32,7 +32,12 @@ fn up(extra: &str) -> Upstream {
         "name = \"api\"\nurl = \"http://127.0.0.1:1\"\nroutes = [\"/\"]\n{extra}"
     ))
     .expect("raw");
-    Upstream::new(ServiceConfig::from_raw(0, &raw).expect("cfg"), None).expect("upstream")
+    Upstream::new(
+        ServiceConfig::from_raw(0, &raw).expect("cfg"),
+        None,
+        std::sync::Arc::new(crate::eventlog::EventLog::new()),
+    )
+    .expect("upstream")
 }
 
 #[test]
