@@ -4,6 +4,7 @@
 
 mod bypass;
 mod drain;
+mod eventlog;
 mod feed;
 mod health;
 mod maint;
@@ -36,6 +37,7 @@ use crate::upstream::Upstream;
 
 pub use bypass::{LINK_PATH as BYPASS_LINK_PATH, MintedLink, OpenedLink};
 pub use drain::ActiveDrain;
+pub use eventlog::event_report;
 pub use feed::{Feed, Hub};
 pub use health::{OwnChecks, StateCheck};
 pub use maint::{MaintRequest, PAGE_LOOKUP_TIMEOUT};
