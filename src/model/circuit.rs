@@ -132,8 +132,10 @@ impl Breaker {
         if was == CircuitState::HalfOpen {
             return "a trial request failed".to_string();
         }
-        if self.consecutive_failures >= self.cfg.failures {
-            return format!("{} consecutive failures", self.consecutive_failures);
+        match self.consecutive_failures {
+            n if n < self.cfg.failures => {}
+            1 => return "a failure".to_string(),
+            n => return format!("{n} consecutive failures"),
         }
         let (n, f) = self.window_counts(now);
         format!(

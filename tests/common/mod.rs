@@ -2,7 +2,7 @@
 //! ([`daemon`]: the `Daemon` fixture and kinfrad's status), speak raw HTTP/1.1 over loopback
 //! ([`http`]: one client and one response reader), stand in for an upstream ([`upstream`], with
 //! the byte [`pattern`] for large bodies), check kinfrad's fallback answers ([`fallback`]),
-//! receive sd_notify datagrams ([`notify`]) and Server-Sent Events ([`sse`]), run small Python
+//! read kinfrad's event log ([`events`]), receive sd_notify datagrams ([`notify`]) and Server-Sent Events ([`sse`]), run small Python
 //! services ([`python`]); and here, what they all use: wait for conditions instead of sleeping,
 //! free ports, the binaries' paths.
 //!
@@ -12,6 +12,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod daemon;
+pub mod events;
 pub mod fallback;
 pub mod http;
 pub mod notify;
@@ -21,6 +22,7 @@ pub mod sse;
 pub mod upstream;
 
 pub use daemon::*;
+pub use events::*;
 pub use fallback::*;
 pub use http::*;
 pub use notify::NotifyRx;
