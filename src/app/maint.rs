@@ -410,6 +410,26 @@ fn local_ips() -> Vec<std::net::IpAddr> {
         .collect()
 }
 
+impl App {
+    /// Record a maintenance event of `target` (a route target names its route).
+    fn note(&self, kind: Kind, target: &Target, reason: String) {
+        let e = match target {
+            Target::Route(r) => {
+                let services = self.services();
+                let svc = services
+                    .list
+                    .iter()
+                    .find(|u| u.cfg().routes.contains(r))
+                    .map(|u| u.name.clone())
+                    .unwrap_or_default();
+                Event::new(kind, svc, reason).route(r.to_string())
+            }
+            t => Event::new(kind, t.to_string(), reason),
+        };
+        self.eventlog.record(e);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,25 +460,5 @@ mod tests {
         // A listener on one mapped address is that IPv4 address.
         let mapped = [sa("[::ffff:192.0.2.7]:80")];
         assert!(is_own_listener(sa("192.0.2.7:80"), &mapped, &[]));
-    }
-}
-
-impl App {
-    /// Record a maintenance event of `target` (a route target names its route).
-    fn note(&self, kind: Kind, target: &Target, reason: String) {
-        let e = match target {
-            Target::Route(r) => {
-                let services = self.services();
-                let svc = services
-                    .list
-                    .iter()
-                    .find(|u| u.cfg().routes.contains(r))
-                    .map(|u| u.name.clone())
-                    .unwrap_or_default();
-                Event::new(kind, svc, reason).route(r.to_string())
-            }
-            t => Event::new(kind, t.to_string(), reason),
-        };
-        self.eventlog.record(e);
     }
 }

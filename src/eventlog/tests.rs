@@ -71,9 +71,12 @@ fn every_kind_has_a_distinct_name() {
     assert_eq!(names.len(), Kind::ALL.len());
 }
 
-/// Collects the fields (name → value) of every event logged.
+/// One logged event's fields: (name, value).
+type Logged = Vec<(String, String)>;
+
+/// Collects the fields of every event logged.
 #[derive(Clone, Default)]
-struct Fields(Arc<Mutex<Vec<Vec<(String, String)>>>>);
+struct Fields(Arc<Mutex<Vec<Logged>>>);
 
 struct Collect<'a>(&'a mut Vec<(String, String)>);
 
