@@ -389,15 +389,13 @@ impl Upstream {
     pub fn on_error(&self, now: Instant, connect: bool, what: String) -> bool {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.failures.fetch_add(1, Ordering::Relaxed);
-        let (mut changed, circuit) = {
+        let (mut changed, circuit, failures) = {
             let mut b = lock(&self.breaker);
             let before = b.state(now);
             let was = b.moved_state();
             b.on_failure(now);
-            (
-                before != b.state(now),
-                self.circuit_move(&b, was, now, &what),
-            )
+            let note = self.circuit_move(&b, was, now, &what);
+            (before != b.state(now), note, b.consecutive_failures())
         };
         let before = self.health();
         let mut d = lock(&self.detail);
@@ -406,7 +404,7 @@ impl Upstream {
             d.consecutive_ok = 0;
             changed |= self.set_health(Health::Unhealthy, &mut d);
             let reason = format!("request failed: {what}");
-            health = self.health_move(before, Health::Unhealthy, reason, 1, None);
+            health = self.health_move(before, Health::Unhealthy, reason, failures, None);
         }
         d.last_error = what;
         drop(d);
