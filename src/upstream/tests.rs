@@ -134,7 +134,11 @@ fn every_move_is_recorded_once_with_its_reason() {
                 "cool-down of 5s over; trying requests".to_string(),
                 None
             ),
-            ("circuit_closed", "trial requests succeeded".to_string(), None),
+            (
+                "circuit_closed",
+                "trial requests succeeded".to_string(),
+                None
+            ),
             ("health_down", "status 500".to_string(), Some(2)),
         ]
     );
