@@ -140,6 +140,34 @@ impl Breaker {
         }
     }
 
+    /// The state as it last moved: an open circuit past its cool-down still reads open here
+    /// until a request is admitted as a trial (compare before and after a call to see a move).
+    pub fn moved_state(&self) -> CircuitState {
+        self.state
+    }
+
+    /// Why the circuit is open, said right after a failure opened it (from `was`).
+    pub fn open_reason(&self, now: Instant, was: CircuitState) -> String {
+        if was == CircuitState::HalfOpen {
+            return "a trial request failed".to_string();
+        }
+        match self.consecutive_failures {
+            n if n < self.cfg.failures => {}
+            1 => return "a failure".to_string(),
+            n => return format!("{n} consecutive failures"),
+        }
+        let (n, f) = self.window_counts(now);
+        format!(
+            "{f} of {n} requests failed in the last {}",
+            humantime::format_duration(self.cfg.window)
+        )
+    }
+
+    /// The cool-down an open circuit waits out.
+    pub fn cooldown(&self) -> Duration {
+        self.cfg.cooldown
+    }
+
     pub fn opened_at(&self) -> Option<Instant> {
         self.opened_at
     }
@@ -383,6 +411,44 @@ mod tests {
         assert_eq!(b.window_counts(later), (0, 0));
         b.on_failure(later);
         assert_eq!(b.state(later), CircuitState::Closed);
+    }
+
+    #[test]
+    fn the_reason_says_what_opened_it() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(cfg(), t0);
+        for _ in 0..3 {
+            b.on_failure(t0);
+        }
+        assert_eq!(b.moved_state(), CircuitState::Open);
+        assert_eq!(
+            b.open_reason(t0, CircuitState::Closed),
+            "3 consecutive failures"
+        );
+        let t1 = t0 + Duration::from_secs(6);
+        // Past the cool-down it reads half-open, but has not moved until a trial is admitted.
+        assert_eq!(b.moved_state(), CircuitState::Open);
+        assert_eq!(b.admit(t1), Admit::Trial);
+        assert_eq!(b.moved_state(), CircuitState::HalfOpen);
+        b.on_failure(t1);
+        assert_eq!(
+            b.open_reason(t1, CircuitState::HalfOpen),
+            "a trial request failed"
+        );
+        let mut r = Breaker::new(cfg(), t0);
+        for i in 0..10u64 {
+            let t = t0 + Duration::from_millis(10 * i);
+            if i % 2 == 0 {
+                r.on_success(t);
+            } else {
+                r.on_failure(t);
+            }
+        }
+        assert_eq!(r.moved_state(), CircuitState::Open);
+        assert_eq!(
+            r.open_reason(t0 + Duration::from_millis(100), CircuitState::Closed),
+            "5 of 10 requests failed in the last 10s"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod bypass;
 pub mod dashboard;
 pub mod drain;
+pub mod eventlog;
 pub mod events;
 pub mod health;
 pub mod metrics;

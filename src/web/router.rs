@@ -60,6 +60,7 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/kinfra/schedule/{id}",
             axum::routing::delete(crate::web::schedule::cancel),
         )
+        .route("/api/kinfra/events", get(crate::web::eventlog::list))
         .route("/api/kinfra/{*rest}", any(api_not_found))
         // The health API: kinfrad's own, whatever service routes /api/.
         .route("/api/health", get(crate::web::health::whole))
