@@ -15,8 +15,9 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests drive for real: systemd's tools (systemd-socket-activate,
 # systemd-analyze, a throwaway `systemd --user`), util-linux (setpriv), Chromium + ChromeDriver,
-# python3 (the small services the supervisor and dashboard tests run), and prometheus for
-# promtool (the sample alerting rules are checked and unit-tested with it).
+# python3 (the small services the supervisor and dashboard tests run) and its prometheus_client,
+# prometheus for promtool (the sample alerting rules are checked and unit-tested with it), and
+# lintian (the Debian package's check; scripts/deb.sh installs cargo-deb itself).
 need=()
 command -v systemd-socket-activate >/dev/null || need+=(systemd)
 command -v systemd-analyze >/dev/null || need+=(systemd)
@@ -27,6 +28,11 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v python3 >/dev/null || need+=(python3)
 command -v lintian >/dev/null || need+=(lintian)
 command -v promtool >/dev/null || need+=(prometheus)
+# The OpenMetrics parser the /metrics tests read kinfrad's exposition with (tests/common/metrics.rs
+# also tries the system's python3, which sees Debian's packages when PATH has another first).
+python3 -c 'import prometheus_client' 2>/dev/null \
+    || /usr/bin/python3 -c 'import prometheus_client' 2>/dev/null \
+    || need+=(python3-prometheus-client)
 if ((${#need[@]})); then
     sudo=""
     if [[ $(id -u) -ne 0 ]]; then

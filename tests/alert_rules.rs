@@ -1,10 +1,15 @@
 //! The sample Prometheus alerting rules in packaging/kinfra-alerts.yml, checked with the real
 //! `promtool` (Debian's `prometheus` package; scripts/test.sh installs it): `check rules` for
 //! syntax, and `test rules` with tests/alerts/kinfra-alerts.test.yml, which feeds each rule series
-//! shaped like kinfrad's `/metrics` and expects it to fire after its `for:` and only then.
+//! shaped like kinfrad's `/metrics` and expects it to fire after its `for:` and only then; and
+//! the names and labels the rules use, against a real kinfrad's `/metrics`.
+
+mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
+
+use common::*;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -50,4 +55,66 @@ fn alert_rules_fire_when_they_should_and_only_then() {
         &repo().join("tests/alerts"),
     );
     assert!(o.status.success(), "{}", text(&o));
+}
+
+/// Every metric the rules name exists in a real kinfrad's `/metrics`, with the labels the rules
+/// select and aggregate by: a renamed metric or label would leave an alert that never fires.
+#[test]
+fn alert_rules_name_metrics_and_labels_kinfrad_exposes() {
+    let rules = std::fs::read_to_string(repo().join("packaging/kinfra-alerts.yml")).expect("rules");
+    let mut names: Vec<&str> = rules
+        .match_indices("kinfra_")
+        .map(|(i, _)| {
+            let rest = &rules[i..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    assert!(names.len() >= 4, "{names:?}");
+
+    let up = Upstream::start(0, |s: &Seen| Reply::echo("web", s));
+    let d = start_proxy(&url_service("web", up.port(), &["/"], FAST_HEALTH));
+    wait_service(&d, "web", "running");
+    assert_eq!(get(d.addr, "/x").status, 200);
+    let m = scrape(d.addr);
+    for name in &names {
+        assert!(
+            !m.matching(name, &[]).is_empty(),
+            "the alert rules use {name}, which /metrics does not show:\n{}",
+            m.text
+        );
+    }
+    // The labels the rules read.
+    for (name, labels) in [
+        ("kinfra_component_up", &["component", "critical"][..]),
+        ("kinfra_requests_total", &["service", "class"][..]),
+        (
+            "kinfra_upstream_response_seconds_bucket",
+            &["service", "le"][..],
+        ),
+        ("kinfra_circuit_transitions_total", &["service", "to"][..]),
+    ] {
+        let samples = m.matching(name, &[]);
+        assert!(
+            samples
+                .iter()
+                .any(|s| labels.iter().all(|l| s.labels.contains_key(*l))),
+            "{name} lacks one of the labels {labels:?}: {samples:?}"
+        );
+    }
+    assert!(
+        !m.matching("kinfra_component_up", &[("critical", "true")])
+            .is_empty()
+    );
+    assert!(
+        !m.matching(
+            "kinfra_requests_total",
+            &[("service", "web"), ("class", "2xx")]
+        )
+        .is_empty()
+    );
 }

@@ -43,6 +43,7 @@ fuzz_target!(|data: &[u8]| {
             spec,
             target: Arc::new(i),
             strip_prefix: false,
+            counts: Default::default(),
         });
     }
     let table = RouteTable::new(routes);

@@ -89,6 +89,13 @@ pub enum Command {
         #[arg(short = 'f', long)]
         follow: bool,
     },
+    /// Print kinfrad's recent events (circuit, health, process, maintenance, drain): why
+    /// things changed, oldest first
+    Events {
+        /// Keep printing new events as they happen until interrupted
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
 }
 
 #[derive(Debug, Args, Default)]

@@ -4,6 +4,7 @@
 //! 3 kinfrad could not be reached; 4 protocol error (version mismatch, garbled answer).
 
 mod args;
+mod events;
 mod render;
 mod request;
 mod schedule;

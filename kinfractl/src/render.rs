@@ -64,6 +64,12 @@ pub fn render(resp: &Response, json: bool) -> String {
         }
         Response::Error { code, message } => format!("error: {message} ({})", code.as_str()),
         Response::Drain(d) => render_drain(d),
+        Response::Events(r) => r
+            .events
+            .iter()
+            .map(|e| crate::events::render_event(e, false))
+            .collect::<Vec<_>>()
+            .join("\n"),
         Response::BypassLink {
             url,
             expires,

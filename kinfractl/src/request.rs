@@ -122,6 +122,9 @@ pub async fn execute(cli: &Cli, path: &Path) -> Result<String, Failure> {
                 Err(e) => Err(e.into()),
             };
         }
+        Command::Events { follow } => {
+            return crate::events::events(path, *follow, cli.json).await;
+        }
         Command::Logs {
             service,
             lines,

@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::{DrainReport, LogEntry, ServiceReport, StatusReport, StatusView, StepSpec};
+use crate::report::{
+    DrainReport, EventsReport, LogEntry, ServiceReport, StatusReport, StatusView, StepSpec,
+};
 use crate::schedule::WindowReport;
 
 /// Version of this protocol. Bumped only for incompatible changes.
@@ -151,6 +153,16 @@ pub enum Request {
     MaintScheduleCancel {
         id: u64,
     },
+    /// The event log after `after` (a `seq`; none: every event kept), oldest first, as many as
+    /// fit one frame. With `wait`, when there is none after `after` yet, answered once there
+    /// is (`kinfractl events -f`); dropped when the client hangs up. → `Events` |
+    /// `Error{shutting_down}`
+    Events {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<u64>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        wait: bool,
+    },
 }
 
 /// A response from the daemon.
@@ -208,6 +220,7 @@ pub enum Response {
     Schedule {
         windows: Vec<WindowReport>,
     },
+    Events(EventsReport),
 }
 
 /// Stable error codes; the message is for humans.

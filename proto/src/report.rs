@@ -147,3 +147,43 @@ pub struct StatusView {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub prepared: bool,
 }
+
+/// One event of kinfrad's event log: why a circuit, a health state, a process, a maintenance
+/// record or a drain changed (`kinfractl events`, `GET /api/kinfra/events`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventReport {
+    /// Increases by one per event within a kinfrad run; a follower's cursor.
+    pub seq: u64,
+    /// RFC 3339, UTC.
+    pub time: String,
+    /// circuit_open | circuit_half_open | circuit_closed | health_up | health_down |
+    /// process_start | process_exit | process_restart | maintenance_on | maintenance_off |
+    /// drain_started | drain_finished | drain_stopped (more may be added).
+    pub kind: String,
+    /// The service (for maintenance and drains: the target, `ALL` for every service).
+    pub service: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// Why, for humans: the probe's error, "5 consecutive failures (last: …)", the exit status.
+    pub reason: String,
+    /// Consecutive failures, where they count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failures: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+}
+
+/// A page of the event log after a cursor (`Response::Events`, `GET /api/kinfra/events`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EventsReport {
+    /// Oldest first.
+    pub events: Vec<EventReport>,
+    /// The newest event's `seq` (0: none yet); pass the last `seq` seen as `after` next time.
+    pub last: u64,
+    /// Events after the cursor that were dropped from the ring (it keeps the last 100) before
+    /// they could be read.
+    pub missed: u64,
+    /// More events after the last one here did not fit this answer: ask again at once.
+    pub more: bool,
+}

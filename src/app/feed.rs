@@ -26,6 +26,8 @@ pub struct Feed {
 pub struct Hub {
     tx: watch::Sender<Arc<Feed>>,
     closing: watch::Sender<bool>,
+    /// The same signal for log followers alone, so they can be counted.
+    logs_closing: watch::Sender<bool>,
 }
 
 impl Default for Hub {
@@ -33,6 +35,7 @@ impl Default for Hub {
         Hub {
             tx: watch::channel(Arc::new(Feed::default())).0,
             closing: watch::channel(false).0,
+            logs_closing: watch::channel(false).0,
         }
     }
 }
@@ -62,9 +65,20 @@ impl Hub {
         self.closing.subscribe()
     }
 
+    /// What a log follower watches: whether kinfrad is stopping (counted in `log_followers`).
+    pub fn follow_logs(&self) -> watch::Receiver<bool> {
+        self.logs_closing.subscribe()
+    }
+
+    /// Live log streams.
+    pub fn log_followers(&self) -> usize {
+        self.logs_closing.receiver_count()
+    }
+
     /// kinfrad is stopping: every stream ends.
     pub fn close(&self) {
         self.closing.send_replace(true);
+        self.logs_closing.send_replace(true);
         self.tx.send_modify(|f| {
             let mut next = (**f).clone();
             next.closing = true;

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::eventlog::{Event, Kind};
 use crate::model::maintenance::{self, Change, Maintenance, PageUrl, Prepared, Target};
 use crate::protocol::{ErrorCode, StatusView};
 use crate::state::StateFile;
@@ -241,7 +242,11 @@ impl App {
         for m in &entered {
             let t = &m.target;
             if fresh.contains(t) {
-                tracing::info!(target_routes = %t, maint_message = %m.message, page_url = ?m.page_url, "maintenance entered");
+                let why = match &m.page_url {
+                    Some(u) => format!("{} (page {u})", m.message),
+                    None => m.message.clone(),
+                };
+                self.note(Kind::MaintenanceOn, t, why);
             } else {
                 tracing::info!(target_routes = %t, maint_message = %m.message, page_url = ?m.page_url, "maintenance changed");
             }
@@ -330,7 +335,12 @@ impl App {
         self.commit(&store, view, &Resets::default()).await?;
         drop(store);
         for (m, hits) in &out {
-            tracing::info!(target_routes = %m.target, hits = hits.load(Ordering::Relaxed), "maintenance exited");
+            let hits = hits.load(Ordering::Relaxed);
+            self.note(
+                Kind::MaintenanceOff,
+                &m.target,
+                format!("left; {hits} requests answered with the maintenance page"),
+            );
         }
         self.publish();
         Ok(())
@@ -398,6 +408,26 @@ fn local_ips() -> Vec<std::net::IpAddr> {
             }
         })
         .collect()
+}
+
+impl App {
+    /// Record a maintenance event of `target` (a route target names its route).
+    fn note(&self, kind: Kind, target: &Target, reason: String) {
+        let e = match target {
+            Target::Route(r) => {
+                let services = self.services();
+                let svc = services
+                    .list
+                    .iter()
+                    .find(|u| u.cfg().routes.contains(r))
+                    .map(|u| u.name.clone())
+                    .unwrap_or_default();
+                Event::new(kind, svc, reason).route(r.to_string())
+            }
+            t => Event::new(kind, t.to_string(), reason),
+        };
+        self.eventlog.record(e);
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 mod bypass;
 mod drain;
+mod eventlog;
 mod feed;
 mod health;
 mod maint;
@@ -24,6 +25,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
 use crate::config::{Config, Overrides};
+use crate::eventlog::EventLog;
 use crate::model::maintenance::InvalidInput;
 use crate::model::now_ms;
 use crate::model::routes::{Route, RouteTable};
@@ -35,6 +37,7 @@ use crate::upstream::Upstream;
 
 pub use bypass::{LINK_PATH as BYPASS_LINK_PATH, MintedLink, OpenedLink};
 pub use drain::ActiveDrain;
+pub use eventlog::event_report;
 pub use feed::{Feed, Hub};
 pub use health::{OwnChecks, StateCheck};
 pub use maint::{MaintRequest, PAGE_LOOKUP_TIMEOUT};
@@ -89,6 +92,8 @@ pub struct App {
     counters: HitCounters,
     /// Open HTTP connections.
     pub connections: AtomicU64,
+    /// Requests answered that matched no route (a route's are on the route).
+    requests: crate::model::metrics::RequestCounts,
     token: ArcSwap<String>,
     store: tokio::sync::Mutex<StateFile>,
     problems: Mutex<Problems>,
@@ -99,6 +104,8 @@ pub struct App {
     changed: watch::Sender<u64>,
     /// Live-update frames for `/__events__` (built by `web::events::run`).
     events: Hub,
+    /// The operator's event log: circuit, health, process, maintenance and drain events.
+    eventlog: Arc<EventLog>,
     client: ArcSwap<crate::upstream::client::CustomClient>,
     services: ArcSwap<Services>,
     /// Stop switches of the running health tasks, by service name.
@@ -129,8 +136,13 @@ pub struct Services {
 }
 
 impl Services {
-    /// Build from config, reusing live upstreams (health, breaker) of services that stay.
-    pub fn build(cfg: &Config, old: Option<&Services>) -> Result<Services, String> {
+    /// Build from config, reusing live upstreams (health, breaker) of services that stay; new
+    /// ones record into `events`.
+    pub fn build(
+        cfg: &Config,
+        old: Option<&Services>,
+        events: &Arc<EventLog>,
+    ) -> Result<Services, String> {
         let mut list = Vec::new();
         let mut routes = Vec::new();
         for sc in &cfg.services {
@@ -139,13 +151,28 @@ impl Services {
                     u.reconfigure(sc.clone(), cfg.upstream_ca_file.as_deref())?;
                     u.clone()
                 }
-                None => Arc::new(Upstream::new(sc.clone(), cfg.upstream_ca_file.as_deref())?),
+                None => Arc::new(Upstream::new(
+                    sc.clone(),
+                    cfg.upstream_ca_file.as_deref(),
+                    events.clone(),
+                )?),
             };
             for spec in &sc.routes {
+                // A route that stays keeps its request counters.
+                let counts = old
+                    .and_then(|o| {
+                        o.table
+                            .routes()
+                            .iter()
+                            .find(|r| r.target.name == sc.name && &r.spec == spec)
+                    })
+                    .map(|r| r.counts.clone())
+                    .unwrap_or_default();
                 routes.push(Route {
                     spec: spec.clone(),
                     target: up.clone(),
                     strip_prefix: sc.strip_prefix,
+                    counts,
                 });
             }
             list.push(up);
@@ -196,7 +223,8 @@ impl App {
             p.state.stopped_services.iter().cloned().collect();
         let view = records::load_view(&p.pages, &p.state.maintenance, now_ms())?;
         let (changed, _) = watch::channel(0);
-        let services = Services::build(&p.config, None)?;
+        let eventlog = Arc::new(EventLog::new());
+        let services = Services::build(&p.config, None, &eventlog)?;
         let drain = drain::Drains::load(p.state.drain, &p.pages, &services)?;
         let schedule = schedule::Schedules::load(p.state.schedules);
         let mut id = [0u8; 8];
@@ -210,6 +238,7 @@ impl App {
             maint: ArcSwap::from_pointee(view),
             counters,
             connections: AtomicU64::new(0),
+            requests: Default::default(),
             token: ArcSwap::from_pointee(p.token),
             store: tokio::sync::Mutex::new(p.state_file),
             problems: Mutex::new(Problems {
@@ -221,6 +250,7 @@ impl App {
             control_path: p.control_path,
             changed,
             events: Hub::default(),
+            eventlog,
             client: ArcSwap::from_pointee(p.client),
             services: ArcSwap::from_pointee(services),
             probes: Mutex::new(std::collections::HashMap::new()),
@@ -274,6 +304,11 @@ impl App {
         &self.notifier
     }
 
+    /// The request counters of requests that matched no route.
+    pub fn unrouted_requests(&self) -> &crate::model::metrics::RequestCounts {
+        &self.requests
+    }
+
     pub fn uptime(&self) -> std::time::Duration {
         self.started.elapsed()
     }
@@ -281,6 +316,11 @@ impl App {
     /// The dashboard's live-update hub.
     pub fn events(&self) -> &Hub {
         &self.events
+    }
+
+    /// The operator's event log.
+    pub fn eventlog(&self) -> &Arc<EventLog> {
+        &self.eventlog
     }
 
     /// Subscribe to state changes (the value is a change counter).

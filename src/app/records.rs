@@ -236,6 +236,18 @@ impl HitCounters {
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
+    /// Every route's count (those a hit or `state.json` created), by spec text, sorted.
+    pub fn by_route(&self) -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = self
+            .routes
+            .load()
+            .iter()
+            .map(|(k, c)| (k.to_string(), c.load(Ordering::Relaxed)))
+            .collect();
+        v.sort();
+        v
+    }
+
     pub fn unrouted_hits(&self) -> u64 {
         self.unrouted.load(Ordering::Relaxed)
     }

@@ -79,7 +79,7 @@ impl App {
         } else {
             None
         };
-        let services = Services::build(&cfg, Some(&self.services.load_full()))
+        let services = Services::build(&cfg, Some(&self.services.load_full()), &self.eventlog)
             .map_err(|e| OpError::new(ErrorCode::ReloadFailed, e))?;
         // Re-render the maintenance page with the new templates under the writer lock.
         let _store = self.store.lock().await;

@@ -94,6 +94,7 @@ impl App {
                 instance: self.instance.clone(),
                 owner: self.config().state_dir.display().to_string(),
                 notify_dir: Some(self.config().state_dir.join("notify")),
+                events: self.eventlog().clone(),
             };
             let weak_up = Arc::downgrade(up);
             let start = !self

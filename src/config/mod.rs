@@ -65,6 +65,8 @@ pub struct Config {
     pub max_header_bytes: usize,
     /// Who may read the dashboard (`/kinfra`, `/__events__`, `/__logs__/`, `/api/dashboard/`).
     pub dashboard_access: DashboardAccess,
+    /// Who may read `/metrics` (`metrics_access`; by default as `dashboard_access`).
+    pub metrics_access: DashboardAccess,
     /// Forward request headers whose names contain `_` (nginx's `underscores_in_headers`).
     /// Off by default: `X_Forwarded_For` must not pass for `X-Forwarded-For` behind a proxy
     /// that normalises `_` to `-` (CGI, PHP, Django, many WSGI servers do).
@@ -150,6 +152,7 @@ struct RawConfig {
     upstream_ca_file: Option<String>,
     max_header_bytes: Option<toml::Value>,
     dashboard_access: Option<String>,
+    metrics_access: Option<String>,
     underscores_in_headers: Option<bool>,
     dashboard_hosts: Option<Vec<String>>,
     health_cache_ttl: Option<String>,

@@ -162,6 +162,18 @@ build_version = "1.2.3"
         e.contains("dashboard_access") && e.contains("loopback"),
         "{e}"
     );
+    // `metrics_access` follows `dashboard_access` unless set, and is checked the same way.
+    let c = load("dashboard_access = \"login\"").expect("ok");
+    assert_eq!(c.metrics_access, DashboardAccess::Login);
+    let c = load("dashboard_access = \"login\"\nmetrics_access = \"public\"").expect("ok");
+    assert_eq!(c.metrics_access, DashboardAccess::Public);
+    let e = load("metrics_access = \"all\"")
+        .expect_err("bad metrics access")
+        .to_string();
+    assert!(
+        e.contains("metrics_access") && e.contains("loopback"),
+        "{e}"
+    );
     let c = load("dashboard_hosts = [\"Box.Lan\", \"kinfra.test.\"]").expect("hosts");
     assert_eq!(c.dashboard_hosts, ["box.lan", "kinfra.test"]);
     assert!(load("").expect("default").dashboard_hosts.is_empty());

@@ -203,6 +203,10 @@ pub(super) fn validate(
         None => DashboardAccess::default(),
         Some(s) => DashboardAccess::parse(s).map_err(|m| invalid(file, "dashboard_access", m))?,
     };
+    let metrics_access = match raw.metrics_access.as_deref() {
+        None => dashboard_access,
+        Some(s) => DashboardAccess::parse(s).map_err(|m| invalid(file, "metrics_access", m))?,
+    };
     let dashboard_hosts = dashboard_hosts(raw.dashboard_hosts.as_deref().unwrap_or_default())
         .map_err(|m| invalid(file, "dashboard_hosts", m))?;
 
@@ -290,6 +294,7 @@ pub(super) fn validate(
         page_config,
         max_header_bytes,
         dashboard_access,
+        metrics_access,
         underscores_in_headers: raw.underscores_in_headers.unwrap_or(false),
         dashboard_hosts,
         health_cache_ttl,

@@ -229,7 +229,7 @@ async fn handle(app: Arc<App>, mut stream: UnixStream, access: Access) {
                 }
             }
         }
-        let resp = if matches!(req, Request::DrainWait) {
+        let resp = if matches!(req, Request::DrainWait | Request::Events { wait: true, .. }) {
             tokio::select! {
                 r = dispatch(&app, req) => r,
                 () = wait::hung_up(&stream) => return,
@@ -422,6 +422,15 @@ pub async fn dispatch(app: &Arc<App>, req: Request) -> Response {
                 ttl_secs: l.ttl_secs,
                 target: l.target,
             }),
+        Request::Events { after, wait } => {
+            let after = after.unwrap_or(0);
+            let budget = Some(crate::protocol::MAX_FRAME - 1024);
+            if wait {
+                app.events_wait(after, budget).await.map(Response::Events)
+            } else {
+                Ok(Response::Events(app.events_report(after, budget)))
+            }
+        }
         Request::Logs { service, lines } => app
             .service_logs(&service, lines.min(100_000) as usize)
             .map(|(lines, dropped)| {

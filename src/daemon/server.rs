@@ -142,6 +142,7 @@ pub async fn serve(
                     if *stop.borrow() {
                         return;
                     }
+                    let limit = send_limit(&app);
                     let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
                         req.extensions_mut().insert(Peer(peer));
                         let refused = ambiguous_framing(req.headers())
@@ -149,14 +150,26 @@ pub async fn serve(
                             .map(|why| (StatusCode::BAD_REQUEST, "bad_request", why))
                             .or_else(|| refused_method(req.method()));
                         let router = router.clone();
+                        let app = app.clone();
                         async move {
                             match refused {
-                                Some((status, code, why)) => Ok(refuse(status, code, why)),
-                                None => router.oneshot(req.map(Body::new)).await,
+                                Some((status, code, why)) => {
+                                    let refused = crate::model::metrics::Answer::Refused;
+                                    app.unrouted_requests().count(refused, status.as_u16());
+                                    Ok(refuse(status, code, why))
+                                }
+                                None => {
+                                    let r = crate::proxy::tally::routed(&app, async {
+                                        let Ok(r) = router.oneshot(req.map(Body::new)).await;
+                                        r
+                                    })
+                                    .await;
+                                    Ok::<_, std::convert::Infallible>(r)
+                                }
                             }
                         }
                     });
-                    let io = TokioIo::new(crate::proxy::h1::Prefixed::new(stream, pre, send_limit(&app)));
+                    let io = TokioIo::new(crate::proxy::h1::Prefixed::new(stream, pre, limit));
                     let conn = builder.serve_connection_with_upgrades(io, svc);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(error = %e, %peer, "connection ended with an error");

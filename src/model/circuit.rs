@@ -50,6 +50,22 @@ impl CircuitState {
             CircuitState::HalfOpen => "half-open",
         }
     }
+
+    /// Every state, in the order of [`CircuitState::index`].
+    pub const ALL: [CircuitState; 3] = [
+        CircuitState::Closed,
+        CircuitState::Open,
+        CircuitState::HalfOpen,
+    ];
+
+    /// The state's position in [`CircuitState::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            CircuitState::Closed => 0,
+            CircuitState::Open => 1,
+            CircuitState::HalfOpen => 2,
+        }
+    }
 }
 
 const BUCKETS: usize = 10;
@@ -76,6 +92,8 @@ pub struct Breaker {
     epoch: Instant,
     /// Failures recorded since the circuit last closed (shown in status).
     pub failures_total: u64,
+    /// State changes made, by the state entered (`CircuitState::index`).
+    transitions: [u64; 3],
 }
 
 /// What the breaker decided for one request.
@@ -101,6 +119,7 @@ impl Breaker {
             buckets: [Bucket::default(); BUCKETS],
             epoch: now,
             failures_total: 0,
+            transitions: [0; 3],
         }
     }
 
@@ -121,6 +140,34 @@ impl Breaker {
         }
     }
 
+    /// The state as it last moved: an open circuit past its cool-down still reads open here
+    /// until a request is admitted as a trial (compare before and after a call to see a move).
+    pub fn moved_state(&self) -> CircuitState {
+        self.state
+    }
+
+    /// Why the circuit is open, said right after a failure opened it (from `was`).
+    pub fn open_reason(&self, now: Instant, was: CircuitState) -> String {
+        if was == CircuitState::HalfOpen {
+            return "a trial request failed".to_string();
+        }
+        match self.consecutive_failures {
+            n if n < self.cfg.failures => {}
+            1 => return "a failure".to_string(),
+            n => return format!("{n} consecutive failures"),
+        }
+        let (n, f) = self.window_counts(now);
+        format!(
+            "{f} of {n} requests failed in the last {}",
+            humantime::format_duration(self.cfg.window)
+        )
+    }
+
+    /// The cool-down an open circuit waits out.
+    pub fn cooldown(&self) -> Duration {
+        self.cfg.cooldown
+    }
+
     pub fn opened_at(&self) -> Option<Instant> {
         self.opened_at
     }
@@ -129,10 +176,21 @@ impl Breaker {
         self.consecutive_failures
     }
 
+    /// State changes so far, by the state entered (indexed as [`CircuitState::ALL`]). Entering
+    /// half-open is counted when the first trial is admitted after the cool-down.
+    pub fn transitions(&self) -> [u64; 3] {
+        self.transitions
+    }
+
+    fn entered(&mut self, s: CircuitState) {
+        self.transitions[s.index()] += 1;
+    }
+
     /// May a request go through now?
     pub fn admit(&mut self, now: Instant) -> Admit {
         if self.state(now) == CircuitState::HalfOpen && self.state == CircuitState::Open {
             self.state = CircuitState::HalfOpen;
+            self.entered(CircuitState::HalfOpen);
             self.trials_in_flight = 0;
             self.trial_successes = 0;
         }
@@ -223,6 +281,9 @@ impl Breaker {
     }
 
     fn open(&mut self, now: Instant) {
+        if self.state != CircuitState::Open {
+            self.entered(CircuitState::Open);
+        }
         self.state = CircuitState::Open;
         self.opened_at = Some(now);
         self.trials_in_flight = 0;
@@ -230,6 +291,9 @@ impl Breaker {
     }
 
     fn close(&mut self) {
+        if self.state != CircuitState::Closed {
+            self.entered(CircuitState::Closed);
+        }
         self.state = CircuitState::Closed;
         self.opened_at = None;
         self.consecutive_failures = 0;
@@ -284,6 +348,14 @@ mod tests {
         assert_eq!(b.state(t1), CircuitState::Closed);
         assert_eq!(b.admit(t1), Admit::Yes);
         assert_eq!(b.failures_total, 0);
+        // Closed → open → half-open → closed, each counted once.
+        assert_eq!(b.transitions(), [1, 1, 1]);
+        b.reset();
+        assert_eq!(
+            b.transitions(),
+            [1, 1, 1],
+            "resetting a closed circuit changes nothing"
+        );
     }
 
     #[test]
@@ -339,6 +411,44 @@ mod tests {
         assert_eq!(b.window_counts(later), (0, 0));
         b.on_failure(later);
         assert_eq!(b.state(later), CircuitState::Closed);
+    }
+
+    #[test]
+    fn the_reason_says_what_opened_it() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(cfg(), t0);
+        for _ in 0..3 {
+            b.on_failure(t0);
+        }
+        assert_eq!(b.moved_state(), CircuitState::Open);
+        assert_eq!(
+            b.open_reason(t0, CircuitState::Closed),
+            "3 consecutive failures"
+        );
+        let t1 = t0 + Duration::from_secs(6);
+        // Past the cool-down it reads half-open, but has not moved until a trial is admitted.
+        assert_eq!(b.moved_state(), CircuitState::Open);
+        assert_eq!(b.admit(t1), Admit::Trial);
+        assert_eq!(b.moved_state(), CircuitState::HalfOpen);
+        b.on_failure(t1);
+        assert_eq!(
+            b.open_reason(t1, CircuitState::HalfOpen),
+            "a trial request failed"
+        );
+        let mut r = Breaker::new(cfg(), t0);
+        for i in 0..10u64 {
+            let t = t0 + Duration::from_millis(10 * i);
+            if i % 2 == 0 {
+                r.on_success(t);
+            } else {
+                r.on_failure(t);
+            }
+        }
+        assert_eq!(r.moved_state(), CircuitState::Open);
+        assert_eq!(
+            r.open_reason(t0 + Duration::from_millis(100), CircuitState::Closed),
+            "5 of 10 requests failed in the last 10s"
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The pure model: the maintenance record and its rules, the drain and its rejection curve, the
-//! circuit breaker, the route table, and the few plain values the layers above share. Nothing
+//! circuit breaker, the route table, the metrics' counters, and the few plain values the layers above share. Nothing
 //! here does I/O or reads a clock on its own: the rules take `now` as an argument, and
 //! [`now_ms`] is the one clock read, for callers to pass in.
 
@@ -10,6 +10,7 @@ pub mod circuit;
 pub mod drain;
 pub mod health;
 pub mod maintenance;
+pub mod metrics;
 pub mod routes;
 pub mod schedule;
 

@@ -114,6 +114,8 @@ pub struct Route<T> {
     pub spec: RouteSpec,
     pub target: Arc<T>,
     pub strip_prefix: bool,
+    /// Requests this route answered (kept across reloads while the route stays).
+    pub counts: Arc<crate::model::metrics::RequestCounts>,
 }
 
 /// All routes, in no particular order; lookups rank them.
@@ -183,6 +185,7 @@ mod tests {
                     spec: RouteSpec::parse(s).expect("spec"),
                     target: Arc::new(t.to_string()),
                     strip_prefix: false,
+                    counts: Default::default(),
                 })
                 .collect(),
         )

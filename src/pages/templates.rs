@@ -34,6 +34,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../templates/_fallback.js.html"),
     ),
     (
+        "_events.js.html",
+        include_str!("../../templates/_events.js.html"),
+    ),
+    (
         "_logs.css.html",
         include_str!("../../templates/_logs.css.html"),
     ),

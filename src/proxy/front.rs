@@ -1,7 +1,8 @@
 //! The front door of the hyper path: everything that is not kinfrad's own endpoint. A request
 //! is matched to a route; then maintenance (the default page or the operator's custom page),
 //! a drain's refusal, the proxied service (or its fallback page), or, when nothing matches, the
-//! landing page, the status grid or a JSON 404.
+//! landing page, the status grid or a JSON 404. Every answer is counted on the matched
+//! route's request counters with how it was answered (`tally`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -12,15 +13,20 @@ use http::StatusCode;
 use http::header::{self, HeaderValue};
 
 use crate::app::App;
+use crate::model::metrics::Answer;
 use crate::model::now_ms;
 use crate::proxy::answers::*;
+use crate::proxy::tally::{answered, failure_answer};
 
 /// Everything that is not kinfrad's own: maintenance, a proxied upstream (or its fallback page),
 /// or kinfrad's own landing / status page.
 pub async fn front(State(app): State<Arc<App>>, req: Request) -> Response {
     let host = match request_host(&req) {
         Ok(h) => h,
-        Err(e) => return error_response(StatusCode::BAD_REQUEST, "bad_request", &e),
+        Err(e) => {
+            let r = error_response(StatusCode::BAD_REQUEST, "bad_request", &e);
+            return answered(&app, r, Answer::Refused, None);
+        }
     };
     let services = app.services_full();
     let route = services.table.lookup(&host, req.uri().path());
@@ -32,38 +38,48 @@ pub async fn front(State(app): State<Arc<App>>, req: Request) -> Response {
         // holder through to the service; a drain still refuses.
         let cookies = req.headers().get_all(header::COOKIE);
         if !app.bypass_admits(&view.active[i], cookies.iter().map(|v| v.as_bytes())) {
-            return serve_maintenance(&app, req, &view, i, route.map(|r| &r.spec)).await;
+            let r = serve_maintenance(&app, req, &view, i, route.map(|r| &r.spec)).await;
+            return answered(&app, r, Answer::Maintenance, route);
         }
         bypass = true;
     }
     drop(view);
+    let head_only = req.method() == http::Method::HEAD;
     let Some(route) = route else {
-        let r = unrouted(&app, &req, &services);
+        let mut r = unrouted(&app, &req, &services);
         if bypass {
-            return crate::proxy::bypass::mark(r, req.method() == http::Method::HEAD).await;
+            r = crate::proxy::bypass::mark(r, head_only).await;
         }
-        return r;
+        let how = if r.status() == StatusCode::NOT_FOUND {
+            Answer::Refused
+        } else {
+            Answer::Own
+        };
+        return answered(&app, r, how, None);
     };
     let up = route.target.clone();
     if let Some(d) = app.drain_check(route) {
-        return crate::proxy::drain::drain_response(wants_html(req.headers()), &d, &up.name);
+        let r = crate::proxy::drain::drain_response(wants_html(req.headers()), &d, &up.name);
+        return answered(&app, r, Answer::Drain, Some(route));
     }
     let gate = up.cfg().fallback.enabled;
     let peer = req.extensions().get::<Peer>().map(|p| p.0);
     let browser = wants_html(req.headers());
-    let head_only = req.method() == http::Method::HEAD;
-    let r = match crate::proxy::forward(&up, route, req, peer, gate, services.underscores).await {
-        Ok(mut r) => {
-            crate::proxy::schedule::add_header(&app, route, r.headers_mut());
-            r
-        }
-        Err(e) => failure_response(&app, &up, browser, gate, e),
-    };
+    let (mut r, how) =
+        match crate::proxy::forward(&up, route, req, peer, gate, services.underscores).await {
+            Ok(mut r) => {
+                crate::proxy::schedule::add_header(&app, route, r.headers_mut());
+                (r, Answer::Proxied)
+            }
+            Err(e) => {
+                let how = failure_answer(&e);
+                (failure_response(&app, &up, browser, gate, e), how)
+            }
+        };
     if bypass {
-        crate::proxy::bypass::mark(r, head_only).await
-    } else {
-        r
+        r = crate::proxy::bypass::mark(r, head_only).await;
     }
+    answered(&app, r, how, Some(route))
 }
 
 /// A request that matched no route.

@@ -12,6 +12,7 @@ pub mod front;
 pub mod h1;
 mod headers;
 pub mod schedule;
+pub mod tally;
 #[cfg(test)]
 mod tests;
 
@@ -158,6 +159,7 @@ pub async fn forward(
     let out = Request::from_parts(parts, body);
 
     let client = up.client.load_full();
+    let went = Instant::now();
     let result = tokio::time::timeout(cfg.timeouts.header, client.client.request(out)).await;
     // A failure the client's body caused is the client's, whatever hyper made of it.
     let client_fault = |timed_out: bool| match sent.fault() {
@@ -201,7 +203,9 @@ pub async fn forward(
         Ok(Ok(r)) => r,
     };
     trial.armed = false;
-    up.on_response(Instant::now(), resp.status().is_server_error());
+    let got = Instant::now();
+    up.latency.observe(got.saturating_duration_since(went));
+    up.on_response(got, resp.status().is_server_error());
 
     let mut resp = resp;
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {

@@ -38,6 +38,8 @@ pub use status::{
 };
 use task::Task;
 
+use crate::eventlog::Kind;
+
 pub use crate::config::service::RestartPolicy;
 
 /// Everything needed to run one service's process.
@@ -62,6 +64,8 @@ pub struct ProcessSpec {
     /// This kinfrad installation, stable across restarts (its state directory):
     /// `KINFRA_OWNER`, how `reap_leftovers` recognises what a crashed kinfrad left behind.
     pub owner: String,
+    /// Where process starts and exits are recorded.
+    pub events: Arc<crate::eventlog::EventLog>,
 }
 
 /// Commands to the supervisor task.
@@ -122,6 +126,7 @@ pub fn spawn(
         commands: rx,
         stop,
         on_port: Box::new(on_port),
+        next_start: (Kind::ProcessStart, "started".to_string()),
     };
     tokio::spawn(task.run(start));
     Handle {

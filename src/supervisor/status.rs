@@ -88,6 +88,8 @@ pub struct ProcStatus {
     pub port: Option<u16>,
     pub started_at: Option<SystemTime>,
     pub restarts: u32,
+    /// Times a child process ended, for whatever reason (crash, exit, stop, restart).
+    pub exits: u64,
     pub last_exit: Option<ExitInfo>,
     /// A problem starting the process (bad command, no free port).
     pub error: Option<String>,
@@ -161,6 +163,7 @@ impl ProcStatus {
             port: None,
             started_at: None,
             restarts: 0,
+            exits: 0,
             last_exit: None,
             error: None,
             message: None,

@@ -12,6 +12,7 @@ use super::{
     Command, ExitInfo, LogRing, ProcState, ProcStatus, ProcessSpec, RestartPolicy, STABLE_AFTER,
     backoff,
 };
+use crate::eventlog::{Event, Kind};
 
 pub(super) struct Task {
     pub(super) spec: ProcessSpec,
@@ -20,6 +21,8 @@ pub(super) struct Task {
     pub(super) commands: mpsc::Receiver<Command>,
     pub(super) stop: watch::Receiver<bool>,
     pub(super) on_port: Box<dyn Fn(u16) + Send>,
+    /// How the next start is recorded: a start, or a restart and why.
+    pub(super) next_start: (Kind, String),
 }
 
 /// What ended a wait.
@@ -29,6 +32,13 @@ enum Woke {
 }
 
 impl Task {
+    /// Record (and log) an event about this service's process.
+    fn note(&self, kind: Kind, reason: String) {
+        self.spec
+            .events
+            .record(Event::new(kind, &self.spec.name, reason));
+    }
+
     fn publish(&self, f: impl FnOnce(&mut ProcStatus)) {
         self.status.send_modify(f);
     }
@@ -84,7 +94,10 @@ impl Task {
                     s.pid = None;
                 });
                 match self.wait(None).await {
-                    Some(Woke::Command(Command::Start | Command::Restart)) => want_running = true,
+                    Some(Woke::Command(c @ (Command::Start | Command::Restart))) => {
+                        want_running = true;
+                        self.next_start = by_operator(c);
+                    }
                     Some(Woke::Command(Command::Stop)) | None => {}
                     Some(Woke::Shutdown) => return,
                 }
@@ -102,18 +115,40 @@ impl Task {
                         RestartPolicy::OnFailure => !info.success(),
                         RestartPolicy::Never => false,
                     };
-                    tracing::warn!(service = %self.spec.name, exit = %info.describe(), ran_secs = ran.as_secs_f64(), restart = again, "service process ended");
+                    let next = if again {
+                        format!(
+                            "restarting in {}",
+                            humantime::format_duration(backoff(streak))
+                        )
+                    } else {
+                        match self.spec.restart {
+                            RestartPolicy::Never => "not restarted (restart = \"never\")",
+                            _ => "not restarted (restart = \"on-failure\")",
+                        }
+                        .to_string()
+                    };
+                    self.note(
+                        Kind::ProcessExit,
+                        format!(
+                            "{} after {}; {next}",
+                            info.describe(),
+                            humantime::format_duration(Duration::from_secs(ran.as_secs()))
+                        ),
+                    );
+                    self.next_start = (Kind::ProcessRestart, format!("after: {}", info.describe()));
                     if !again {
                         self.publish(|s| {
                             s.state = ProcState::Crashed;
                             s.pid = None;
                             s.last_exit = Some(info);
+                            s.exits += 1;
                         });
                         want_running = false;
                         // Stay "crashed" (not "stopped") until told otherwise.
                         match self.wait(None).await {
-                            Some(Woke::Command(Command::Start | Command::Restart)) => {
+                            Some(Woke::Command(c @ (Command::Start | Command::Restart))) => {
                                 want_running = true;
+                                self.next_start = by_operator(c);
                             }
                             Some(Woke::Command(Command::Stop)) | None => {
                                 self.publish(|s| s.state = ProcState::Stopped);
@@ -124,6 +159,7 @@ impl Task {
                     }
                     let noted = |s: &mut ProcStatus| {
                         s.last_exit = Some(info);
+                        s.exits += 1;
                         s.restarts = s.restarts.saturating_add(1);
                     };
                     match self.back_off(&mut streak, noted).await {
@@ -134,6 +170,7 @@ impl Task {
                 Ended::Stopped => want_running = false,
                 Ended::Restart => {
                     streak = 0;
+                    self.next_start = by_operator(Command::Restart);
                     self.publish(|s| s.restarts = s.restarts.saturating_add(1));
                 }
                 Ended::Shutdown => return,
@@ -185,7 +222,12 @@ impl Task {
             tokio::spawn(read_notify(sock, self.status.clone(), pid));
         }
         let pgid = pid.map(|p| Pid::from_raw(p as i32));
-        tracing::info!(service = %self.spec.name, pid = ?pid, port, "service process started");
+        let (kind, why) = std::mem::replace(
+            &mut self.next_start,
+            (Kind::ProcessStart, "started".to_string()),
+        );
+        let pid_text = pid.map_or_else(|| "?".to_string(), |p| p.to_string());
+        self.note(kind, format!("{why}; pid {pid_text}, port {port}"));
         self.wait_child(child, pgid).await
     }
 
@@ -241,6 +283,7 @@ impl Task {
                 }
             }
         };
+        self.note(Kind::ProcessExit, format!("stopped: {}", info.describe()));
         // Grandchildren that outlived the leader.
         if let Some(g) = pgid {
             let _ = killpg(g, Signal::SIGKILL);
@@ -248,7 +291,16 @@ impl Task {
         self.publish(|s| {
             s.pid = None;
             s.last_exit = Some(info);
+            s.exits += 1;
         });
+    }
+}
+
+/// How a start an operator asked for is recorded.
+fn by_operator(c: Command) -> (Kind, String) {
+    match c {
+        Command::Restart => (Kind::ProcessRestart, "restart asked".to_string()),
+        _ => (Kind::ProcessStart, "start asked".to_string()),
     }
 }
 

@@ -22,6 +22,7 @@ fn spec(argv: &[&str], restart: RestartPolicy) -> ProcessSpec {
         notify_dir: None,
         instance: "test".into(),
         owner: "unit-test-owner".into(),
+        events: Arc::new(crate::eventlog::EventLog::new()),
     }
 }
 

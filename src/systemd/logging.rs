@@ -1,6 +1,7 @@
 //! Logging: the journal (structured fields) when stderr is connected to it, else plain stderr.
 //!
-//! `KINFRA_LOG` (EnvFilter syntax, default `info`) sets the level. ANSI colours only on a tty.
+//! In the journal, fields keep their own names upper-cased (`service` → `SERVICE`, no `F_`
+//! prefix). `KINFRA_LOG` (EnvFilter syntax, default `info`) sets the level. ANSI colours only on a tty.
 
 use std::io::IsTerminal;
 use std::os::fd::AsFd;
@@ -40,7 +41,11 @@ pub fn init() -> Sink {
     if stderr_is_journal() {
         match tracing_journald::layer() {
             Ok(layer) => {
-                let layer = layer.with_syslog_identifier("kinfrad".to_string());
+                // No "F_" prefix: a field `service` is SERVICE= in the journal, so
+                // `journalctl -u kinfra SERVICE=api` finds a service's events.
+                let layer = layer
+                    .with_syslog_identifier("kinfrad".to_string())
+                    .with_field_prefix(None);
                 if tracing_subscriber::registry()
                     .with(filter())
                     .with(layer)

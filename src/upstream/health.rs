@@ -111,12 +111,8 @@ pub async fn run(
             // A new process started meanwhile: this probe saw its predecessor (or its port).
             continue;
         }
-        let before = up.health();
+        // A health change is recorded (and logged, with its reason) as an event.
         if up.on_probe_timed(outcome, began.elapsed()) {
-            let after = up.health();
-            if before != after {
-                tracing::info!(service = %up.name, from = before.label(), to = after.label(), "upstream health changed");
-            }
             changed(&up);
         }
         let cfg = up.cfg();

@@ -8,6 +8,7 @@
 pub mod client;
 mod flight;
 pub mod health;
+mod notes;
 mod process;
 mod reading;
 mod snapshot;
@@ -103,6 +104,12 @@ pub struct Upstream {
     pub rendered: ArcSwap<Rendered>,
     pub requests: AtomicU64,
     pub failures: AtomicU64,
+    /// From sending a request to its response head (both request paths).
+    pub latency: crate::model::metrics::Histogram,
+    /// Active probes that passed and failed, and how long each took.
+    pub probes_ok: AtomicU64,
+    pub probes_failed: AtomicU64,
+    pub probe_latency: crate::model::metrics::Histogram,
     /// Requests being served now (see `InFlight`).
     in_flight: AtomicU64,
     /// Processes started by the supervisor (see `starts`).
@@ -119,6 +126,8 @@ pub struct Upstream {
     /// Message and steps an operator or deploy script set (`kinfractl progress`), shown while
     /// the service is not running; cleared when it becomes healthy or its process restarts.
     progress: Mutex<Option<(Option<String>, Vec<Step>)>>,
+    /// Where circuit moves and health changes are recorded (`notes`).
+    events: std::sync::Arc<crate::eventlog::EventLog>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -134,7 +143,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Upstream {
-    pub fn new(cfg: ServiceConfig, extra_ca: Option<&std::path::Path>) -> Result<Upstream, String> {
+    pub fn new(
+        cfg: ServiceConfig,
+        extra_ca: Option<&std::path::Path>,
+        events: std::sync::Arc<crate::eventlog::EventLog>,
+    ) -> Result<Upstream, String> {
         let client = crate::upstream::client::UpstreamClient::new(&cfg, extra_ca)?;
         let now = Instant::now();
         Ok(Upstream {
@@ -149,6 +162,10 @@ impl Upstream {
             rendered: ArcSwap::from_pointee(Rendered::default()),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            latency: Default::default(),
+            probes_ok: AtomicU64::new(0),
+            probes_failed: AtomicU64::new(0),
+            probe_latency: Default::default(),
             in_flight: AtomicU64::new(0),
             starts: AtomicU64::new(0),
             idle: Mutex::new(Vec::new()),
@@ -156,6 +173,7 @@ impl Upstream {
             proc_up: std::sync::atomic::AtomicBool::new(true),
             refreshing: Mutex::new(()),
             progress: Mutex::new(None),
+            events,
         })
     }
 
@@ -254,12 +272,25 @@ impl Upstream {
     /// Record an active probe that took `latency`; returns true when the visible state changed.
     pub fn on_probe_timed(&self, outcome: ProbeOutcome, latency: Duration) -> bool {
         lock(&self.detail).last_check = Some((SystemTime::now(), latency));
-        self.on_probe(outcome)
+        self.probe_latency.observe(latency);
+        let passed = if outcome == ProbeOutcome::Ok {
+            &self.probes_ok
+        } else {
+            &self.probes_failed
+        };
+        passed.fetch_add(1, Ordering::Relaxed);
+        self.probed(outcome, Some(latency))
     }
 
     /// Record an active probe; returns true when the visible state changed.
     pub fn on_probe(&self, outcome: ProbeOutcome) -> bool {
+        self.probed(outcome, None)
+    }
+
+    fn probed(&self, outcome: ProbeOutcome, latency: Option<Duration>) -> bool {
         let cfg = self.cfg.load();
+        let before = self.health();
+        let mut notes = [None, None];
         let mut d = lock(&self.detail);
         let probe_changed = d.last_probe.as_ref() != Some(&outcome);
         d.last_probe = Some(outcome.clone());
@@ -274,14 +305,23 @@ impl Upstream {
                     changed |= self.set_health(Health::Healthy, &mut d);
                     d.last_error.clear();
                     *lock(&self.progress) = None;
+                    let passed = match d.consecutive_ok {
+                        1 => "health check passed".to_string(),
+                        n => format!("health check passed {n} times in a row"),
+                    };
+                    notes[0] =
+                        self.health_move(before, Health::Healthy, passed.clone(), 0, latency);
                     // The upstream is back: close the circuit rather than wait out its cool-down.
-                    lock(&self.breaker).reset();
+                    let mut b = lock(&self.breaker);
+                    let was = b.moved_state();
+                    b.reset();
+                    notes[1] = self.circuit_move(&b, was, Instant::now(), &passed);
                 }
             }
             ProbeOutcome::ConnectFailed(e) | ProbeOutcome::CheckFailed(e) => {
                 d.consecutive_ok = 0;
                 d.consecutive_fail = d.consecutive_fail.saturating_add(1);
-                d.last_error = e;
+                d.last_error = e.clone();
                 let from = d.grace_from.unwrap_or(self.started);
                 // A child may extend its startup (EXTEND_TIMEOUT_USEC).
                 let extended = self
@@ -291,18 +331,22 @@ impl Upstream {
                     .and_then(|h| h.status.borrow().extend_until)
                     .is_some_and(|t| Instant::now() < t);
                 let in_grace = !d.ever_healthy && (from.elapsed() < cfg.health.grace || extended);
-                match self.health() {
-                    Health::Healthy if d.consecutive_fail >= cfg.health.unhealthy_threshold => {
-                        changed |= self.set_health(Health::Unhealthy, &mut d);
-                    }
+                let reason = match self.health() {
+                    Health::Healthy if d.consecutive_fail >= cfg.health.unhealthy_threshold => e,
                     Health::Starting if !in_grace => {
-                        changed |= self.set_health(Health::Unhealthy, &mut d);
+                        format!("{e} (not healthy within the startup grace period)")
                     }
-                    _ => {}
+                    _ => String::new(),
+                };
+                if !reason.is_empty() {
+                    changed |= self.set_health(Health::Unhealthy, &mut d);
+                    let n = d.consecutive_fail;
+                    notes[0] = self.health_move(before, Health::Unhealthy, reason, n, latency);
                 }
             }
         }
         drop(d);
+        self.record(notes);
         if changed {
             self.bump();
         }
@@ -314,7 +358,15 @@ impl Upstream {
         if self.health() != Health::Healthy || !self.process_up() {
             return None;
         }
-        match lock(&self.breaker).admit(now) {
+        let mut b = lock(&self.breaker);
+        let was = b.moved_state();
+        let a = b.admit(now);
+        if was == CircuitState::Open {
+            let note = self.circuit_move(&b, was, now, "");
+            drop(b);
+            self.record([note]);
+        }
+        match a {
             Admit::No => None,
             a => Some(a),
         }
@@ -324,12 +376,15 @@ impl Upstream {
     pub fn on_response(&self, now: Instant, server_error: bool) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let mut b = lock(&self.breaker);
+        let was = b.moved_state();
         if server_error {
             self.failures.fetch_add(1, Ordering::Relaxed);
             let before = b.state(now);
             b.on_failure(now);
             let after = b.state(now);
+            let note = self.circuit_move(&b, was, now, "a 5xx response");
             drop(b);
+            self.record([note]);
             if before != after {
                 self.bump();
             }
@@ -337,7 +392,9 @@ impl Upstream {
             let before = b.state(now);
             b.on_success(now);
             let after = b.state(now);
+            let note = self.circuit_move(&b, was, now, "trial requests succeeded");
             drop(b);
+            self.record([note]);
             if before != after {
                 self.bump();
             }
@@ -349,19 +406,26 @@ impl Upstream {
     pub fn on_error(&self, now: Instant, connect: bool, what: String) -> bool {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.failures.fetch_add(1, Ordering::Relaxed);
-        let mut changed = {
+        let (mut changed, circuit, failures) = {
             let mut b = lock(&self.breaker);
             let before = b.state(now);
+            let was = b.moved_state();
             b.on_failure(now);
-            before != b.state(now)
+            let note = self.circuit_move(&b, was, now, &what);
+            (before != b.state(now), note, b.consecutive_failures())
         };
+        let before = self.health();
         let mut d = lock(&self.detail);
-        d.last_error = what;
+        let mut health = None;
         if connect {
             d.consecutive_ok = 0;
             changed |= self.set_health(Health::Unhealthy, &mut d);
+            let reason = format!("request failed: {what}");
+            health = self.health_move(before, Health::Unhealthy, reason, failures, None);
         }
+        d.last_error = what;
         drop(d);
+        self.record([circuit, health]);
         if changed {
             self.bump();
         }

@@ -14,6 +14,8 @@ pub struct Reading {
     /// The state name `/__status__` shows (`running`, `down`, `circuit_open`, `stopped`, …).
     pub state: &'static str,
     pub circuit: CircuitState,
+    /// The breaker's state changes so far, by the state entered (`CircuitState::ALL` order).
+    pub circuit_transitions: [u64; 3],
     /// Consecutive failed requests the breaker counts.
     pub circuit_failures: u32,
     /// Consecutive failed active probes.
@@ -33,9 +35,9 @@ pub struct Reading {
 impl Upstream {
     pub fn reading(&self, now: Instant) -> Reading {
         let state = self.state_name(now);
-        let (circuit, circuit_failures) = {
+        let (circuit, circuit_failures, circuit_transitions) = {
             let b = lock(&self.breaker);
-            (b.state(now), b.consecutive_failures())
+            (b.state(now), b.consecutive_failures(), b.transitions())
         };
         let cfg = self.cfg.load();
         let not_running = self.process.load().as_ref().is_some_and(|h| {
@@ -49,6 +51,7 @@ impl Upstream {
         Reading {
             state,
             circuit,
+            circuit_transitions,
             circuit_failures,
             probe_failures: d.consecutive_fail,
             last_check: d.last_check,

@@ -32,7 +32,12 @@ fn up(extra: &str) -> Upstream {
         "name = \"api\"\nurl = \"http://127.0.0.1:1\"\nroutes = [\"/\"]\n{extra}"
     ))
     .expect("raw");
-    Upstream::new(ServiceConfig::from_raw(0, &raw).expect("cfg"), None).expect("upstream")
+    Upstream::new(
+        ServiceConfig::from_raw(0, &raw).expect("cfg"),
+        None,
+        std::sync::Arc::new(crate::eventlog::EventLog::new()),
+    )
+    .expect("upstream")
 }
 
 #[test]
@@ -86,4 +91,56 @@ fn passive_connect_errors_and_breaker() {
     // The probe seeing it back closes the circuit too.
     u.on_probe(ProbeOutcome::Ok);
     assert_eq!(u.state_name(now + Duration::from_secs(7)), "running");
+}
+
+/// (kind, reason, failures) of every event recorded so far.
+fn recorded(u: &Upstream) -> Vec<(&'static str, String, Option<u32>)> {
+    u.eventlog()
+        .recent()
+        .into_iter()
+        .map(|e| (e.kind.as_str(), e.reason, e.failures))
+        .collect()
+}
+
+#[test]
+fn every_move_is_recorded_once_with_its_reason() {
+    let u = up(
+        "health_check = { path = \"/h\", unhealthy_threshold = 2 }\ncircuit_breaker = { failures = 2, cooldown = \"5s\", half_open_requests = 1 }",
+    );
+    let now = Instant::now();
+    u.on_probe_timed(ProbeOutcome::Ok, Duration::from_millis(7));
+    u.on_probe(ProbeOutcome::Ok);
+    u.on_response(now, true);
+    u.on_response(now, true);
+    u.on_response(now, true);
+    assert!(u.admit(now).is_none());
+    let later = now + Duration::from_secs(6);
+    assert_eq!(u.admit(later), Some(Admit::Trial));
+    u.on_response(later, false);
+    u.on_probe(ProbeOutcome::CheckFailed("status 500".into()));
+    u.on_probe(ProbeOutcome::CheckFailed("status 500".into()));
+    u.on_probe(ProbeOutcome::CheckFailed("status 500".into()));
+    assert_eq!(
+        recorded(&u),
+        vec![
+            ("health_up", "health check passed".to_string(), None),
+            (
+                "circuit_open",
+                "2 consecutive failures (last: a 5xx response)".to_string(),
+                Some(2)
+            ),
+            (
+                "circuit_half_open",
+                "cool-down of 5s over; trying requests".to_string(),
+                None
+            ),
+            (
+                "circuit_closed",
+                "trial requests succeeded".to_string(),
+                None
+            ),
+            ("health_down", "status 500".to_string(), Some(2)),
+        ]
+    );
+    assert_eq!(u.eventlog().recent()[0].latency_ms, Some(7));
 }

@@ -173,7 +173,13 @@ pub(crate) async fn api_or_route(State(app): State<Arc<App>>, req: Request) -> R
     if routed {
         return front(State(app), req).await;
     }
-    api_not_found().await
+    // Unrouted: counted as a refusal, like the front door's 404s.
+    crate::proxy::tally::answered(
+        &app,
+        api_not_found().await,
+        crate::model::metrics::Answer::Refused,
+        None,
+    )
 }
 
 pub(crate) async fn api_not_found() -> Response {

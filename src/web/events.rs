@@ -11,8 +11,10 @@
 //! `countdownUpdate` (every second while maintenance is on, and once when it ends), `drained`
 //! (a drain's time is over and nothing is in flight on its services: the drain's report; sent
 //! once when it happens, and first thing to a stream opened while the drain stays drained),
-//! `log` (the log stream of `/__events__?logs=SERVICE`), and `: ping` comments every 15 s so
-//! dead peers are noticed.
+//! `kinfraEvent` (entries of the event log, `{"events": [...], "reset": bool}`: first all
+//! those kept, with `reset`, then each new one as it is recorded; a stream follows the log
+//! itself, not the hub, so none is skipped), `log` (the log stream of
+//! `/__events__?logs=SERVICE`), and `: ping` comments every 15 s so dead peers are noticed.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -27,6 +29,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::app::{App, Feed};
+use crate::eventlog::{EventLog, KEEP};
 use crate::supervisor::LogRing;
 
 /// A quiet stream still gets a comment this often.
@@ -190,6 +193,10 @@ pub struct StatusStream {
     seen_status: u64,
     seen_countdown: u64,
     seen_drained: Option<u64>,
+    /// The event log, and the last event sent.
+    log: Arc<EventLog>,
+    log_seq: watch::Receiver<u64>,
+    seen_event: u64,
     first: Option<Bytes>,
     /// The next keep-alive: every `KEEPALIVE`, re-armed only when it fires (events don't
     /// touch the timer wheel).
@@ -218,11 +225,19 @@ pub fn status_stream(app: &App) -> impl Body<Data = Bytes, Error = Infallible> +
     if let Some(id) = seen_drained {
         first.extend_from_slice(&drained_frame(app, id));
     }
+    let log = app.eventlog().clone();
+    let mut log_seq = log.subscribe();
+    log_seq.borrow_and_update();
+    let (backlog, seen_event) = event_frame(&log, 0, true);
+    first.extend_from_slice(&backlog);
     let s = StatusStream {
         feed,
         seen_status,
         seen_countdown,
         seen_drained,
+        log,
+        log_seq,
+        seen_event,
         first: Some(first.freeze()),
         ping: Box::pin(tokio::time::sleep(KEEPALIVE)),
     };
@@ -239,6 +254,21 @@ async fn next_status(mut s: StatusStream) -> Option<(Bytes, StatusStream)> {
                 if r.is_err() {
                     return None;
                 }
+            }
+            r = s.log_seq.changed() => {
+                if r.is_err() {
+                    return None;
+                }
+                s.log_seq.borrow_and_update();
+                if s.feed.borrow().closing {
+                    return None;
+                }
+                let (b, seen) = event_frame(&s.log, s.seen_event, false);
+                s.seen_event = seen;
+                if !b.is_empty() {
+                    return Some((b, s));
+                }
+                continue;
             }
             _ = &mut s.ping => {
                 s.ping.as_mut().reset(tokio::time::Instant::now() + KEEPALIVE);
@@ -271,6 +301,19 @@ async fn next_status(mut s: StatusStream) -> Option<(Bytes, StatusStream)> {
     }
 }
 
+/// The `kinfraEvent` frame of the events after `after` (with `reset`: the whole backlog, even
+/// when empty), and the last `seq` it holds. Empty when there is nothing to send.
+fn event_frame(log: &EventLog, after: u64, reset: bool) -> (Bytes, u64) {
+    let (events, _) = log.since(after, KEEP);
+    let last = events.last().map_or(after, |e| e.seq);
+    if events.is_empty() && !reset {
+        return (Bytes::new(), last);
+    }
+    let list: Vec<_> = events.iter().map(crate::app::event_report).collect();
+    let data = serde_json::json!({"events": list, "reset": reset}).to_string();
+    (frame("kinfraEvent", last, &data), last)
+}
+
 /// A log follower of one service.
 pub struct LogStream {
     ring: Arc<LogRing>,
@@ -296,7 +339,7 @@ pub fn log_stream(
         cursor: since.unwrap_or(0),
         ring,
         lines,
-        closing: app.events().closing(),
+        closing: app.events().follow_logs(),
         ping: Box::pin(tokio::time::sleep(KEEPALIVE)),
         id: 0,
         first: true,

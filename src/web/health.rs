@@ -82,6 +82,15 @@ fn own(app: &App, reader: bool) -> Component {
     }
 }
 
+/// Every component's name, whether it is up (healthy or degraded: it serves) and whether it is
+/// critical, from the same readings the health API answers with (`/metrics` shows them).
+pub(crate) fn component_states(app: &App) -> Vec<(String, bool, bool)> {
+    components(app, false)
+        .iter()
+        .map(|c| (c.name.clone(), c.status != Status::Unhealthy, c.critical))
+        .collect()
+}
+
 /// Every component: kinfrad first, then the services in config order.
 fn components(app: &App, reader: bool) -> Arc<Vec<Component>> {
     app.health_components(reader, || compose(app, reader))

@@ -60,6 +60,7 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/kinfra/schedule/{id}",
             axum::routing::delete(crate::web::schedule::cancel),
         )
+        .route("/api/kinfra/events", get(crate::web::eventlog::list))
         .route("/api/kinfra/{*rest}", any(api_not_found))
         // The health API: kinfrad's own, whatever service routes /api/.
         .route("/api/health", get(crate::web::health::whole))
@@ -74,6 +75,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/health/{*rest}", any(api_not_found))
         .route("/api/{*rest}", any(api_or_route))
         .route("/__status__", get(services_status))
+        // kinfrad's metrics, whatever service routes `/`.
+        .route("/metrics", get(crate::web::metrics::metrics))
         .route("/kinfra", get(crate::web::dashboard::page))
         .route("/kinfra/", get(crate::web::dashboard::page))
         .route(

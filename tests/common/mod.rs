@@ -2,9 +2,10 @@
 //! ([`daemon`]: the `Daemon` fixture and kinfrad's status), speak raw HTTP/1.1 over loopback
 //! ([`http`]: one client and one response reader), stand in for an upstream ([`upstream`], with
 //! the byte [`pattern`] for large bodies), check kinfrad's fallback answers ([`fallback`]),
-//! receive sd_notify datagrams ([`notify`]) and Server-Sent Events ([`sse`]), run small Python
-//! services ([`python`]), drive systemd's tools ([`units`]); and here, what they all use: wait for conditions instead of sleeping,
-//! free ports, the binaries' paths.
+//! read kinfrad's event log ([`events`]), receive sd_notify datagrams ([`notify`]) and
+//! Server-Sent Events ([`sse`]), run small Python services ([`python`]), scrape `/metrics` and
+//! parse it as Prometheus would ([`metrics`]), drive systemd's tools ([`units`]); and here, what
+//! they all use: wait for conditions instead of sleeping, free ports, the binaries' paths.
 //!
 //! Every test binary includes this module whole (`mod common;`, or `#[path]` from a folder
 //! target) and uses a part of it.
@@ -12,8 +13,10 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod daemon;
+pub mod events;
 pub mod fallback;
 pub mod http;
+pub mod metrics;
 pub mod notify;
 pub mod pattern;
 pub mod python;
@@ -22,8 +25,10 @@ pub mod units;
 pub mod upstream;
 
 pub use daemon::*;
+pub use events::*;
 pub use fallback::*;
 pub use http::*;
+pub use metrics::{Metrics, metrics_response, scrape};
 pub use notify::NotifyRx;
 pub use pattern::*;
 pub use python::*;

@@ -9,6 +9,7 @@ mod common;
 mod config;
 mod control;
 mod custom_page;
+mod events;
 mod health_api;
 mod lifecycle;
 mod line_protocol;

@@ -1,6 +1,6 @@
 //! The live side of the dashboard: the event stream (`/__events__`: state changes, the
-//! countdown, log lines), open streams not holding up a stop, and the seed-002 route and
-//! maintenance APIs the page reads.
+//! countdown, log lines, the event log), open streams not holding up a stop, and the seed-002
+//! route and maintenance APIs the page reads.
 
 use std::time::{Duration, Instant};
 
@@ -242,6 +242,43 @@ fn per_target_records_are_pushed_and_left_over_the_api() {
         r.text().contains("unknown route or service nope"),
         "{}",
         r.text()
+    );
+    sse.close();
+}
+
+#[test]
+fn the_event_log_is_pushed_as_kinfra_event_backlog_first() {
+    let d = common::dashboard_daemon("", "Web", "INFO hello");
+    common::wait_event(&d, "process_start", "web", |_| true);
+    let sse = Sse::open(d.addr, "/__events__", &[]);
+    // The backlog first, marked as the whole log.
+    let first = sse.wait(T, "kinfraEvent", 0, |_| true);
+    assert_eq!(first["reset"], true, "{first}");
+    let backlog = first["events"].as_array().cloned().unwrap_or_default();
+    assert!(
+        backlog.iter().any(|e| e["kind"] == "process_start"),
+        "{first}"
+    );
+    // Then each new event, once, without the backlog again.
+    let n = sse.len();
+    d.ctl_ok(&["maint", "enter", "--message", "<b>soon</b>"]);
+    let next = sse.wait(T, "kinfraEvent", n, |v| {
+        v["events"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|e| e["kind"] == "maintenance_on"))
+    });
+    assert_eq!(next["reset"], false, "{next}");
+    let events = next["events"].as_array().cloned().unwrap_or_default();
+    let on = events
+        .iter()
+        .find(|e| e["kind"] == "maintenance_on")
+        .expect("maintenance_on");
+    assert_eq!(on["reason"], "<b>soon</b>");
+    // Never one of the backlog again.
+    let last = backlog.last().and_then(|e| e["seq"].as_u64()).unwrap_or(0);
+    assert!(
+        events.iter().all(|e| e["seq"].as_u64() > Some(last)),
+        "{next}"
     );
     sse.close();
 }

@@ -3,7 +3,8 @@
 //! tokio WebSocket echo server). Routing, header handling, keep-alive, fallback pages when an
 //! upstream dies, fails mid-request or stalls, the circuit breaker, readiness gating, WebSocket
 //! upgrades, streamed large bodies, hostile input and HTTP/2 clients, drains, maintenance records
-//! per target (which record answers which route, hits per route); then the edge cases of
+//! per target (which record answers which route, hits per route), `/metrics` (every answer
+//! counted the same on both paths); then the edge cases of
 //! kinfrad's own HTTP/1.1 loop (pipelining, response framings, stale upstream connections,
 //! broken upstream responses, `Connection: close`, vanishing clients, idle connections' memory).
 //! One file a theme; the harness they share is in tests/common.
@@ -25,6 +26,7 @@ mod headers;
 mod health_api;
 mod hostile;
 mod maintenance;
+mod metrics;
 mod pipelining;
 mod pooling;
 mod routing;

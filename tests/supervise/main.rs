@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod metrics;
 mod operator;
 mod output;
 mod processes;

@@ -37,13 +37,19 @@
 //! - The manager logs to /dev/console unless told otherwise (no journal here): its log target
 //!   is `null`; kinfrad's output goes to a file in the temp dir (StandardOutput=append:).
 //!
-//! One file a part: the manager's world (manager.rs), the cleanup (cgroups.rs) and the test
-//! (units.rs); the harness shared with the other binaries is in tests/common.
+//! - journald is not running either: the journal test (journal.rs) starts it by hand when its
+//!   socket does not answer, and removes what it created; the service's sandbox gets a fresh
+//!   /run here (/run is no mount point), so that test bind-mounts /run/systemd/journal into it.
+//!
+//! One file a part: the manager's world (manager.rs), the cleanup (cgroups.rs) and the tests
+//! (units.rs; journal.rs: events in the journal under their own field names); the harness
+//! shared with the other binaries is in tests/common.
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod cgroups;
+mod journal;
 mod manager;
 mod units;
 

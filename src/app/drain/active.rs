@@ -132,6 +132,19 @@ impl ActiveDrain {
             .map_or(0, |c| c.count.load(Ordering::Relaxed))
     }
 
+    /// Refusals by route text, summed over services; a service's routes that appeared after
+    /// the drain started, and counts of routes no longer configured, under "".
+    pub fn refused_by_route(&self) -> Vec<(String, u64)> {
+        let mut by: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+        for c in &self.counts {
+            let n = by.entry(c.route.clone()).or_default();
+            *n = n.saturating_add(c.count.load(Ordering::Relaxed));
+        }
+        let stray = by.entry(String::new()).or_default();
+        *stray = stray.saturating_add(self.stray.load(Ordering::Relaxed));
+        by.into_iter().collect()
+    }
+
     /// Every refusal since the drain started.
     pub fn rejected_total(&self) -> u64 {
         self.counts

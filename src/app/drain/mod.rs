@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::eventlog::{Event, Kind};
 use crate::model::drain::DrainTarget;
 use crate::model::drain::{self, Drain};
 use crate::model::routes::Route;
@@ -110,12 +111,17 @@ impl App {
         self.drain.set(Some(active.clone()));
         drop(store);
         tokio::spawn(watch_drain(self.clone(), id));
-        tracing::info!(
-            target_services = %active.record.target,
-            duration_ms,
-            replaced,
-            "drain started"
-        );
+        let over = crate::protocol::fmt::human_secs(duration_ms / 1000);
+        let why = if replaced {
+            format!("over {over}, replacing the drain that ran")
+        } else {
+            format!("over {over}")
+        };
+        self.eventlog.record(Event::new(
+            Kind::DrainStarted,
+            active.record.target.to_string(),
+            why,
+        ));
         self.publish();
         Ok(self.drain_report())
     }
@@ -132,11 +138,16 @@ impl App {
         self.drain.set(None);
         drop(store);
         let rejected = cur.rejected_total();
-        tracing::info!(
-            rejected,
-            drained = cur.drained_at().is_some(),
-            "drain stopped"
-        );
+        let was = if cur.drained_at().is_some() {
+            "drained"
+        } else {
+            "not drained yet"
+        };
+        self.eventlog.record(Event::new(
+            Kind::DrainStopped,
+            cur.record.target.to_string(),
+            format!("stopped ({was}); {rejected} requests refused"),
+        ));
         self.publish();
         Ok(DrainReport {
             rejected,
@@ -349,11 +360,14 @@ fn announce(app: &App, cur: &ActiveDrain) {
     if !moved {
         return;
     }
-    tracing::info!(
-        target_services = %cur.record.target,
-        rejected = cur.rejected_total(),
-        "drained: the drain's time is over and nothing is in flight"
-    );
+    app.eventlog.record(Event::new(
+        Kind::DrainFinished,
+        cur.record.target.to_string(),
+        format!(
+            "time over and nothing in flight; {} requests refused",
+            cur.rejected_total()
+        ),
+    ));
     app.publish();
 }
 

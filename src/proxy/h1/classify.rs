@@ -8,6 +8,7 @@ use axum::body::Body;
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 
 use crate::app::App;
+use crate::model::metrics::{Answer, RequestCounts};
 use crate::upstream::Upstream;
 
 use super::buf::scratch;
@@ -16,6 +17,8 @@ use super::{Client, MAX_HEADERS};
 
 pub(super) struct ProxyPlan {
     pub(super) up: Arc<Upstream>,
+    /// The route's request counters.
+    pub(super) counts: Arc<RequestCounts>,
     /// The upstream request head, ready to write.
     pub(super) head: Vec<u8>,
     pub(super) head_len: usize,
@@ -46,13 +49,13 @@ pub(super) enum Plan {
     },
     Proxy(ProxyPlan),
     /// The built-in maintenance page for a browser, of the record `view.active[idx]` (the hit
-    /// is counted already).
+    /// and the request are counted already).
     Maintenance {
         head_len: usize,
         view: Arc<crate::app::MaintView>,
         idx: usize,
     },
-    /// Refused by a drain (`consumed`: the request's bytes, head and body).
+    /// Refused by a drain (`consumed`: the request's bytes, head and body; counted already).
     Drained {
         consumed: usize,
         close: bool,
@@ -74,6 +77,8 @@ pub(super) fn is_own_path(path: &str) -> bool {
         // The health API (not `/api/healthz`, which a service may route).
         || path == "/api/health"
         || path.starts_with("/api/health/")
+        // The metrics (not `/metrics/…`, which a service may route).
+        || path == "/metrics"
 }
 
 /// Decide what to do with a parsed head (`data[..head_len]`; what follows may be its body).
@@ -234,6 +239,9 @@ pub(super) fn classify(
         if browser && !head_only && !close && body_len == 0 && maint.active[idx].page_url.is_none()
         {
             app.count_hit(&maint.active[idx], route.map(|r| &r.spec));
+            route
+                .map_or(app.unrouted_requests(), |r| &*r.counts)
+                .count(Answer::Maintenance, 503);
             return Plan::Maintenance {
                 head_len,
                 view: arc_swap::Guard::into_inner(maint),
@@ -252,6 +260,7 @@ pub(super) fn classify(
         return local(req);
     }
     if let Some(drain) = app.drain_check(route) {
+        route.counts.count(Answer::Drain, 503);
         return Plan::Drained {
             consumed: head_len + body_len as usize,
             close,
@@ -347,6 +356,7 @@ pub(super) fn classify(
     Plan::Proxy(ProxyPlan {
         gate: cfg.fallback.enabled,
         up: up.clone(),
+        counts: route.counts.clone(),
         head: out,
         head_len: body_end,
         body_len,

@@ -323,6 +323,8 @@ pub(super) async fn proxy(
     }
 
     let mut attempt = 0;
+    // When the request went out (the last attempt's), for the upstream's latency.
+    let mut sent;
     let (mut upc, head, mut rbuf) = loop {
         attempt += 1;
         let (mut upc, reused) = match up.take_idle(start, idle) {
@@ -337,6 +339,7 @@ pub(super) async fn proxy(
             },
         };
         // Head and body, in one write.
+        sent = Instant::now();
         if let Err(e) = write_timed(&mut upc, &p.head, idle).await {
             if reused && p.retryable && is_reset(&e) {
                 continue;
@@ -401,8 +404,11 @@ pub(super) async fn proxy(
     } else {
         None
     };
-    // The breaker's clock needs no precision finer than a request: `start` saves a clock read.
-    up.on_response(start, head.status >= 500);
+    let got = Instant::now();
+    up.latency.observe(got.saturating_duration_since(sent));
+    up.on_response(got, head.status >= 500);
+    p.counts
+        .count(crate::model::metrics::Answer::Proxied, head.status);
 
     let close = p.close || head.framing == Framing::UntilClose;
     let mut out = head.out;
@@ -475,6 +481,8 @@ async fn fail(
     e: ForwardError,
 ) -> io::Result<bool> {
     // Head and body were consumed when forwarding began: the connection stays usable.
+    let how = crate::proxy::tally::failure_answer(&e);
     let r = crate::proxy::answers::failure_response(app, &p.up, p.browser, p.gate, e);
+    p.counts.count(how, r.status().as_u16());
     write_response(client, r, p.head_only, p.close).await
 }

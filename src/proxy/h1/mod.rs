@@ -149,8 +149,17 @@ async fn read_head(
     }
 }
 
-/// Answer a request that cannot be served with an error, and close the connection.
-async fn refuse(stream: &mut TcpStream, status: StatusCode, code: &str, why: &str) -> Outcome {
+/// Answer a request that cannot be served with an error (counted as refused before routing),
+/// and close the connection.
+async fn refuse(
+    app: &App,
+    stream: &mut TcpStream,
+    status: StatusCode,
+    code: &str,
+    why: &str,
+) -> Outcome {
+    app.unrouted_requests()
+        .count(crate::model::metrics::Answer::Refused, status.as_u16());
     let r = crate::proxy::answers::refuse(status, code, why);
     let _ = write_response(stream, r, false, true).await;
     Outcome::Closed
@@ -206,6 +215,7 @@ pub async fn serve(
                 let why =
                     format!("request head larger than {max_head} bytes or with too many lines");
                 return refuse(
+                    app,
                     &mut stream,
                     StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                     "header_too_large",
@@ -215,13 +225,20 @@ pub async fn serve(
             }
             HeadRead::Bad(e) => {
                 let why = format!("malformed request: {e}");
-                return refuse(&mut stream, StatusCode::BAD_REQUEST, "bad_request", &why).await;
+                return refuse(
+                    app,
+                    &mut stream,
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    &why,
+                )
+                .await;
             }
         };
         let keep = match plan {
             Plan::Handoff => return Outcome::Handoff(stream, buf.into_vec()),
             Plan::Reject(status, code, msg) => {
-                return refuse(&mut stream, status, code, &msg).await;
+                return refuse(app, &mut stream, status, code, &msg).await;
             }
             Plan::Local {
                 req,
@@ -232,10 +249,13 @@ pub async fn serve(
                 buf.consume(head_len);
                 // A local response may be a long-lived event stream: hold no buffer meanwhile.
                 buf.release();
-                let resp = match router.clone().oneshot(*req).await {
-                    Ok(r) => r,
-                    Err(never) => match never {},
-                };
+                let resp = crate::proxy::tally::routed(app, async {
+                    match router.clone().oneshot(*req).await {
+                        Ok(r) => r,
+                        Err(never) => match never {},
+                    }
+                })
+                .await;
                 matches!(
                     write_response(&mut stream, resp, head_only, close).await,
                     Ok(true)

@@ -124,10 +124,21 @@ fn own_paths_go_to_the_router() {
         "/kinfra/x",
         "/api/maintenance/status",
         "/api/dashboard/routes",
+        "/api/health",
+        "/api/health/readiness",
+        "/metrics",
     ] {
         assert!(is_own_path(p), "{p}");
     }
-    for p in ["/", "/api/users", "/healthz/x", "/app"] {
+    for p in [
+        "/",
+        "/api/users",
+        "/healthz/x",
+        "/app",
+        "/api/healthz",
+        "/metrics/app",
+        "/metricsx",
+    ] {
         assert!(!is_own_path(p), "{p}");
     }
 }
