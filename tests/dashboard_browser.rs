@@ -47,6 +47,32 @@ fn wait_card(b: &Browser, id: &str, state: &str, within: Duration) {
     });
 }
 
+/// [`wait_card`], saying on a timeout what the page and kinfrad show.
+fn wait_card_seen(b: &Browser, d: &Daemon, id: &str, state: &str, within: Duration) {
+    let t0 = Instant::now();
+    while t0.elapsed() < within {
+        if card_state(b, id).as_deref() == Some(state) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let page = b
+        .try_js(
+            "var t = document.getElementById('toast'); \
+             return JSON.stringify({toast: t.hidden ? null : t.textContent, \
+               source: window.kinfraDashboard && window.kinfraDashboard.source, \
+               renders: window.kinfraDashboard && window.kinfraDashboard.renders});",
+            json!([]),
+        )
+        .unwrap_or_default();
+    panic!(
+        "card {id} shows {:?}, not {state}, after {within:?}; page {page}; kinfrad says {}\n{}",
+        card_state(b, id),
+        service(d, id),
+        d.log_text()
+    );
+}
+
 /// No element sticks out of the viewport sideways.
 fn assert_no_overflow(b: &Browser, what: &str) {
     let v = b.js("return [document.documentElement.scrollWidth, window.innerWidth];");
@@ -167,9 +193,9 @@ fn a_killed_service_turns_red_live_and_restart_after_login_brings_it_back() {
 
     // Stop and Start from the page, too.
     click(&b, "web", "stop");
-    wait_card(&b, "web", "stopped", T);
+    wait_card_seen(&b, &d, "web", "stopped", T);
     click(&b, "web", "start");
-    wait_card(&b, "web", "running", T);
+    wait_card_seen(&b, &d, "web", "running", T);
 }
 
 #[test]

@@ -323,6 +323,11 @@ impl App {
         &self.eventlog
     }
 
+    /// How many changes were published since kinfrad started (`/__status__`'s `seq`).
+    pub fn change_seq(&self) -> u64 {
+        *self.changed.borrow()
+    }
+
     /// Subscribe to state changes (the value is a change counter).
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()

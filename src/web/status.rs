@@ -55,6 +55,9 @@ fn service_json(
 /// of the dashboard, who also gets the services' last log lines, their upstream URLs and raw
 /// error texts (everyone else: none of these, and a summary of the error).
 pub fn services_json(app: &App, service: Option<&str>, reader: bool) -> Result<Value, String> {
+    // Read before anything else: the document shows at least every change up to this one, so a
+    // page can tell an older document that arrives late (a fetch overtaken by a pushed update).
+    let seq = app.change_seq();
     let logs = reader;
     let now = Instant::now();
     let svc = app.services();
@@ -118,6 +121,7 @@ pub fn services_json(app: &App, service: Option<&str>, reader: bool) -> Result<V
     };
     if let Some(o) = top.as_object_mut() {
         o.insert("timestamp".into(), Value::String(timestamp));
+        o.insert("seq".into(), Value::from(seq));
         o.insert("services".into(), Value::Object(services));
         o.insert(
             "maintenance".into(),

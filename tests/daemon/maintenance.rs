@@ -304,3 +304,22 @@ fn corrupt_state_file_is_kept_and_reported() {
         "fresh"
     );
 }
+
+/// `/__status__`'s `seq` counts kinfrad's published changes: it only grows, and a change moves
+/// it (the dashboard drops a late answer with a smaller one).
+#[test]
+fn status_seq_grows_with_every_change() {
+    let d = Daemon::start();
+    let seq = |d: &Daemon| {
+        json_get(d.addr, "/__status__").json()["seq"]
+            .as_u64()
+            .expect("a numeric seq")
+    };
+    let a = seq(&d);
+    assert_eq!(seq(&d), a, "nothing changed, the seq moved");
+    d.ctl_ok(&["maint", "enter", "--message", "seq"]);
+    let b = seq(&d);
+    assert!(b > a, "{a} -> {b}");
+    d.ctl_ok(&["maint", "exit"]);
+    assert!(seq(&d) > b);
+}
