@@ -130,7 +130,10 @@ impl App {
                 .count();
             if pending == 0 || now >= deadline {
                 if pending > 0 {
-                    tracing::info!(pending, "serving before every service's first probe answered");
+                    tracing::info!(
+                        pending,
+                        "serving before every service's first probe answered"
+                    );
                 }
                 return;
             }

@@ -169,6 +169,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     for note in &inherited.notes {
         tracing::info!("{note}");
     }
+    if !inherited.conns.is_empty() {
+        // Ours now: systemd's copies would keep them open after we close them.
+        notifier.remove_stored(crate::systemd::sockets::CONN);
+    }
 
     let pages = Pages::load_with(config.templates_dir.as_deref(), &config.page_config)
         .map_err(|e| anyhow!(e))?;
@@ -343,8 +347,13 @@ fn store_idle(notifier: &Notifier, idle: &[tokio::net::TcpStream]) {
     }
     let fds: Vec<_> = idle.iter().map(|c| c.as_fd()).collect();
     match notifier.store_fds(crate::systemd::sockets::CONN, &fds) {
-        Ok(n) => tracing::info!(connections = n, "idle connections handed to systemd for the next kinfrad"),
-        Err(e) => tracing::warn!(error = %e, "could not hand idle connections to systemd; closing them"),
+        Ok(n) => tracing::info!(
+            connections = n,
+            "idle connections handed to systemd for the next kinfrad"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not hand idle connections to systemd; closing them")
+        }
     }
 }
 

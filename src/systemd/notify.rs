@@ -134,11 +134,25 @@ impl Notifier {
             let raw: Vec<RawFd> = batch.iter().map(|f| f.as_raw_fd()).collect();
             let iov = [io::IoSlice::new(msg.as_bytes())];
             let cmsg = [ControlMessage::ScmRights(&raw)];
-            sendmsg(sock.as_fd().as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), Some(&addr))
-                .map_err(io::Error::from)?;
+            sendmsg(
+                sock.as_fd().as_raw_fd(),
+                &iov,
+                &cmsg,
+                MsgFlags::empty(),
+                Some(&addr),
+            )
+            .map_err(io::Error::from)?;
             sent += batch.len();
         }
         Ok(sent)
+    }
+
+    /// Drop the descriptors stored under `name` from the service manager's store
+    /// (FDSTOREREMOVE=1): systemd keeps its copies after passing them on, and a connection is
+    /// only closed once every copy is, so a kinfrad that took its predecessor's connections
+    /// must release systemd's.
+    pub fn remove_stored(&self, name: &str) {
+        self.send_logged(&["FDSTOREREMOVE=1".to_string(), format!("FDNAME={name}")]);
     }
 
     fn send_logged(&self, lines: &[String]) {
@@ -230,8 +244,13 @@ mod tests {
         let mut buf = [0u8; 128];
         let mut iov = [io::IoSliceMut::new(&mut buf)];
         let mut space = nix::cmsg_space!([std::os::fd::RawFd; 8]);
-        let m = recvmsg::<()>(rx.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::empty())
-            .expect("recvmsg");
+        let m = recvmsg::<()>(
+            rx.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::empty(),
+        )
+        .expect("recvmsg");
         let got: Vec<std::os::fd::RawFd> = m
             .cmsgs()
             .expect("cmsgs")
@@ -246,7 +265,13 @@ mod tests {
         for fd in got {
             let _ = nix::unistd::close(fd);
         }
-        assert_eq!(Notifier::disabled().store_fds("conn", &fds).expect("no-op"), 0);
+        assert_eq!(
+            Notifier::disabled().store_fds("conn", &fds).expect("no-op"),
+            0
+        );
+        n.remove_stored("conn");
+        let k = rx.recv(&mut buf).expect("recv");
+        assert_eq!(&buf[..k], b"FDSTOREREMOVE=1\nFDNAME=conn");
     }
 
     #[test]

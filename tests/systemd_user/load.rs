@@ -2,7 +2,8 @@
 //! pace over one kept-open connection, and `fresh` clients that open a new connection for every
 //! request (`Connection: close`). Every request either gets its 200 with the upstream's body or
 //! is a failure, named by what went wrong (refused, reset, closed before an answer, a timeout, a
-//! wrong status). No retries: a connection kinfrad closed is a failure too.
+//! wrong status). No retries: a connection kinfrad closed is a failure too. At the end each
+//! kept-open connection sends `Connection: close` and must see its answer, then the end.
 
 use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -29,7 +30,10 @@ pub struct Report {
 
 impl Report {
     pub fn failures(&self) -> Vec<&Sample> {
-        self.samples.iter().filter(|s| s.failure.is_some()).collect()
+        self.samples
+            .iter()
+            .filter(|s| s.failure.is_some())
+            .collect()
     }
 
     pub fn resets(&self) -> usize {
@@ -105,7 +109,10 @@ fn exchange(
         Ok(resp) => Some(format!(
             "status {}: {}",
             resp.status,
-            String::from_utf8_lossy(&resp.body).chars().take(120).collect::<String>()
+            String::from_utf8_lossy(&resp.body)
+                .chars()
+                .take(120)
+                .collect::<String>()
         )),
         Err(e) => Some(classify(&e)),
     };
@@ -144,6 +151,39 @@ pub fn run(
                 next += pace;
                 let at = Instant::now();
                 let failure = exchange(addr, &mut conn, close, tag);
+                mine.push(Sample {
+                    at,
+                    took: at.elapsed(),
+                    failure,
+                });
+            }
+            // A kept-open connection ends as HTTP says: after a `Connection: close` request,
+            // its answer and then the end of the stream (a connection that moved from one
+            // kinfrad to the next must really close when the last one closes it).
+            if !close {
+                let at = Instant::now();
+                let mut failure =
+                    exchange(addr, &mut conn, false, tag).map(|f| format!("before the last: {f}"));
+                if failure.is_none()
+                    && let Some((mut r, mut w)) = conn.take()
+                {
+                    let _ = w.write_all(&request(&addr, true));
+                    failure = match read_response(&mut r) {
+                        Ok(resp) if resp.status == 200 => {
+                            let mut rest = Vec::new();
+                            match std::io::Read::read_to_end(&mut r, &mut rest) {
+                                Ok(_) if rest.is_empty() => None,
+                                Ok(_) => Some("bytes after the last answer".to_string()),
+                                Err(e) => Some(format!(
+                                    "no end after Connection: close: {}",
+                                    classify(&e)
+                                )),
+                            }
+                        }
+                        Ok(resp) => Some(format!("status {} to the last request", resp.status)),
+                        Err(e) => Some(classify(&e)),
+                    };
+                }
                 mine.push(Sample {
                     at,
                     took: at.elapsed(),

@@ -48,9 +48,10 @@ fn restarts_and_reloads_under_load_fail_no_request() {
 
     let addr = env.addr;
     let load = std::thread::spawn(move || {
-        load::run(addr, "web", KEEPALIVE, FRESH, PACE, Duration::from_secs(14))
+        load::run(addr, "web", KEEPALIVE, FRESH, PACE, Duration::from_secs(18))
     });
-    // Restarts in the middle, 1.5 s apart, after the load has settled; then a reload.
+    // Restarts in the middle, 2.2 s apart (systemd's default start limit allows 5 starts in
+    // 10 s; the first start counts too), after the load has settled; then a reload.
     std::thread::sleep(Duration::from_secs(3));
     let mut windows = Vec::new();
     let mut pids = vec![env.prop("kinfra.service", "MainPID")];
@@ -59,7 +60,7 @@ fn restarts_and_reloads_under_load_fail_no_request() {
         env.systemctl_ok(&["restart", "kinfra.service"]);
         windows.push((t0, Instant::now() + Duration::from_millis(300)));
         pids.push(env.prop("kinfra.service", "MainPID"));
-        std::thread::sleep(Duration::from_millis(1500));
+        std::thread::sleep(Duration::from_millis(2200));
     }
     let t0 = Instant::now();
     env.systemctl_ok(&["reload", "kinfra.service"]);
@@ -67,13 +68,21 @@ fn restarts_and_reloads_under_load_fail_no_request() {
     let report = load.join().expect("load");
 
     pids.dedup();
-    assert_eq!(pids.len(), RESTARTS + 1, "every restart a new kinfrad: {pids:?}");
+    assert_eq!(
+        pids.len(),
+        RESTARTS + 1,
+        "every restart a new kinfrad: {pids:?}"
+    );
     let st = env.show("kinfra.service");
     assert_eq!(st["ActiveState"], "active", "{st:?}\n{}", env.diag());
     let log = std::fs::read_to_string(&env.log).unwrap_or_default();
     let handed = log.matches("client connections handed over").count();
 
-    let ms = |d: Option<Duration>| d.map_or("-".to_string(), |d| format!("{:.1} ms", d.as_secs_f64() * 1e3));
+    let ms = |d: Option<Duration>| {
+        d.map_or("-".to_string(), |d| {
+            format!("{:.1} ms", d.as_secs_f64() * 1e3)
+        })
+    };
     let in_restart = |at: Instant| windows.iter().any(|(a, b)| at >= *a && at <= *b);
     let in_reload = |at: Instant| at >= reload.0 && at <= reload.1;
     eprintln!(
@@ -102,10 +111,26 @@ fn restarts_and_reloads_under_load_fail_no_request() {
         "{} of {} requests failed, e.g. {:?}\n{}",
         failures.len(),
         report.samples.len(),
-        failures.iter().take(5).map(|s| &s.failure).collect::<Vec<_>>(),
+        failures
+            .iter()
+            .take(5)
+            .map(|s| &s.failure)
+            .collect::<Vec<_>>(),
         env.diag()
     );
-    assert!(report.samples.len() > 10_000, "{} requests only", report.samples.len());
-    assert!(handed >= RESTARTS, "idle connections were not handed over:\n{log}");
-    env.systemctl_ok(&["stop", "kinfra.service", "kinfra.socket", "kinfra-control.socket"]);
+    assert!(
+        report.samples.len() > 10_000,
+        "{} requests only",
+        report.samples.len()
+    );
+    assert!(
+        handed >= RESTARTS,
+        "idle connections were not handed over:\n{log}"
+    );
+    env.systemctl_ok(&[
+        "stop",
+        "kinfra.service",
+        "kinfra.socket",
+        "kinfra-control.socket",
+    ]);
 }
