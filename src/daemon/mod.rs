@@ -16,7 +16,7 @@ use crate::app::{App, AppParts};
 use crate::config::{Config, Overrides};
 use crate::pages::Pages;
 use crate::state::StateFile;
-use crate::systemd::notify::Boot;
+use crate::systemd::notify::{Boot, Notifier};
 use crate::systemd::sockets::{self, Inherited};
 
 /// How often the maintenance hit counter is persisted when it moved.
@@ -169,6 +169,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     for note in &inherited.notes {
         tracing::info!("{note}");
     }
+    if !inherited.conns.is_empty() {
+        // Ours now: systemd's copies would keep them open after we close them.
+        notifier.remove_stored(crate::systemd::sockets::CONN);
+    }
 
     let pages = Pages::load_with(config.templates_dir.as_deref(), &config.page_config)
         .map_err(|e| anyhow!(e))?;
@@ -251,11 +255,19 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     app.sync_probes();
     app.resume_drain();
     app.start_schedule(stop_rx.clone());
+    // Under systemd, connections idle at the stop are kept in its descriptor store for the
+    // next kinfrad (kinfra.service has FileDescriptorStoreMax=); elsewhere they are closed.
+    let (idle_tx, mut idle_rx) = tokio::sync::mpsc::unbounded_channel();
+    let handover = crate::daemon::server::Handover {
+        resumed: inherited.conns,
+        idle: notifier.enabled().then_some(idle_tx),
+    };
     let http_task = tokio::spawn(crate::daemon::server::serve(
         app.clone(),
         http,
         stop_rx.clone(),
         grace,
+        handover,
     ));
     let events_task = tokio::spawn(crate::web::events::run(app.clone(), stop_rx.clone()));
     let control_task = tokio::spawn(crate::control::serve(
@@ -309,6 +321,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     {
         tracing::warn!("HTTP server did not stop in time");
     }
+    let mut idle = Vec::new();
+    while let Ok(conn) = idle_rx.try_recv() {
+        idle.push(conn);
+    }
+    store_idle(&notifier, &idle);
+    drop(idle);
     // In-flight requests are done: now the services kinfrad runs may go.
     app.stop_supervisors().await;
     app.flush_hits().await;
@@ -318,6 +336,25 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     }
     tracing::info!("kinfrad stopped");
     Ok(())
+}
+
+/// Hand the connections idle at the stop to systemd's descriptor store (FDNAME=conn): the
+/// next kinfrad serves them on, and their clients never see them close.
+fn store_idle(notifier: &Notifier, idle: &[tokio::net::TcpStream]) {
+    use std::os::fd::AsFd;
+    if idle.is_empty() {
+        return;
+    }
+    let fds: Vec<_> = idle.iter().map(|c| c.as_fd()).collect();
+    match notifier.store_fds(crate::systemd::sockets::CONN, &fds) {
+        Ok(n) => tracing::info!(
+            connections = n,
+            "idle connections handed to systemd for the next kinfrad"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not hand idle connections to systemd; closing them")
+        }
+    }
 }
 
 async fn wait_stop(stop: &mut Option<watch::Receiver<bool>>) {

@@ -26,21 +26,58 @@ impl Drop for ConnGuard {
     }
 }
 
+/// What the HTTP server starts with besides its listeners, and where it leaves connections.
+pub struct Handover {
+    /// Client connections the previous kinfrad left idle in systemd's descriptor store.
+    pub resumed: Vec<std::net::TcpStream>,
+    /// Where connections idle at the stop go (to be stored for the next kinfrad); `None`:
+    /// they are closed.
+    pub idle: Option<mpsc::UnboundedSender<tokio::net::TcpStream>>,
+}
+
 /// Serve HTTP on `listeners` until `shutdown` turns true, then let in-flight requests finish
 /// for up to `grace`.
+///
+/// Accepting starts once every service's first probe has answered (`App::first_probes`), so a
+/// restarted kinfrad does not show loading pages for healthy services. At the stop, accepting
+/// stops at once (new connections wait in the socket's backlog for the next kinfrad); every
+/// connection already accepted is served, and the fast path's connections that are idle
+/// between two requests go to `handover.idle` rather than being closed.
 pub async fn serve(
     app: Arc<App>,
     listeners: Vec<tokio::net::TcpListener>,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
+    handover: Handover,
 ) {
+    app.first_probes(app.first_probes_limit()).await;
     let (tx, mut rx) = mpsc::channel::<(tokio::net::TcpStream, SocketAddr)>(256);
-    let mut accept_tasks = Vec::new();
+    for s in handover.resumed {
+        let pair = s
+            .set_nonblocking(true)
+            .and_then(|()| s.peer_addr())
+            .and_then(|peer| Ok((tokio::net::TcpStream::from_std(s)?, peer)));
+        match pair {
+            Ok(pair) => {
+                if tx.send(pair).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "a handed-over connection is gone"),
+        }
+    }
     for l in listeners {
         let tx = tx.clone();
-        accept_tasks.push(tokio::spawn(async move {
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
             loop {
-                match l.accept().await {
+                // The stop ends the wait for a connection, never a hand-over in progress:
+                // nothing accepted is dropped.
+                let got = tokio::select! {
+                    r = l.accept() => r,
+                    _ = crate::stop::stopped(&mut stop) => break,
+                };
+                match got {
                     Ok(pair) => {
                         if tx.send(pair).await.is_err() {
                             break;
@@ -53,15 +90,19 @@ pub async fn serve(
                     }
                 }
             }
-        }));
+        });
     }
     drop(tx);
+    let idle_out = handover.idle;
     let router = router(app.clone());
     let mut limits = 0usize;
     let mut builder = Arc::new(conn_builder(limits));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     // Diagnostics and A/B benchmarks: KINFRA_FAST_PATH=0 serves every connection with hyper.
     let fast = std::env::var("KINFRA_FAST_PATH").map_or(true, |v| v != "0");
+    // After the stop, the loop goes on until the accept tasks have handed over what they
+    // accepted (the channel closes when they have all ended).
+    let mut stopped = false;
     loop {
         tokio::select! {
             got = rx.recv() => {
@@ -80,6 +121,7 @@ pub async fn serve(
                 let watcher = graceful.watcher();
                 let mut stop = shutdown.clone();
                 let app = app.clone();
+                let idle_out = idle_out.clone();
                 tokio::spawn(async move {
                     let _guard = guard;
                     let outcome = if fast {
@@ -87,7 +129,16 @@ pub async fn serve(
                     } else {
                         crate::proxy::h1::Outcome::Handoff(stream, Vec::new())
                     };
-                    let crate::proxy::h1::Outcome::Handoff(stream, pre) = outcome else { return };
+                    let (stream, pre) = match outcome {
+                        crate::proxy::h1::Outcome::Handoff(stream, pre) => (stream, pre),
+                        crate::proxy::h1::Outcome::Idle(stream) => {
+                            if let Some(out) = idle_out {
+                                let _ = out.send(stream);
+                            }
+                            return;
+                        }
+                        crate::proxy::h1::Outcome::Closed => return,
+                    };
                     if *stop.borrow() {
                         return;
                     }
@@ -125,12 +176,10 @@ pub async fn serve(
                     }
                 });
             }
-            _ = crate::stop::stopped(&mut shutdown) => break,
+            _ = crate::stop::stopped(&mut shutdown), if !stopped => stopped = true,
         }
     }
-    for t in accept_tasks {
-        t.abort();
-    }
+    drop(idle_out);
     // hyper's connections close once idle; the fast path's close between requests (they watch
     // the same stop signal). Wait for both, up to the grace period.
     let drained = async {

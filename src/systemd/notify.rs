@@ -1,4 +1,5 @@
-//! sd_notify: READY, RELOADING, STOPPING, STATUS and WATCHDOG datagrams to `$NOTIFY_SOCKET`.
+//! sd_notify: READY, RELOADING, STOPPING, STATUS and WATCHDOG datagrams to `$NOTIFY_SOCKET`, and
+//! FDSTORE: descriptors handed to the service manager to keep across a restart.
 //!
 //! The socket path and watchdog interval are captured (and removed from the environment) by
 //! [`Boot::capture`] before any thread starts, so supervised children never inherit them.
@@ -110,6 +111,50 @@ impl Notifier {
         }
     }
 
+    /// Hand `fds` to the service manager's file descriptor store under `name` (FDSTORE=1,
+    /// FDNAME=): systemd passes them back to the next kinfrad in LISTEN_FDS, named so. Sent in
+    /// batches of at most [`FDS_PER_MESSAGE`]. Returns how many were sent; with no NOTIFY_SOCKET,
+    /// none. (systemd keeps them only with `FileDescriptorStoreMax=` set; otherwise it closes
+    /// them.)
+    pub fn store_fds(&self, name: &str, fds: &[std::os::fd::BorrowedFd<'_>]) -> io::Result<usize> {
+        use nix::sys::socket::{ControlMessage, MsgFlags, UnixAddr, sendmsg};
+        use std::os::fd::{AsFd, AsRawFd, RawFd};
+        let Some(target) = &self.target else {
+            return Ok(0);
+        };
+        let addr = match target {
+            Target::Path(p) => UnixAddr::new(p.as_path()),
+            Target::Abstract(n) => UnixAddr::new_abstract(n),
+        }
+        .map_err(io::Error::from)?;
+        let sock = UnixDatagram::unbound()?;
+        let msg = format!("FDSTORE=1\nFDNAME={name}");
+        let mut sent = 0;
+        for batch in fds.chunks(FDS_PER_MESSAGE) {
+            let raw: Vec<RawFd> = batch.iter().map(|f| f.as_raw_fd()).collect();
+            let iov = [io::IoSlice::new(msg.as_bytes())];
+            let cmsg = [ControlMessage::ScmRights(&raw)];
+            sendmsg(
+                sock.as_fd().as_raw_fd(),
+                &iov,
+                &cmsg,
+                MsgFlags::empty(),
+                Some(&addr),
+            )
+            .map_err(io::Error::from)?;
+            sent += batch.len();
+        }
+        Ok(sent)
+    }
+
+    /// Drop the descriptors stored under `name` from the service manager's store
+    /// (FDSTOREREMOVE=1): systemd keeps its copies after passing them on, and a connection is
+    /// only closed once every copy is, so a kinfrad that took its predecessor's connections
+    /// must release systemd's.
+    pub fn remove_stored(&self, name: &str) {
+        self.send_logged(&["FDSTOREREMOVE=1".to_string(), format!("FDNAME={name}")]);
+    }
+
     fn send_logged(&self, lines: &[String]) {
         if let Err(e) = self.send(lines) {
             tracing::warn!(error = %e, "sd_notify failed");
@@ -145,6 +190,9 @@ impl Notifier {
     }
 }
 
+/// The kernel's limit of descriptors in one SCM_RIGHTS message is 253.
+pub const FDS_PER_MESSAGE: usize = 250;
+
 /// STATUS= must be one line.
 fn status_line(s: &str) -> String {
     let one: String = s
@@ -178,6 +226,52 @@ mod tests {
         let k = rx.recv(&mut buf).expect("recv");
         let got = String::from_utf8_lossy(&buf[..k]).to_string();
         assert!(got.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{got}");
+    }
+
+    #[test]
+    fn stores_descriptors_with_their_name() {
+        use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+        use std::os::fd::{AsFd, AsRawFd};
+        let d = tempfile::tempdir().expect("tmp");
+        let p = d.path().join("notify.sock");
+        let rx = UnixDatagram::bind(&p).expect("bind");
+        let files: Vec<std::fs::File> = (0..3)
+            .map(|_| std::fs::File::open("/dev/null").expect("open"))
+            .collect();
+        let fds: Vec<_> = files.iter().map(|f| f.as_fd()).collect();
+        let n = Notifier::to_path(&p);
+        assert_eq!(n.store_fds("conn", &fds).expect("store"), 3);
+        let mut buf = [0u8; 128];
+        let mut iov = [io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 8]);
+        let m = recvmsg::<()>(
+            rx.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::empty(),
+        )
+        .expect("recvmsg");
+        let got: Vec<std::os::fd::RawFd> = m
+            .cmsgs()
+            .expect("cmsgs")
+            .flat_map(|c| match c {
+                ControlMessageOwned::ScmRights(v) => v,
+                _ => Vec::new(),
+            })
+            .collect();
+        let text = String::from_utf8_lossy(m.iovs().next().expect("iov")).to_string();
+        assert_eq!(text, "FDSTORE=1\nFDNAME=conn");
+        assert_eq!(got.len(), 3);
+        for fd in got {
+            let _ = nix::unistd::close(fd);
+        }
+        assert_eq!(
+            Notifier::disabled().store_fds("conn", &fds).expect("no-op"),
+            0
+        );
+        n.remove_stored("conn");
+        let k = rx.recv(&mut buf).expect("recv");
+        assert_eq!(&buf[..k], b"FDSTOREREMOVE=1\nFDNAME=conn");
     }
 
     #[test]

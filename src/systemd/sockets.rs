@@ -4,6 +4,8 @@
 //! systemd's fd order is not stable across several `.socket` units, so sockets are matched by
 //! name: `http` (any number of TCP listeners) and `control` (one Unix stream listener). Unnamed
 //! sockets (`unknown`, e.g. from a bare `systemd-socket-activate -l`) are classified by family.
+//! `conn` names a client connection the previous kinfrad left in systemd's file descriptor
+//! store at its stop (idle, between two requests): this kinfrad serves it on.
 
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
@@ -13,11 +15,18 @@ use nix::sys::socket::{
     AddressFamily, SockType, SockaddrLike, SockaddrStorage, getsockname, getsockopt, sockopt,
 };
 
+/// The FDNAME of a client connection kept in systemd's file descriptor store across a restart.
+pub const CONN: &str = "conn";
+/// The FDNAME of an HTTP listener (a `.socket` unit's, or one kinfrad bound and stored).
+pub const HTTP: &str = "http";
+
 /// Sockets systemd passed to this process.
 #[derive(Debug, Default)]
 pub struct Inherited {
     pub http: Vec<std::net::TcpListener>,
     pub control: Option<std::os::unix::net::UnixListener>,
+    /// Client connections handed over by the previous kinfrad (`conn`).
+    pub conns: Vec<std::net::TcpStream>,
     /// Human-readable notes on what was received, for the log.
     pub notes: Vec<String>,
 }
@@ -34,6 +43,12 @@ pub unsafe fn take_from_systemd() -> Result<Inherited, String> {
     for (fd, name) in fds {
         classify(fd, &name, &mut out)?;
     }
+    if !out.conns.is_empty() {
+        out.notes.push(format!(
+            "{} client connections handed over by the previous kinfrad",
+            out.conns.len()
+        ));
+    }
     Ok(out)
 }
 
@@ -48,6 +63,16 @@ fn classify(fd: RawFd, name: &str, out: &mut Inherited) -> Result<(), String> {
     let is_tcp = matches!(family, Some(AddressFamily::Inet | AddressFamily::Inet6))
         && stype == Some(SockType::Stream);
     let is_unix = family == Some(AddressFamily::Unix) && stype == Some(SockType::Stream);
+    if name == CONN {
+        if !is_tcp || listening {
+            out.notes.push(format!(
+                "ignored fd {fd} named {CONN:?}: not a connected TCP socket"
+            ));
+            return Ok(());
+        }
+        out.conns.push(std::net::TcpStream::from(owned));
+        return Ok(());
+    }
     let want = match name {
         "http" => "http",
         "control" => "control",

@@ -50,7 +50,9 @@ mod common;
 
 mod cgroups;
 mod journal;
+mod load;
 mod manager;
+mod restart;
 mod units;
 
 use std::path::{Path, PathBuf};

@@ -68,6 +68,9 @@ const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// How a connection left the fast path.
 pub enum Outcome {
     Closed,
+    /// kinfrad stops while the connection is idle between two requests (nothing of a next
+    /// request read): the caller may hand it over to the next kinfrad, or close it.
+    Idle(TcpStream),
     /// Serve the rest of the connection with hyper, replaying these bytes first.
     Handoff(TcpStream, Vec<u8>),
 }
@@ -78,6 +81,8 @@ enum HeadRead {
     /// A whole head, parsed once and classified.
     Complete(Plan),
     Closed,
+    /// kinfrad stops and nothing of a next request has come.
+    Stopping,
     TooLarge,
     Bad(httparse::Error),
     Handoff,
@@ -139,7 +144,7 @@ async fn read_head(
                 Some(Ok(0)) | Some(Err(_)) | None => return HeadRead::Closed,
                 Some(Ok(_)) => {}
             },
-            _ = stopping.as_mut(), if idle => return HeadRead::Closed,
+            _ = stopping.as_mut(), if idle => return HeadRead::Stopping,
         }
     }
 }
@@ -182,13 +187,14 @@ pub async fn serve(
     // As in nginx, a reload's new head limit applies to connections accepted after it.
     let max_head = app.config().max_header_bytes;
     if *stop.borrow() {
-        return Outcome::Closed;
+        return Outcome::Idle(stream);
     }
     loop {
         // The stop signal only ever changes to true: a change seen here is the stop (checked
-        // without the watch's lock, once per request).
-        if stop.has_changed().unwrap_or(true) && *stop.borrow() {
-            return Outcome::Closed;
+        // without the watch's lock, once per request). A request already read (pipelined) is
+        // served first.
+        if buf.len() == 0 && stop.has_changed().unwrap_or(true) && *stop.borrow() {
+            return Outcome::Idle(stream);
         }
         let plan = match read_head(
             app,
@@ -203,6 +209,7 @@ pub async fn serve(
         {
             HeadRead::Complete(plan) => plan,
             HeadRead::Closed => return Outcome::Closed,
+            HeadRead::Stopping => return Outcome::Idle(stream),
             HeadRead::Handoff => return Outcome::Handoff(stream, buf.into_vec()),
             HeadRead::TooLarge => {
                 let why =
