@@ -83,6 +83,10 @@ pub fn toml_str(s: &str) -> String {
 
 /// One `[[service]]` table for an upstream on 127.0.0.1:`port`, probed at `/health` every
 /// 200 ms with a startup `grace`; `extra` are more `key = value` lines.
+/// A health grace under which a service that never answers stays `starting` for a whole test,
+/// however loaded the machine (30 s once ran out mid-test on a fresh clone's first run).
+pub const STARTING: &str = "10m";
+
 pub fn service(name: &str, port: u16, route: &str, grace: &str, extra: &[String]) -> String {
     let health = format!(
         "health_check = {{ path = \"/health\", interval = \"200ms\", timeout = \"500ms\", grace = \"{grace}\" }}"

@@ -24,7 +24,7 @@ fn fallback_pages_show_hostile_names_and_messages_as_text() {
                 "boot",
                 live_port,
                 "/boot/",
-                "30s",
+                STARTING,
                 &[
                     format!("display_name = {}", toml_str(name)),
                     "fallback_page = \"live\"".into(),
@@ -154,7 +154,7 @@ fn fallback_pages_fit_a_phone() {
             "boot",
             boot_port,
             "/boot/",
-            "30s",
+            STARTING,
             &[
                 format!("display_name = {}", toml_str(long_name)),
                 "fallback_page = \"loading\"".into(),

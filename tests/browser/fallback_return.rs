@@ -171,7 +171,7 @@ fn loading_page_shows_progress_and_returns_when_the_upstream_is_ready() {
         "goapi",
         port,
         "/",
-        "30s",
+        STARTING,
         &[
             "display_name = \"Go API\"".into(),
             "fallback_page = \"loading\"".into(),
@@ -273,7 +273,7 @@ fn live_page_updates_in_place_then_returns_to_the_url() {
         "web",
         port,
         "/",
-        "30s",
+        STARTING,
         &[
             "fallback_page = \"live\"".into(),
             format!("fallback_message = {}", toml_str("Warming the caches…")),
