@@ -113,45 +113,45 @@ impl App {
             .unwrap_or_else(|p| p.into_inner()) = [None, None];
     }
 
-    /// Wait until every service kinfrad does not run itself has had its first probe answered
-    /// (or `limit` passed): the HTTP server accepts only then, so that a kinfrad that just
-    /// (re)started proxies to a healthy service rather than answering with its loading page
-    /// while it finds out. Connections wait in the listening socket's backlog meanwhile.
-    /// Services kinfrad runs are not waited for: their processes start anew.
-    pub async fn first_probes(&self, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        loop {
-            let now = Instant::now();
-            let services = self.services();
-            let pending = services
-                .list
-                .iter()
-                .filter(|u| u.cfg().process.is_none() && !u.reading(now).checked)
-                .count();
-            if pending == 0 || now >= deadline {
-                if pending > 0 {
-                    tracing::info!(
-                        pending,
-                        "serving before every service's first probe answered"
-                    );
-                }
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    }
-
-    /// How long [`first_probes`](Self::first_probes) may wait: the longest probe timeout of
-    /// the services it waits for, plus a little, at most 2 s.
-    pub fn first_probes_limit(&self) -> Duration {
-        self.services()
+    /// Wait until every service kinfrad does not run itself has had its first probe answered,
+    /// for at most the longest probe timeout among them (plus a little, at most 2 s): the HTTP
+    /// server accepts only then, so that a kinfrad that just (re)started proxies to a healthy
+    /// service rather than answering with its loading page while it finds out. Connections
+    /// wait in the listening socket's backlog meanwhile. Services kinfrad runs are not waited
+    /// for: their processes start anew. A first probe's answer is a published change, so this
+    /// waits on the change counter rather than polling.
+    pub async fn first_probes(&self) {
+        let limit = self
+            .services()
             .list
             .iter()
             .filter(|u| u.cfg().process.is_none())
             .map(|u| u.cfg().health.timeout + Duration::from_millis(100))
             .max()
             .unwrap_or_default()
-            .min(Duration::from_secs(2))
+            .min(Duration::from_secs(2));
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut changed = self.subscribe();
+        loop {
+            let now = Instant::now();
+            let pending = self
+                .services()
+                .list
+                .iter()
+                .filter(|u| u.cfg().process.is_none() && !u.reading(now).checked)
+                .count();
+            if pending == 0 {
+                return;
+            }
+            let woke = tokio::time::timeout_at(deadline, changed.changed()).await;
+            if !matches!(woke, Ok(Ok(()))) {
+                tracing::info!(
+                    pending,
+                    "serving before every service's first probe answered"
+                );
+                return;
+            }
+        }
     }
 
     /// Has the first full round of probes finished? `all_checked_now` says whether every

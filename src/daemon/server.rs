@@ -50,7 +50,7 @@ pub async fn serve(
     grace: Duration,
     handover: Handover,
 ) {
-    app.first_probes(app.first_probes_limit()).await;
+    app.first_probes().await;
     let (tx, mut rx) = mpsc::channel::<(tokio::net::TcpStream, SocketAddr)>(256);
     for s in handover.resumed {
         let pair = s
@@ -180,8 +180,8 @@ pub async fn serve(
         }
     }
     drop(idle_out);
-    // hyper's connections close once idle; the fast path's close between requests (they watch
-    // the same stop signal). Wait for both, up to the grace period.
+    // hyper's connections close once idle; the fast path's leave between requests, handed over
+    // or closed (they watch the same stop signal). Wait for both, up to the grace period.
     let drained = async {
         graceful.shutdown().await;
         while app.connections.load(Ordering::Relaxed) > 0 {

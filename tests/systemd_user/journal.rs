@@ -134,14 +134,11 @@ fn events_reach_the_journal_under_their_own_field_names() {
     write_units(&env);
     // This run's own service name: a journald that was running keeps older runs' entries.
     let name = format!("ev-{}-{}", std::process::id(), free_port());
-    let config = env.dir.join("kinfra.toml");
-    let mut toml = std::fs::read_to_string(&config).expect("config");
-    toml.push_str(&format!(
-        "\n[[service]]\nname = \"{name}\"\nurl = \"http://127.0.0.1:{}\"\nroutes = [\"/ev/\"]\n\
+    env.append_config(&format!(
+        "[[service]]\nname = \"{name}\"\nurl = \"http://127.0.0.1:{}\"\nroutes = [\"/ev/\"]\n\
          health_check = {{ interval = \"200ms\", grace = \"0s\" }}\n",
         free_port()
     ));
-    std::fs::write(&config, toml).expect("write config");
     // The journal for output and logs. Here /run is no mount point of its own, and the
     // service's sandbox gets a fresh /run without journald's sockets; on a real system /run is
     // a tmpfs the sandbox keeps. The bind mount gives the sandbox what a real /run has.

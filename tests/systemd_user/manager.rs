@@ -53,6 +53,16 @@ impl Env {
         self.config.join("systemd/user")
     }
 
+    /// Add `toml` (e.g. a `[[service]]`) to the end of kinfrad's config file, which
+    /// [`write_units`] copied from packaging/kinfra.toml.
+    pub fn append_config(&self, toml: &str) {
+        let path = self.dir.join("kinfra.toml");
+        let mut text = std::fs::read_to_string(&path).expect("read config");
+        text.push('\n');
+        text.push_str(toml);
+        std::fs::write(&path, text).expect("write config");
+    }
+
     pub fn systemctl(&self, args: &[&str]) -> Output {
         Command::new("systemctl")
             .arg("--user")

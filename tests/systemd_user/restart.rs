@@ -33,14 +33,11 @@ fn restarts_and_reloads_under_load_fail_no_request() {
     let env = Env::new(guard.tmp.path());
     write_units(&env);
     let up = Upstream::start(0, |s: &Seen| Reply::echo("web", s));
-    let config = env.dir.join("kinfra.toml");
-    let mut text = std::fs::read_to_string(&config).expect("config");
-    text.push_str(&format!(
-        "\n[[service]]\nname = \"web\"\nurl = \"http://127.0.0.1:{}\"\nroutes = [\"/\"]\n\
+    env.append_config(&format!(
+        "[[service]]\nname = \"web\"\nurl = \"http://127.0.0.1:{}\"\nroutes = [\"/\"]\n\
          health_check = {{ path = \"/_probe\", interval = \"1s\", timeout = \"1s\" }}\n",
         up.port()
     ));
-    std::fs::write(&config, text).expect("config");
     start_manager(&env, &mut guard, &manager);
     env.systemctl_ok(&["start", "kinfra.socket", "kinfra-control.socket"]);
     let first = get(env.addr, "/load");
