@@ -13,6 +13,7 @@ pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod errors;
+pub mod etcd;
 pub mod eventlog;
 pub mod model;
 pub mod pages;

@@ -17,7 +17,9 @@ const LAYERS: &[&[&str]] = &[
     // 0: the control protocol package and the default paths, re-exported by lib.rs.
     &["protocol", "paths"],
     // 1: pure model, systemd plumbing, leaves.
-    &["model", "systemd", "stop", "errors", "eventlog", "demo"],
+    &[
+        "model", "systemd", "stop", "errors", "eventlog", "demo", "etcd",
+    ],
     // 2: templates.
     &["pages"],
     // 3: configuration and the on-disk state.

@@ -26,6 +26,10 @@ Examples:
   kinfractl restart web
   kinfractl logs web -n 50
   kinfractl drain start --target web --duration 60s && kinfractl drain wait
+  kinfractl --fleet maint enter --message \"Upgrade\" --countdown 600
+  kinfractl --fleet maint list
+  kinfractl --fleet maint exit --revision 42
+  kinfractl fleet status
   curl -H \"Authorization: Bearer $(kinfractl token)\" ...
 
 Exit codes: 0 ok, 1 refused by kinfrad, 2 usage error, 3 kinfrad unreachable, 4 protocol error.";
@@ -40,6 +44,14 @@ pub struct Cli {
     /// Print machine-readable JSON instead of text
     #[arg(long, global = true)]
     pub json: bool,
+    /// Change or show the whole fleet's intent (in etcd, through this kinfrad) instead of this
+    /// host's: maint enter|exit|list, drain start|stop, stop|start SERVICE
+    #[arg(long, global = true)]
+    pub fleet: bool,
+    /// With --fleet: write only if the fleet's intent is still at this revision (the one
+    /// `kinfractl --fleet maint list` showed); otherwise fail with a conflict
+    #[arg(long, global = true, value_name = "REV", requires = "fleet")]
+    pub revision: Option<i64>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -89,6 +101,9 @@ pub enum Command {
         #[arg(short = 'f', long)]
         follow: bool,
     },
+    /// The fleet this host is part of (`fleet status`: every host, its link to etcd)
+    #[command(subcommand)]
+    Fleet(FleetCmd),
     /// Print kinfrad's recent events (circuit, health, process, maintenance, drain): why
     /// things changed, oldest first
     Events {
@@ -96,6 +111,13 @@ pub enum Command {
         #[arg(short = 'f', long)]
         follow: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FleetCmd {
+    /// Every host of the fleet (node, version, revision applied, services' health) and this
+    /// host's link to etcd
+    Status,
 }
 
 #[derive(Debug, Args, Default)]

@@ -5,6 +5,7 @@
 
 mod args;
 mod events;
+mod fleet;
 mod render;
 mod request;
 mod schedule;

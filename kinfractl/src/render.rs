@@ -64,6 +64,7 @@ pub fn render(resp: &Response, json: bool) -> String {
         }
         Response::Error { code, message } => format!("error: {message} ({})", code.as_str()),
         Response::Drain(d) => render_drain(d),
+        Response::Fleet(r) => crate::fleet::render(r),
         Response::Events(r) => r
             .events
             .iter()
@@ -315,6 +316,15 @@ fn render_report(r: &StatusReport) -> String {
             out.push_str(&format!("  {l}\n"));
         }
         out.pop();
+    }
+    if let Some(f) = &r.fleet {
+        out.push('\n');
+        out.push_str(&crate::fleet::status_line(
+            &f.node,
+            &f.link,
+            f.applied_revision,
+            f.nodes,
+        ));
     }
     out.push_str(&render_services(&r.services));
     for p in &r.problems {

@@ -5,7 +5,7 @@ use std::path::Path;
 use kinfra_proto::client::{Client, ClientError};
 use kinfra_proto::{LogEntry, Request, Response, StatusView, StepSpec};
 
-use crate::args::{Cli, Command, Drain, Maint};
+use crate::args::{Cli, Command, Drain, FleetCmd, Maint};
 use crate::render::{render, render_log_line};
 
 /// Why a command failed before or while talking to kinfrad.
@@ -23,6 +23,8 @@ impl From<ClientError> for Failure {
 /// Send what `cli` asks for to kinfrad at `path`; the answer rendered for printing.
 pub async fn execute(cli: &Cli, path: &Path) -> Result<String, Failure> {
     let req = match &cli.command {
+        _ if cli.fleet => crate::fleet::request(cli).map_err(Failure::Usage)?,
+        Command::Fleet(FleetCmd::Status) => Request::FleetStatus,
         Command::Status(a) if a.page.any() => Request::MaintUpdate {
             message: a.page.message.clone(),
             issue: a.page.issue.clone(),

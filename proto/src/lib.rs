@@ -21,6 +21,7 @@
 //! reports they carry, the frame codec, the [`client`], the default [`paths`] and the time
 //! formatting ([`fmt`]) both print. It knows nothing of the daemon, so kinfractl links none of it.
 
+mod fleet;
 mod frame;
 mod message;
 mod report;
@@ -30,6 +31,7 @@ pub mod client;
 pub mod fmt;
 pub mod paths;
 
+pub use fleet::*;
 pub use frame::*;
 pub use message::*;
 pub use report::*;

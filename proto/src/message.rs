@@ -163,6 +163,19 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         wait: bool,
     },
+    /// Change the fleet's shared intent in etcd, comparing against `revision` when given (what
+    /// the operator read), else against the revision kinfrad reads first. → `Fleet` (the new
+    /// intent) | `Error{conflict | fleet_unavailable | invalid_argument}`
+    Fleet {
+        change: crate::fleet::FleetChange,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        revision: Option<i64>,
+    },
+    /// The fleet's shared intent, read from etcd (the last applied when etcd is out of
+    /// reach). → `Fleet` | `Error{fleet_unavailable}`
+    FleetList,
+    /// Every host of the fleet and this one's link. → `Fleet` | `Error{fleet_unavailable}`
+    FleetStatus,
 }
 
 /// A response from the daemon.
@@ -221,6 +234,7 @@ pub enum Response {
         windows: Vec<WindowReport>,
     },
     Events(EventsReport),
+    Fleet(Box<crate::fleet::FleetReport>),
 }
 
 /// Stable error codes; the message is for humans.
@@ -248,6 +262,10 @@ pub enum ErrorCode {
     DrainStopped,
     /// kinfrad is stopping; the request could not finish.
     ShuttingDown,
+    /// The fleet's intent changed since the revision the change was based on.
+    Conflict,
+    /// No fleet is configured, or etcd could not be reached.
+    FleetUnavailable,
 }
 
 impl ErrorCode {
@@ -266,6 +284,8 @@ impl ErrorCode {
             ErrorCode::NotDraining => "not_draining",
             ErrorCode::DrainStopped => "drain_stopped",
             ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::FleetUnavailable => "fleet_unavailable",
         }
     }
 }

@@ -52,6 +52,20 @@ pub struct StatusReport {
     /// Scheduled maintenance windows (absent when none, and from daemons without schedules).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schedules: Vec<crate::schedule::WindowReport>,
+    /// The fleet this host is part of: its node name, link to etcd and applied revision
+    /// (absent on a single host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetSummary>,
+}
+
+/// `kinfractl status`'s fleet line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetSummary {
+    pub node: String,
+    pub link: crate::fleet::FleetLink,
+    pub applied_revision: i64,
+    /// Hosts present in etcd, as last seen (this one included).
+    pub nodes: usize,
 }
 
 /// One service as `kinfractl status` shows it.

@@ -83,7 +83,7 @@ impl App {
         Ok(())
     }
 
-    async fn to_change(&self, req: &MaintRequest, now: u64) -> Result<Change, OpError> {
+    pub(super) async fn to_change(&self, req: &MaintRequest, now: u64) -> Result<Change, OpError> {
         let mut c = Change::default();
         if let Some(m) = &req.message {
             c.message = Some(maintenance::clean_text("message", m)?);

@@ -6,6 +6,7 @@ mod bypass;
 mod drain;
 mod eventlog;
 mod feed;
+pub mod fleet;
 mod health;
 mod maint;
 mod pages;
@@ -124,6 +125,8 @@ pub struct App {
     schedule: schedule::Schedules,
     /// The health API's bookkeeping (`health`).
     health: health::HealthBook,
+    /// The fleet this host is part of (`fleet`; `None` on a single host).
+    fleet: Option<Arc<fleet::Fleet>>,
 }
 
 /// The upstreams and the route table over them, swapped whole on reload.
@@ -227,6 +230,10 @@ impl App {
         let services = Services::build(&p.config, None, &eventlog)?;
         let drain = drain::Drains::load(p.state.drain, &p.pages, &services)?;
         let schedule = schedule::Schedules::load(p.state.schedules);
+        let fleet = match p.config.fleet.clone() {
+            Some(cfg) => Some(Arc::new(fleet::Fleet::new(cfg, p.state.fleet)?)),
+            None => None,
+        };
         let mut id = [0u8; 8];
         crate::state::token::random_bytes(&mut id).map_err(|e| format!("/dev/urandom: {e}"))?;
         Ok(App {
@@ -261,6 +268,7 @@ impl App {
             bypass_opened: bypass::Opened::default(),
             schedule,
             health: health::HealthBook::default(),
+            fleet,
         })
     }
 
@@ -362,6 +370,7 @@ impl App {
             stopped_services,
             drain,
             schedules: self.schedule.windows(),
+            fleet: self.fleet.as_ref().map(|f| f.applied()),
         }
     }
 }

@@ -44,6 +44,7 @@ impl App {
             services: self.service_reports(),
             drain: Some(Box::new(self.drain_report())).filter(|d| d.active),
             schedules: self.schedule_list(),
+            fleet: self.fleet_summary(),
         }
     }
 

@@ -294,7 +294,7 @@ impl App {
     }
 
     /// [`App::supervisor_of`] for the control socket's operations.
-    fn supervised(&self, name: &str) -> Result<Arc<crate::supervisor::Handle>, OpError> {
+    pub(super) fn supervised(&self, name: &str) -> Result<Arc<crate::supervisor::Handle>, OpError> {
         self.supervisor_of(name)
             .map_err(|e| OpError::new(ErrorCode::InvalidArgument, e.message(name)))
     }

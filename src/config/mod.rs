@@ -3,6 +3,7 @@
 //! Every error names the file (or the command-line flag), the key, and what is wrong. With no file
 //! at all, kinfrad runs on an embedded default that works for an unprivileged user.
 
+pub mod fleet;
 mod process;
 mod raw;
 pub mod service;
@@ -76,6 +77,8 @@ pub struct Config {
     pub dashboard_hosts: Vec<String>,
     /// How long the health API reuses a composed answer (0: compose for every request).
     pub health_cache_ttl: Duration,
+    /// The fleet this host is part of (`[fleet]`); `None`: a single host.
+    pub fleet: Option<fleet::FleetConfig>,
 }
 
 /// Who may read the dashboard without an admin session (actions always need the token).
@@ -159,6 +162,7 @@ struct RawConfig {
     #[serde(default)]
     service: Vec<crate::config::service::RawService>,
     page_config: Option<toml::Table>,
+    fleet: Option<fleet::RawFleet>,
 }
 
 impl Config {

@@ -280,6 +280,8 @@ pub(super) fn validate(
         page_config.insert(k, v);
     }
 
+    let fleet = super::fleet::validate(file, raw.fleet)?;
+
     Ok(Config {
         source,
         listen,
@@ -298,6 +300,7 @@ pub(super) fn validate(
         underscores_in_headers: raw.underscores_in_headers.unwrap_or(false),
         dashboard_hosts,
         health_cache_ttl,
+        fleet,
     })
 }
 

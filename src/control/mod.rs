@@ -431,6 +431,12 @@ pub async fn dispatch(app: &Arc<App>, req: Request) -> Response {
                 Ok(Response::Events(app.events_report(after, budget)))
             }
         }
+        Request::Fleet { change, revision } => app
+            .fleet_change(change, revision)
+            .await
+            .map(|r| Response::Fleet(Box::new(r))),
+        Request::FleetList => app.fleet_list().await.map(|r| Response::Fleet(Box::new(r))),
+        Request::FleetStatus => app.fleet_status().map(|r| Response::Fleet(Box::new(r))),
         Request::Logs { service, lines } => app
             .service_logs(&service, lines.min(100_000) as usize)
             .map(|(lines, dropped)| {

@@ -255,6 +255,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     app.sync_probes();
     app.resume_drain();
     app.start_schedule(stop_rx.clone());
+    // The fleet: the intent shared through etcd (state.json holds the last one applied, so
+    // this host serves it already, whether etcd answers or not).
+    let fleet_task = tokio::spawn(crate::app::fleet::run(app.clone(), stop_rx.clone()));
     // Under systemd, connections idle at the stop are kept in its descriptor store for the
     // next kinfrad (kinfra.service has FileDescriptorStoreMax=); elsewhere they are closed.
     let (idle_tx, mut idle_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -315,6 +318,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     app.stop_probes();
     let _ = control_task.await;
     let _ = events_task.await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), fleet_task).await;
     if tokio::time::timeout(grace + Duration::from_secs(1), http_task)
         .await
         .is_err()

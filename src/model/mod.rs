@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub mod bypass;
 pub mod circuit;
 pub mod drain;
+pub mod fleet;
 pub mod health;
 pub mod maintenance;
 pub mod metrics;

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::maint::{MaintState, RecordV1};
 use crate::model::drain::Drain;
+use crate::model::fleet::Intent;
 use crate::model::schedule::Window;
 
 /// The newest format this build reads and writes. Format 1 held one maintenance record
@@ -29,6 +30,17 @@ pub struct PersistedState {
     /// cancelled.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schedules: Vec<Window>,
+    /// The fleet's intent this host applied last, and its etcd revision (absent on a single
+    /// host): a host restarted while etcd is out of reach starts from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetApplied>,
+}
+
+/// The fleet intent a host applied, at the etcd revision that wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetApplied {
+    pub revision: i64,
+    pub intent: Intent,
 }
 
 impl PersistedState {
@@ -39,6 +51,7 @@ impl PersistedState {
             stopped_services: Vec::new(),
             drain: None,
             schedules: Vec::new(),
+            fleet: None,
         }
     }
 
@@ -53,6 +66,12 @@ impl PersistedState {
             if self.schedules[..i].iter().any(|o| o.id == w.id) {
                 return Err(format!("schedules[{i}]: a second window with id {}", w.id));
             }
+        }
+        if let Some(f) = &self.fleet {
+            if f.revision < 0 {
+                return Err(format!("fleet.revision: {} is negative", f.revision));
+            }
+            f.intent.check().map_err(|e| format!("fleet.intent.{e}"))?;
         }
         if let Some(bad) = self
             .stopped_services
@@ -122,6 +141,7 @@ fn decode_v1(bytes: &[u8]) -> Result<PersistedState, String> {
         stopped_services: old.stopped_services,
         drain: old.drain,
         schedules: old.schedules,
+        fleet: None,
     };
     state.check().map_err(|e| format!("invalid value: {e}"))?;
     Ok(state)

@@ -25,5 +25,5 @@ mod tests;
 
 pub use checks::{MAX_STATE_BYTES, prepare_dir};
 pub use file::{Loaded, StateFile};
-pub use format::{FORMAT_VERSION, PersistedState, decode};
+pub use format::{FORMAT_VERSION, FleetApplied, PersistedState, decode};
 pub use maint::MaintState;

@@ -54,7 +54,35 @@ fn sample() -> PersistedState {
             issue: None,
             entered_ms: Some(1_900_000_000_000),
         }],
+        fleet: Some(crate::state::FleetApplied {
+            revision: 12,
+            intent: crate::model::fleet::Intent {
+                maintenance: vec![Maintenance::begin(Change::default(), 1_900_000_000_000)],
+                stopped: vec!["batch".into()],
+                changed_by: "web-1".into(),
+                changed_at_ms: 1_900_000_000_000,
+                change_id: "0a1b".into(),
+                ..crate::model::fleet::Intent::empty()
+            },
+        }),
     }
+}
+
+#[test]
+fn a_fleet_section_is_checked_like_the_rest() {
+    let mut s = sample();
+    if let Some(f) = s.fleet.as_mut() {
+        f.intent.stopped.push("no such/name".into());
+    }
+    let bytes = serde_json::to_vec(&s).expect("json");
+    let e = crate::state::decode(&bytes).expect_err("bad fleet name");
+    assert!(e.contains("fleet.intent.stopped"), "{e}");
+    let mut s = sample();
+    if let Some(f) = s.fleet.as_mut() {
+        f.revision = -1;
+    }
+    let bytes = serde_json::to_vec(&s).expect("json");
+    assert!(crate::state::decode(&bytes).is_err());
 }
 
 #[test]

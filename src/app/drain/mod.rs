@@ -92,8 +92,18 @@ impl App {
     ) -> Result<DrainReport, OpError> {
         let target = self.drain_target(target)?;
         let duration_ms = drain::check_duration_ms(duration_ms)?;
-        let store = self.store.lock().await;
         let record = Drain::begin(target, duration_ms, now_ms())?;
+        self.drain_begin(record).await
+    }
+
+    /// Set `record` as the drain in effect (its start may lie in the past: a fleet's drain
+    /// applied late), replacing one already set. Persisted before it takes effect.
+    pub(super) async fn drain_begin(
+        self: &Arc<Self>,
+        record: Drain,
+    ) -> Result<DrainReport, OpError> {
+        let duration_ms = record.duration_ms;
+        let store = self.store.lock().await;
         let html = self
             .pages
             .load()
@@ -274,7 +284,7 @@ impl App {
     }
 
     /// `ALL` (also for `None` or ""), or service names that are configured.
-    fn drain_target(&self, t: Option<&str>) -> Result<DrainTarget, OpError> {
+    pub(super) fn drain_target(&self, t: Option<&str>) -> Result<DrainTarget, OpError> {
         let t = DrainTarget::parse(t.unwrap_or(""))
             .map_err(|m| OpError::new(ErrorCode::InvalidArgument, format!("target: {m}")))?;
         if let DrainTarget::Routes(ids) = &t {
