@@ -16,8 +16,10 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests drive for real: systemd's tools (systemd-socket-activate,
 # systemd-analyze, a throwaway `systemd --user`), util-linux (setpriv), Chromium + ChromeDriver,
 # python3 (the small services the supervisor and dashboard tests run) and its prometheus_client,
-# prometheus for promtool (the sample alerting rules are checked and unit-tested with it), and
-# lintian (the Debian package's check; scripts/deb.sh installs cargo-deb itself).
+# prometheus for promtool (the sample alerting rules are checked and unit-tested with it),
+# lintian (the Debian package's check; scripts/deb.sh installs cargo-deb itself), and etcd with
+# etcdctl (the fleet tests run a real etcd cluster, tests/common/etcd.rs; curl talks to its TLS
+# members).
 need=()
 command -v systemd-socket-activate >/dev/null || need+=(systemd)
 command -v systemd-analyze >/dev/null || need+=(systemd)
@@ -28,6 +30,9 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v python3 >/dev/null || need+=(python3)
 command -v lintian >/dev/null || need+=(lintian)
 command -v promtool >/dev/null || need+=(prometheus)
+command -v etcd >/dev/null || need+=(etcd-server)
+command -v etcdctl >/dev/null || need+=(etcd-client)
+command -v curl >/dev/null || need+=(curl)
 # The OpenMetrics parser the /metrics tests read kinfrad's exposition with (tests/common/metrics.rs
 # also tries the system's python3, which sees Debian's packages when PATH has another first).
 python3 -c 'import prometheus_client' 2>/dev/null \

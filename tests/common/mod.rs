@@ -4,7 +4,8 @@
 //! the byte [`pattern`] for large bodies), check kinfrad's fallback answers ([`fallback`]),
 //! read kinfrad's event log ([`events`]), receive sd_notify datagrams ([`notify`]) and
 //! Server-Sent Events ([`sse`]), run small Python services ([`python`]), scrape `/metrics` and
-//! parse it as Prometheus would ([`metrics`]), drive systemd's tools ([`units`]); and here, what
+//! parse it as Prometheus would ([`metrics`]), drive systemd's tools ([`units`]), run a real
+//! etcd cluster for the fleet tests ([`etcd`]); and here, what
 //! they all use: wait for conditions instead of sleeping, free ports, the binaries' paths.
 //!
 //! Every test binary includes this module whole (`mod common;`, or `#[path]` from a folder
@@ -13,6 +14,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod daemon;
+pub mod etcd;
 pub mod events;
 pub mod fallback;
 pub mod http;
