@@ -175,6 +175,11 @@ impl Etcd {
     /// The endpoint that answered last.
     pub fn endpoint(&self) -> String {
         let i = self.current.load(Ordering::Relaxed) % self.endpoints.len();
+        self.name(i)
+    }
+
+    /// Endpoint `i` as the config writes it (no trailing `/`).
+    fn name(&self, i: usize) -> String {
         self.endpoints[i]
             .to_string()
             .trim_end_matches('/')
@@ -187,8 +192,7 @@ impl Etcd {
         path: &str,
         body: &serde_json::Value,
     ) -> Result<hyper::Response<Incoming>, String> {
-        let base = &self.endpoints[i];
-        let uri = format!("{}{path}", base.to_string().trim_end_matches('/'));
+        let uri = format!("{}{path}", self.name(i));
         let req = Request::post(uri)
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body.to_string())))
@@ -219,13 +223,13 @@ impl Etcd {
             let (status, bytes) = match tokio::time::timeout(CALL_TIMEOUT, attempt).await {
                 Ok(Ok(x)) => x,
                 Ok(Err(e)) => {
-                    failures.push(format!("{}: {e}", self.endpoints[i]));
+                    failures.push(format!("{}: {e}", self.name(i)));
                     continue;
                 }
                 Err(_) => {
                     failures.push(format!(
                         "{}: no answer within {} ms",
-                        self.endpoints[i],
+                        self.name(i),
                         CALL_TIMEOUT.as_millis()
                     ));
                     continue;
@@ -239,7 +243,7 @@ impl Etcd {
                     });
                 // Unavailable (no leader, stopping) or a deadline: another member may do.
                 if e.code == 14 || e.code == 4 || status.is_server_error() && e.code == 0 {
-                    failures.push(format!("{}: {}", self.endpoints[i], e.message));
+                    failures.push(format!("{}: {}", self.name(i), e.message));
                     continue;
                 }
                 return Err(Error::Refused(e.message));
@@ -346,15 +350,15 @@ impl Etcd {
                     let mut w = Watch {
                         body: resp.into_body(),
                         buf: BytesMut::new(),
-                        endpoint: self.endpoints[i].to_string(),
+                        endpoint: self.name(i),
                     };
                     // The first message says the watch was created (or why not).
                     w.next().await?;
                     return Ok(w);
                 }
-                Ok(Ok(resp)) => failures.push(format!("{}: {}", self.endpoints[i], resp.status())),
-                Ok(Err(e)) => failures.push(format!("{}: {e}", self.endpoints[i])),
-                Err(_) => failures.push(format!("{}: no answer", self.endpoints[i])),
+                Ok(Ok(resp)) => failures.push(format!("{}: {}", self.name(i), resp.status())),
+                Ok(Err(e)) => failures.push(format!("{}: {e}", self.name(i))),
+                Err(_) => failures.push(format!("{}: no answer", self.name(i))),
             }
         }
         Err(Error::Unreachable(failures.join("; ")))

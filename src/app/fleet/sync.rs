@@ -97,8 +97,13 @@ async fn session(app: &Arc<App>, f: &Arc<Fleet>, lease: &mut i64) -> Result<(), 
         tokio::select! {
             b = w.next() => {
                 let batch = b?;
+                let before = f.applied().revision;
                 on_batch(app, f, batch, &intent_key).await;
                 f.connected(w.endpoint.clone());
+                if f.applied().revision != before {
+                    // Tell the fleet at once which revision this host now serves.
+                    last = put_presence(app, f, *lease, last).await?;
+                }
             }
             _ = tick.tick() => {
                 if f.etcd.lease_keepalive(*lease).await? <= 0 {
