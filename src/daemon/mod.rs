@@ -124,6 +124,12 @@ fn check_config(args: &DaemonArgs) -> ExitCode {
         );
         return ExitCode::from(1);
     }
+    if let Some(f) = &cfg.fleet
+        && let Err(e) = crate::etcd::Etcd::new(&f.endpoints, &f.tls)
+    {
+        eprintln!("kinfrad: config invalid: {}: [fleet]: {e}", cfg.source);
+        return ExitCode::from(1);
+    }
     println!("config OK: {}", cfg.source);
     println!(
         "  listen:          {}",
@@ -135,6 +141,14 @@ fn check_config(args: &DaemonArgs) -> ExitCode {
     );
     println!("  control socket:  {}", cfg.control_socket.display());
     println!("  state directory: {}", cfg.state_dir.display());
+    if let Some(f) = &cfg.fleet {
+        println!(
+            "  fleet:           node {} on {} (prefix {})",
+            f.node,
+            f.endpoints.join(", "),
+            f.prefix
+        );
+    }
     for (name, from) in &pages.sources {
         println!("  template {name}: {from}");
     }

@@ -32,6 +32,10 @@ pub use wire::Kv;
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long connecting to one endpoint may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(800);
+/// How long a unary call keeps trying rounds of every endpoint.
+const RETRY_FOR: Duration = Duration::from_secs(6);
+/// The pause between two rounds.
+const ROUND_PAUSE: Duration = Duration::from_millis(250);
 /// The largest answer read (a range of the whole prefix, a watch message).
 const MAX_ANSWER: usize = 4 << 20;
 
@@ -203,11 +207,31 @@ impl Etcd {
             .map_err(|e| crate_error_text(&e))
     }
 
-    /// POST `body` to `path`, on each endpoint in turn until one answers.
+    /// POST `body` to `path`, on each endpoint in turn until one answers; while none does,
+    /// again every [`ROUND_PAUSE`] for up to [`RETRY_FOR`] (an election after the leader died
+    /// takes about a second).
     async fn call<T: DeserializeOwned>(
         &self,
         path: &str,
         body: serde_json::Value,
+    ) -> Result<T, Error> {
+        let until = tokio::time::Instant::now() + RETRY_FOR;
+        loop {
+            match self.call_round(path, &body).await {
+                Err(Error::Unreachable(e)) if tokio::time::Instant::now() + ROUND_PAUSE < until => {
+                    tracing::debug!(error = %e, "etcd: no endpoint answered; trying again");
+                    tokio::time::sleep(ROUND_PAUSE).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// One round of [`call`](Self::call): each endpoint once.
+    async fn call_round<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
     ) -> Result<T, Error> {
         let n = self.endpoints.len();
         let first = self.current.load(Ordering::Relaxed);
@@ -215,7 +239,7 @@ impl Etcd {
         for k in 0..n {
             let i = (first + k) % n;
             let attempt = async {
-                let resp = self.send_once(i, path, &body).await?;
+                let resp = self.send_once(i, path, body).await?;
                 let status = resp.status();
                 let bytes = read_all(resp.into_body()).await?;
                 Ok::<_, String>((status, bytes))
