@@ -65,12 +65,8 @@ fn link_line(l: &FleetLink) -> String {
 /// `kinfractl status`'s fleet line.
 pub fn status_line(node: &str, l: &FleetLink, applied: i64, nodes: usize) -> String {
     format!(
-        "  fleet:       {} as {node}, intent revision {applied} applied, {nodes} host{} present",
-        if l.connected {
-            link_line(l)
-        } else {
-            format!("DISCONNECTED since {}", l.since)
-        },
+        "  fleet:       {}\n               this host {node}, intent revision {applied} applied, {nodes} host{} present",
+        link_line(l),
         if nodes == 1 { "" } else { "s" }
     )
 }

@@ -57,6 +57,7 @@ impl App {
             ("listen", cfg.listen != old.listen),
             ("control_socket", cfg.control_socket != old.control_socket),
             ("state_dir", cfg.state_dir != old.state_dir),
+            ("fleet", cfg.fleet != old.fleet),
         ] {
             if changed {
                 tracing::warn!(

@@ -8,6 +8,7 @@ mod common;
 
 mod cluster;
 mod conflict;
+mod hostile;
 mod hosts;
 mod propagation;
 mod resilience;

@@ -81,7 +81,7 @@ fn with_etcd_down_hosts_serve_their_last_state_and_come_back_in_it() {
         });
         assert_eq!(h.answer("/"), Answer::Maintenance, "{}", h.name);
         let text = h.ctl_ok(&["status"]);
-        assert!(text.contains("DISCONNECTED since"), "{text}");
+        assert!(text.contains("fleet:       disconnected since"), "{text}");
     }
     // Local commands still work.
     hosts[1].ctl_ok(&["maint", "enter", "--target", "api", "--message", "local"]);
