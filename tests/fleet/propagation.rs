@@ -161,3 +161,40 @@ fn bad_fleet_commands_get_clear_errors() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("not part of a fleet"));
 }
+
+#[test]
+fn metrics_and_the_alert_rules_know_the_fleet() {
+    if !etcd_or_skip("metrics_and_the_alert_rules_know_the_fleet") {
+        return;
+    }
+    let mut cluster = EtcdCluster::start(1);
+    let a = crate::hosts::Host::start("web-1", &cluster.endpoints(), "");
+    a.ctl_ok(&["--fleet", "maint", "enter"]);
+    let rev = a.fleet_list()["revision"].as_f64().expect("revision");
+    let m = crate::common::scrape(a.daemon.addr);
+    assert_eq!(m.value("kinfra_fleet_connected", &[]), 1.0, "{}", m.text);
+    assert_eq!(m.value("kinfra_fleet_applied_revision", &[]), rev);
+    assert_eq!(m.value("kinfra_fleet_hosts", &[]), 1.0);
+    // Every kinfra_fleet_ metric the alert rules name is one kinfrad shows.
+    let rules = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/kinfra-alerts.yml"),
+    )
+    .expect("rules");
+    for (i, _) in rules.match_indices("kinfra_fleet_") {
+        let name: String = rules[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        assert!(!m.matching(&name, &[]).is_empty(), "{name}: {}", m.text);
+    }
+    cluster.stop_all();
+    eventually(SPREAD, "kinfra_fleet_connected 0", || {
+        let m = crate::common::scrape(a.daemon.addr);
+        let shown = !m.matching("kinfra_fleet_connected", &[]).is_empty();
+        (shown && m.value("kinfra_fleet_connected", &[]) == 0.0).then_some(())
+    });
+    // A single host shows no fleet metrics.
+    let single = crate::common::Daemon::start();
+    let m = crate::common::scrape(single.addr);
+    assert!(m.matching("kinfra_fleet_connected", &[]).is_empty());
+}

@@ -56,6 +56,16 @@ pub struct Scrape {
     pub open_connections: u64,
     pub sse_subscribers: u64,
     pub process: Process,
+    /// The fleet, when this host is part of one.
+    pub fleet: Option<FleetReading>,
+}
+
+/// The fleet as one scrape shows it.
+#[derive(Debug, Clone, Default)]
+pub struct FleetReading {
+    pub connected: bool,
+    pub applied_revision: i64,
+    pub hosts: u64,
 }
 
 /// The label of a circuit state (`half_open`, not the status JSON's `half-open`).
@@ -268,6 +278,28 @@ impl Collector for Scrape {
             MetricType::Gauge,
         )?
         .encode_gauge(&self.sse_subscribers)?;
+        if let Some(f) = &self.fleet {
+            for (name, help, v) in [
+                (
+                    "kinfra_fleet_connected",
+                    "1 while kinfrad is connected to the fleet's etcd; 0 while it serves the last fleet state it knew.",
+                    flag(f.connected),
+                ),
+                (
+                    "kinfra_fleet_applied_revision",
+                    "The etcd revision of the fleet intent this host applied last.",
+                    f.applied_revision,
+                ),
+                (
+                    "kinfra_fleet_hosts",
+                    "Hosts of the fleet present in etcd, as this host last saw them.",
+                    i64::try_from(f.hosts).unwrap_or(i64::MAX),
+                ),
+            ] {
+                enc.encode_descriptor(name, help, None, MetricType::Gauge)?
+                    .encode_gauge(&v)?;
+            }
+        }
         let info = Info::new([("version", self.version)]);
         let m = enc.encode_descriptor(
             "kinfra_build",
@@ -326,6 +358,11 @@ mod tests {
             open_connections: 2,
             sse_subscribers: 0,
             process: Process::default(),
+            fleet: Some(FleetReading {
+                connected: false,
+                applied_revision: 42,
+                hosts: 3,
+            }),
         }
     }
 
@@ -352,6 +389,9 @@ mod tests {
             "kinfra_supervised_exits_total{service=\"web\"} 3",
             "kinfra_open_connections 2",
             "kinfra_sse_subscribers 0",
+            "kinfra_fleet_connected 0",
+            "kinfra_fleet_applied_revision 42",
+            "kinfra_fleet_hosts 3",
             "kinfra_build_info{version=\"1.2.3\"} 1",
         ] {
             assert!(

@@ -26,7 +26,7 @@ use crate::model::maintenance::Target;
 use crate::proxy::answers::{Peer, error_response};
 use crate::web::auth::{self, Denied};
 
-pub use encode::{RouteRequests, Scrape, ServiceReadings, circuit_label, render};
+pub use encode::{FleetReading, RouteRequests, Scrape, ServiceReadings, circuit_label, render};
 pub use process::Process;
 
 /// The OpenMetrics text format's content type.
@@ -100,6 +100,11 @@ pub fn gather(app: &App) -> Scrape {
         open_connections: app.connections.load(Ordering::Relaxed),
         sse_subscribers: (app.events().subscribers() + app.events().log_followers()) as u64,
         process: Process::read(),
+        fleet: app.fleet_summary().map(|f| FleetReading {
+            connected: f.link.connected,
+            applied_revision: f.applied_revision,
+            hosts: f.nodes as u64,
+        }),
     }
 }
 
