@@ -24,6 +24,7 @@ pub fn render(resp: &Response, json: bool) -> String {
             Response::Status(r) => serde_json::to_string_pretty(r).unwrap_or_default(),
             Response::Maintenance(v) => serde_json::to_string_pretty(v).unwrap_or_default(),
             Response::Drain(d) => serde_json::to_string_pretty(d).unwrap_or_default(),
+            Response::Fleet(r) => serde_json::to_string_pretty(r).unwrap_or_default(),
             Response::MaintRecords { records } => {
                 serde_json::to_string_pretty(records).unwrap_or_default()
             }

@@ -64,6 +64,15 @@ pub struct TlsFiles {
     pub key: Option<std::path::PathBuf>,
 }
 
+/// How long a call keeps trying while no endpoint answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Patience {
+    /// Each endpoint once: for a task that tries again on its own.
+    OneRound,
+    /// Rounds for [`RETRY_FOR`]: for an operator waiting on a command.
+    Rounds,
+}
+
 /// The outcome of a compare-and-put.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Put {
@@ -214,7 +223,11 @@ impl Etcd {
         &self,
         path: &str,
         body: serde_json::Value,
+        patience: Patience,
     ) -> Result<T, Error> {
+        if patience == Patience::OneRound {
+            return self.call_round(path, &body).await;
+        }
         let until = tokio::time::Instant::now() + RETRY_FOR;
         loop {
             match self.call_round(path, &body).await {
@@ -279,9 +292,14 @@ impl Etcd {
     }
 
     /// Every key under `prefix` (or `prefix` alone), and the store's revision.
-    pub async fn range(&self, key: &[u8], prefix: bool) -> Result<(i64, Vec<Kv>), Error> {
+    pub async fn range(
+        &self,
+        key: &[u8],
+        prefix: bool,
+        patience: Patience,
+    ) -> Result<(i64, Vec<Kv>), Error> {
         let a: wire::RangeAnswer = self
-            .call("/v3/kv/range", wire::range_request(key, prefix))
+            .call("/v3/kv/range", wire::range_request(key, prefix), patience)
             .await?;
         let kvs = a
             .kvs
@@ -296,7 +314,11 @@ impl Etcd {
     /// exist), in one transaction.
     pub async fn put_if(&self, key: &[u8], mod_revision: i64, value: &[u8]) -> Result<Put, Error> {
         let a: wire::TxnAnswer = self
-            .call("/v3/kv/txn", wire::txn_put_if(key, mod_revision, value))
+            .call(
+                "/v3/kv/txn",
+                wire::txn_put_if(key, mod_revision, value),
+                Patience::Rounds,
+            )
             .await?;
         let now = a
             .responses
@@ -316,10 +338,14 @@ impl Etcd {
         }
     }
 
-    /// Put `value` at `key`, bound to `lease` (0: none).
+    /// Put `value` at `key`, bound to `lease` (0: none), trying each endpoint once.
     pub async fn put(&self, key: &[u8], value: &[u8], lease: i64) -> Result<(), Error> {
         let _: serde_json::Value = self
-            .call("/v3/kv/put", wire::put_request(key, value, lease))
+            .call(
+                "/v3/kv/put",
+                wire::put_request(key, value, lease),
+                Patience::OneRound,
+            )
             .await?;
         Ok(())
     }
@@ -330,6 +356,7 @@ impl Etcd {
             .call(
                 "/v3/lease/grant",
                 serde_json::json!({ "TTL": ttl_secs.to_string() }),
+                Patience::OneRound,
             )
             .await?;
         if a.id == 0 {
@@ -344,6 +371,7 @@ impl Etcd {
             .call(
                 "/v3/lease/keepalive",
                 serde_json::json!({ "ID": lease.to_string() }),
+                Patience::OneRound,
             )
             .await?;
         Ok(a.ttl)
@@ -354,6 +382,7 @@ impl Etcd {
             .call(
                 "/v3/lease/revoke",
                 serde_json::json!({ "ID": lease.to_string() }),
+                Patience::OneRound,
             )
             .await?;
         Ok(())

@@ -31,7 +31,7 @@ fn unavailable(e: etcd::Error) -> OpError {
 pub(super) async fn read_intent(f: &Fleet) -> Result<(i64, Intent), OpError> {
     let (_, kvs) = f
         .etcd
-        .range(&f.intent_key(), false)
+        .range(&f.intent_key(), false, etcd::Patience::Rounds)
         .await
         .map_err(unavailable)?;
     match kvs.into_iter().next() {

@@ -125,6 +125,13 @@ impl Fleet {
         lock(&self.applied).clone()
     }
 
+    /// Forget the applied revision's number (kept: the intent, to diff against), so the
+    /// intent of a new or restored cluster applies whatever its revision.
+    fn restart_revisions(&self) {
+        lock(&self.applied).revision = 0;
+        self.applied_rev.send_replace(0);
+    }
+
     fn connected(&self, endpoint: String) {
         let mut l = lock(&self.link);
         if !l.connected {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::etcd::{Batch, Error};
+use crate::etcd::{Batch, Error, Patience};
 use crate::model::fleet::{Intent, Presence, PresenceService};
 use crate::model::now_ms;
 
@@ -40,6 +40,9 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             Ok(()) => break,
             Err(e) => e,
         };
+        if lock(&f.link).connected {
+            failures = 0;
+        }
         f.disconnected(e.to_string());
         if matches!(e, Error::Compacted(_)) {
             // Nothing is wrong with etcd: read everything again at once.
@@ -54,9 +57,6 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
             _ = stop.wait_for(|s| *s) => break,
         }
-        if lock(&f.link).connected {
-            failures = 0;
-        }
     }
     if lease != 0 {
         let _ = tokio::time::timeout(Duration::from_secs(1), f.etcd.lease_revoke(lease)).await;
@@ -66,7 +66,20 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
 /// One connection: read, apply, watch, keep the presence, until something fails.
 async fn session(app: &Arc<App>, f: &Arc<Fleet>, lease: &mut i64) -> Result<(), Error> {
     let prefix = format!("{}/", f.cfg.prefix);
-    let (rev, kvs) = f.etcd.range(prefix.as_bytes(), true).await?;
+    let (rev, kvs) = f
+        .etcd
+        .range(prefix.as_bytes(), true, Patience::OneRound)
+        .await?;
+    if rev < f.applied().revision {
+        // Not the store the applied revision came from (a new or restored cluster): its
+        // revisions start over, so the intent there is applied whatever its number.
+        tracing::warn!(
+            store_revision = rev,
+            applied = f.applied().revision,
+            "fleet: etcd's revision is behind the one applied here; treating it as a new cluster"
+        );
+        f.restart_revisions();
+    }
     let intent_key = f.intent_key();
     let mut nodes = std::collections::BTreeMap::new();
     let mut intent = None;
