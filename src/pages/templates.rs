@@ -38,6 +38,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../templates/_events.js.html"),
     ),
     (
+        "_fleet.js.html",
+        include_str!("../../templates/_fleet.js.html"),
+    ),
+    (
         "_logs.css.html",
         include_str!("../../templates/_logs.css.html"),
     ),

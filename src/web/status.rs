@@ -1,5 +1,6 @@
 //! `GET /__status__`: the status JSON fallback pages, the dashboard and scripts read, filled from
-//! the upstreams; and the dashboard's route list (`GET /api/dashboard/routes`).
+//! the upstreams (and, in a fleet, `fleet`: this host's view of it); and the dashboard's route
+//! list (`GET /api/dashboard/routes`).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -7,6 +8,7 @@ use std::time::Instant;
 use serde_json::{Map, Value, json};
 
 use crate::app::{ActiveDrain, App, HitCounters, MaintView, Services};
+use crate::protocol::FleetReport;
 use crate::upstream::Snapshot;
 
 fn service_json(
@@ -53,7 +55,8 @@ fn service_json(
 
 /// The whole document; `Err` when `service` names no configured service. `reader`: a reader
 /// of the dashboard, who also gets the services' last log lines, their upstream URLs and raw
-/// error texts (everyone else: none of these, and a summary of the error).
+/// error texts, and the fleet's etcd endpoint, link error and problems (everyone else: none of
+/// these, and a summary of the error).
 pub fn services_json(app: &App, service: Option<&str>, reader: bool) -> Result<Value, String> {
     // Read before anything else: the document shows at least every change up to this one, so a
     // page can tell an older document that arrives late (a fetch overtaken by a pushed update).
@@ -148,9 +151,35 @@ pub fn services_json(app: &App, service: Option<&str>, reader: bool) -> Result<V
                 "maintenance_records".into(),
                 serde_json::to_value(app.maint_list()).unwrap_or(Value::Null),
             );
+            // A single host has no fleet, and says nothing of one.
+            if let Some(f) = app.fleet_local() {
+                o.insert(
+                    "fleet".into(),
+                    serde_json::to_value(fleet_view(f, reader)).unwrap_or(Value::Null),
+                );
+            }
         }
     }
     Ok(top)
+}
+
+/// The fleet as this host knows it. Where etcd lives, raw errors and the problems of applying
+/// the intent are for dashboard readers (everyone else: the link's state and since when, the
+/// intent, the hosts and their services' health).
+fn fleet_view(mut f: FleetReport, reader: bool) -> FleetReport {
+    if !reader {
+        f.link.endpoint = None;
+        f.link.error = None;
+        f.problems.clear();
+        for n in &mut f.nodes {
+            n.problems.clear();
+        }
+        // Like the route rows: custom page URLs only for readers.
+        for m in &mut f.maintenance {
+            m.page_url = None;
+        }
+    }
+    f
 }
 
 /// Every route with its service's state, maintenance, drain and circuit (the dashboard's

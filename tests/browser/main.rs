@@ -1,7 +1,7 @@
 //! End-to-end tests of the maintenance, landing and fallback pages in a real headless Chromium,
 //! driven through ChromeDriver: the live countdown, in-place updates, the automatic reload when
 //! maintenance ends or a proxied upstream comes back (and not before), the operator's message,
-//! hostile text, and a phone-sized viewport.
+//! hostile text, a phone-sized viewport; and the dashboard's Fleet panel.
 //! Screenshots go to `artifacts/browser/`. One file a theme; the harness they share is in
 //! tests/common, the WebDriver client in webdriver.rs beside this file.
 //!
@@ -15,6 +15,7 @@ mod webdriver;
 mod app;
 mod fallback_look;
 mod fallback_return;
+mod fleet;
 mod maintenance;
 mod operator_message;
 mod page;

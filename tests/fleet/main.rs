@@ -12,4 +12,5 @@ mod hostile;
 mod hosts;
 mod propagation;
 mod resilience;
+mod status;
 mod tls;

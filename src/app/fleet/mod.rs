@@ -132,25 +132,33 @@ impl Fleet {
         self.applied_rev.send_replace(0);
     }
 
-    fn connected(&self, endpoint: String) {
+    /// The link works (again); true when it was down, so the caller tells the live pages.
+    #[must_use]
+    fn connected(&self, endpoint: String) -> bool {
         let mut l = lock(&self.link);
-        if !l.connected {
+        let flipped = !l.connected;
+        if flipped {
             l.connected = true;
             l.since_ms = crate::model::now_ms();
             tracing::info!(endpoint = %endpoint, "fleet: connected to etcd");
         }
         l.endpoint = Some(endpoint);
         l.error = None;
+        flipped
     }
 
-    fn disconnected(&self, error: String) {
+    /// The link failed; true when it was up, so the caller tells the live pages.
+    #[must_use]
+    fn disconnected(&self, error: String) -> bool {
         let mut l = lock(&self.link);
-        if l.connected {
+        let flipped = l.connected;
+        if flipped {
             l.connected = false;
             l.since_ms = crate::model::now_ms();
             tracing::warn!(error = %error, "fleet: disconnected from etcd; serving the last fleet state known");
         }
         l.error = Some(error);
+        flipped
     }
 
     fn link_report(&self) -> FleetLink {

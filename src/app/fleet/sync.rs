@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::etcd::{Batch, Error, Patience};
 use crate::model::fleet::{Intent, Presence, PresenceService};
@@ -23,6 +24,8 @@ const LEASE_TTL_SECS: i64 = 10;
 const TICK: Duration = Duration::from_secs(2);
 /// Waits between failed sessions: from the first to the last.
 const BACKOFF: [u64; 5] = [200, 500, 1000, 2000, 3000];
+/// The live pages hear of other hosts' presence changes at most this often.
+const PRESENCE_NEWS: Duration = Duration::from_secs(1);
 
 /// Run the fleet task until `stop`; then take this host's presence away.
 pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
@@ -40,10 +43,11 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             Ok(()) => break,
             Err(e) => e,
         };
-        if lock(&f.link).connected {
+        if f.disconnected(e.to_string()) {
+            // It was connected: the next failure starts the back-off over.
             failures = 0;
+            app.publish();
         }
-        f.disconnected(e.to_string());
         if matches!(e, Error::Compacted(_)) {
             // Nothing is wrong with etcd: read everything again at once.
             tracing::info!(
@@ -98,7 +102,10 @@ async fn session(app: &Arc<App>, f: &Arc<Fleet>, lease: &mut i64) -> Result<(), 
         None => {}
     }
     let mut w = f.etcd.watch(prefix.as_bytes(), rev + 1).await?;
-    f.connected(w.endpoint.clone());
+    if f.connected(w.endpoint.clone()) {
+        app.publish();
+    }
+    let mut presence_news = Throttle::default();
     if *lease == 0 || f.etcd.lease_keepalive(*lease).await? <= 0 {
         *lease = f.etcd.lease_grant(LEASE_TTL_SECS).await?;
     }
@@ -111,14 +118,19 @@ async fn session(app: &Arc<App>, f: &Arc<Fleet>, lease: &mut i64) -> Result<(), 
             b = w.next() => {
                 let batch = b?;
                 let before = f.applied().revision;
-                on_batch(app, f, batch, &intent_key).await;
-                f.connected(w.endpoint.clone());
+                if on_batch(app, f, batch, &intent_key).await {
+                    presence_news.changed(app);
+                }
+                if f.connected(w.endpoint.clone()) {
+                    app.publish();
+                }
                 if f.applied().revision != before {
                     // Tell the fleet at once which revision this host now serves.
                     last = put_presence(app, f, *lease, last).await?;
                 }
             }
             _ = tick.tick() => {
+                presence_news.flush(app);
                 if f.etcd.lease_keepalive(*lease).await? <= 0 {
                     *lease = f.etcd.lease_grant(LEASE_TTL_SECS).await?;
                     last = None;
@@ -129,7 +141,33 @@ async fn session(app: &Arc<App>, f: &Arc<Fleet>, lease: &mut i64) -> Result<(), 
     }
 }
 
-async fn on_batch(app: &Arc<App>, f: &Arc<Fleet>, batch: Batch, intent_key: &[u8]) {
+/// Tells the live pages that a host's presence changed, at most once per [`PRESENCE_NEWS`]; a
+/// change that comes sooner waits for the next batch or tick.
+#[derive(Default)]
+struct Throttle {
+    last: Option<Instant>,
+    pending: bool,
+}
+
+impl Throttle {
+    fn changed(&mut self, app: &App) {
+        self.pending = true;
+        self.flush(app);
+    }
+
+    fn flush(&mut self, app: &App) {
+        if self.pending && self.last.is_none_or(|t| t.elapsed() >= PRESENCE_NEWS) {
+            self.pending = false;
+            self.last = Some(Instant::now());
+            app.publish();
+        }
+    }
+}
+
+/// Apply a batch of watched changes; true when a host's presence changed (came, went or said
+/// something new).
+async fn on_batch(app: &Arc<App>, f: &Arc<Fleet>, batch: Batch, intent_key: &[u8]) -> bool {
+    let mut presence = false;
     for (kv, deleted) in batch.events {
         if kv.key == intent_key {
             if deleted {
@@ -143,12 +181,14 @@ async fn on_batch(app: &Arc<App>, f: &Arc<Fleet>, batch: Batch, intent_key: &[u8
             .and_then(|n| std::str::from_utf8(n).ok())
         {
             if deleted {
-                lock(&f.nodes).remove(name);
+                presence |= lock(&f.nodes).remove(name).is_some();
             } else if let Some(p) = presence_of(f, &kv.key, &kv.value) {
-                lock(&f.nodes).insert(p.node.clone(), p);
+                let before = lock(&f.nodes).insert(p.node.clone(), p.clone());
+                presence |= before.as_ref() != Some(&p);
             }
         }
     }
+    presence
 }
 
 /// A presence key's document, if it is one (a bad one is logged and left out).
