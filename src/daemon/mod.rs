@@ -125,9 +125,9 @@ fn check_config(args: &DaemonArgs) -> ExitCode {
         return ExitCode::from(1);
     }
     if let Some(f) = &cfg.fleet
-        && let Err(e) = crate::etcd::Etcd::new(&f.endpoints, &f.tls)
+        && let Err(e) = crate::app::fleet::etcd_client(f)
     {
-        eprintln!("kinfrad: config invalid: {}: [fleet]: {e}", cfg.source);
+        eprintln!("kinfrad: config invalid: {}: {e}", cfg.source);
         return ExitCode::from(1);
     }
     println!("config OK: {}", cfg.source);

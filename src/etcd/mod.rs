@@ -9,8 +9,6 @@
 
 mod wire;
 
-use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -22,8 +20,6 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::de::DeserializeOwned;
 
 pub use wire::Kv;
@@ -54,14 +50,6 @@ pub enum Error {
     /// An answer this client cannot read.
     #[error("unreadable answer from etcd: {0}")]
     BadAnswer(String),
-}
-
-/// Client certificates and the CA that signs etcd's server certificate (PEM files).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TlsFiles {
-    pub ca: Option<std::path::PathBuf>,
-    pub cert: Option<std::path::PathBuf>,
-    pub key: Option<std::path::PathBuf>,
 }
 
 /// How long a call keeps trying while no endpoint answers.
@@ -104,57 +92,10 @@ impl std::fmt::Debug for Etcd {
     }
 }
 
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("{}: cannot read certificates: {e}", path.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: bad PEM: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no PEM certificates found", path.display()));
-    }
-    Ok(certs)
-}
-
-fn tls_config(files: &TlsFiles) -> Result<rustls::ClientConfig, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    match &files.ca {
-        Some(ca) => {
-            for c in read_certs(ca)? {
-                roots
-                    .add(c)
-                    .map_err(|e| format!("{}: unusable certificate: {e}", ca.display()))?;
-            }
-        }
-        None => {
-            for c in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(c);
-            }
-        }
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| format!("TLS setup: {e}"))?
-    .with_root_certificates(roots);
-    match (&files.cert, &files.key) {
-        (Some(cert), Some(key)) => {
-            let chain = read_certs(cert)?;
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| format!("{}: no usable private key: {e}", key.display()))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| format!("client certificate: {e}"))
-        }
-        (None, None) => Ok(builder.with_no_client_auth()),
-        _ => Err("a client certificate needs both cert and key".to_string()),
-    }
-}
-
 impl Etcd {
-    /// A client of `endpoints` (http:// or https:// URLs, checked by the config). Reads the TLS
-    /// files now, so a bad one is an error at start, not at the first call.
-    pub fn new(endpoints: &[String], tls: &TlsFiles) -> Result<Etcd, String> {
+    /// A client of `endpoints` (http:// or https:// URLs, checked by the config), with `tls` for
+    /// the https ones.
+    pub fn new(endpoints: &[String], tls: rustls::ClientConfig) -> Result<Etcd, String> {
         let endpoints = endpoints
             .iter()
             .map(|e| {
@@ -171,7 +112,7 @@ impl Etcd {
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
         http.set_nodelay(true);
         let conn = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config(tls)?)
+            .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);

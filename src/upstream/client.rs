@@ -111,14 +111,7 @@ pub fn tls_config(extra_ca: Option<&std::path::Path>) -> Result<Tls, String> {
         let _ = roots.add(cert);
     }
     if let Some(path) = extra_ca {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .map_err(|e| format!("{}: cannot read certificates: {e}", path.display()))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("{}: bad PEM: {e}", path.display()))?;
-        if certs.is_empty() {
-            return Err(format!("{}: no PEM certificates found", path.display()));
-        }
-        for c in certs {
+        for c in read_pem_certs(path)? {
             roots
                 .add(c)
                 .map_err(|e| format!("{}: unusable certificate: {e}", path.display()))?;
@@ -133,6 +126,18 @@ pub fn tls_config(extra_ca: Option<&std::path::Path>) -> Result<Tls, String> {
     .with_root_certificates(roots)
     .with_no_client_auth();
     Ok(Tls { config, root_count })
+}
+
+/// The certificates of a PEM file (at least one), with errors that name the file.
+pub fn read_pem_certs(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("{}: cannot read certificates: {e}", path.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: bad PEM: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no PEM certificates found", path.display()));
+    }
+    Ok(certs)
 }
 
 /// Human text for a connect error ("Connection refused").

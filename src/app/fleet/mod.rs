@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
-use crate::config::fleet::FleetConfig;
+use crate::config::fleet::{FleetConfig, TlsFiles};
 use crate::etcd::Etcd;
 use crate::model::fleet::{Intent, Presence};
 use crate::protocol::fmt::iso;
@@ -24,6 +24,7 @@ use crate::protocol::{
     FleetSummary,
 };
 use crate::state::FleetApplied;
+use crate::upstream::client::read_pem_certs;
 
 use super::{App, OpError};
 
@@ -73,7 +74,7 @@ impl std::fmt::Debug for Fleet {
 impl Fleet {
     /// The fleet of `cfg`, starting from what `state.json` says was applied last.
     pub fn new(cfg: FleetConfig, applied: Option<FleetApplied>) -> Result<Fleet, String> {
-        let etcd = Etcd::new(&cfg.endpoints, &cfg.tls).map_err(|e| format!("[fleet]: {e}"))?;
+        let etcd = etcd_client(&cfg)?;
         let applied = applied.unwrap_or_else(|| FleetApplied {
             revision: 0,
             intent: Intent::empty(),
@@ -242,6 +243,50 @@ impl Fleet {
             applied_revision: *self.applied_rev.borrow(),
             nodes: lock(&self.nodes).len(),
         }
+    }
+}
+
+/// The etcd client of `cfg`, its TLS files read now (a bad one is an error at start, not at the
+/// first call; `kinfrad --check-config` builds it too).
+pub fn etcd_client(cfg: &FleetConfig) -> Result<Etcd, String> {
+    Etcd::new(&cfg.endpoints, tls(&cfg.tls)?).map_err(|e| format!("[fleet]: {e}"))
+}
+
+fn tls(files: &TlsFiles) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::PrivateKeyDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match &files.ca {
+        Some(ca) => {
+            for c in read_pem_certs(ca).map_err(|e| format!("[fleet] ca: {e}"))? {
+                roots.add(c).map_err(|e| {
+                    format!("[fleet] ca: {}: unusable certificate: {e}", ca.display())
+                })?;
+            }
+        }
+        None => {
+            for c in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(c);
+            }
+        }
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("[fleet]: TLS setup: {e}"))?
+    .with_root_certificates(roots);
+    match (&files.cert, &files.key) {
+        (Some(cert), Some(key)) => {
+            let chain = read_pem_certs(cert).map_err(|e| format!("[fleet] cert: {e}"))?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+                format!("[fleet] key: {}: no usable private key: {e}", key.display())
+            })?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("[fleet]: client certificate: {e}"))
+        }
+        _ => Ok(builder.with_no_client_auth()),
     }
 }
 
