@@ -85,3 +85,17 @@ fn hand_written_documents_are_checked_like_input() {
     assert!(a.daemon.child.id() > 0);
     assert!(!a.daemon.log_text().contains("panicked"));
 }
+
+#[test]
+fn two_hosts_under_one_node_name_are_told_apart() {
+    if !etcd_or_skip("two_hosts_under_one_node_name_are_told_apart") {
+        return;
+    }
+    let cluster = EtcdCluster::start(1);
+    let a = Host::start("web-1", &cluster.endpoints(), "");
+    eventually(SPREAD, "connected", || {
+        (a.fleet_summary()["link"]["connected"] == true).then_some(())
+    });
+    let _b = Host::start("web-1", &cluster.endpoints(), "");
+    wait_problem(&a, "give each host its own [fleet] node");
+}

@@ -135,6 +135,14 @@ async fn session(app: &Arc<App>, f: &Arc<Fleet>, lease: &mut i64) -> Result<(), 
                     *lease = f.etcd.lease_grant(LEASE_TTL_SECS).await?;
                     last = None;
                 }
+                // The keep-alive goes to the watch's member first: answered by another, that
+                // member is silent (cut off without a reset), and so may be the watch.
+                if f.etcd.endpoint() != w.endpoint {
+                    return Err(Error::Unreachable(format!(
+                        "{}: stopped answering; watching on another member",
+                        w.endpoint
+                    )));
+                }
                 last = put_presence(app, f, *lease, last).await?;
             }
         }
@@ -183,6 +191,15 @@ async fn on_batch(app: &Arc<App>, f: &Arc<Fleet>, batch: Batch, intent_key: &[u8
             if deleted {
                 presence |= lock(&f.nodes).remove(name).is_some();
             } else if let Some(p) = presence_of(f, &kv.key, &kv.value) {
+                if p.node == f.cfg.node && p.started_ms != f.started_ms {
+                    // Only this kinfrad writes its key while it runs: another one shares the name.
+                    let why = format!(
+                        "another kinfrad (started {}) writes this host's presence: give each host its own [fleet] node",
+                        crate::protocol::fmt::iso(p.started_ms)
+                    );
+                    tracing::error!(node = %p.node, "fleet: {why}");
+                    f.problem(why);
+                }
                 let before = lock(&f.nodes).insert(p.node.clone(), p.clone());
                 presence |= before.as_ref() != Some(&p);
             }
