@@ -138,9 +138,23 @@ pub enum Answer {
 
 /// Three hosts on `cluster`, every one running its services.
 pub fn three(cluster: &EtcdCluster) -> Vec<Host> {
+    three_on(cluster, cluster.endpoints())
+}
+
+/// Three hosts on `cluster`, the first of them given `first_endpoints` (its order is the order
+/// kinfrad tries them in), every one running its services.
+pub fn three_on(cluster: &EtcdCluster, first_endpoints: Vec<String>) -> Vec<Host> {
     let hosts: Vec<Host> = ["web-1", "web-2", "web-3"]
         .iter()
-        .map(|n| Host::start(n, &cluster.endpoints(), ""))
+        .enumerate()
+        .map(|(i, n)| {
+            let e = if i == 0 {
+                first_endpoints.clone()
+            } else {
+                cluster.endpoints()
+            };
+            Host::start(n, &e, "")
+        })
         .collect();
     for h in &hosts {
         h.wait_services();

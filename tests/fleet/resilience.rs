@@ -6,7 +6,7 @@
 
 use crate::common::etcd::{EtcdCluster, etcd_or_skip};
 use crate::common::eventually;
-use crate::hosts::{Answer, Host, SPREAD, intent_versions, three, wait_all};
+use crate::hosts::{Answer, Host, SPREAD, intent_versions, three, three_on, wait_all};
 
 fn connected(h: &Host) -> bool {
     h.fleet_summary()["link"]["connected"] == true
@@ -18,11 +18,14 @@ fn a_change_while_the_leader_dies_lands_once_everywhere() {
         return;
     }
     let mut cluster = EtcdCluster::start(3);
-    let hosts = three(&cluster);
+    // Host A talks to the leader first, so the change goes to the member that dies.
+    let mut order = cluster.endpoints();
+    order.rotate_left(cluster.leader());
+    let hosts = three_on(&cluster, order);
     hosts[0].ctl_ok(&["--fleet", "maint", "enter", "--target", "web"]);
     wait_all(&hosts, "/", Answer::Maintenance);
     let (before, _) = intent_versions(&cluster);
-
+    // Whoever leads now dies (an election under load may have moved it from the first).
     let leader = cluster.leader();
     let control = hosts[0].daemon.control.clone();
     let change = std::thread::spawn(move || {
