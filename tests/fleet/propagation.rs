@@ -198,3 +198,22 @@ fn metrics_and_the_alert_rules_know_the_fleet() {
     let m = crate::common::scrape(single.addr);
     assert!(m.matching("kinfra_fleet_connected", &[]).is_empty());
 }
+
+#[test]
+fn a_fleet_stop_of_a_service_kinfrad_does_not_run_is_reported() {
+    if !etcd_or_skip("a_fleet_stop_of_a_service_kinfrad_does_not_run_is_reported") {
+        return;
+    }
+    let cluster = EtcdCluster::start(1);
+    let config = format!(
+        "[[service]]\nname = \"ext\"\nurl = \"http://127.0.0.1:{}\"\nroutes = [\"/\"]\n\n[fleet]\netcd = [{:?}]\nnode = \"edge-1\"\n",
+        crate::common::free_port(),
+        cluster.endpoint(0)
+    );
+    let d = crate::common::start_config(tempfile::tempdir().expect("tmp"), &config, &[]);
+    d.ctl_ok(&["--fleet", "stop", "ext"]);
+    eventually(SPREAD, "the host to say it could not stop ext", || {
+        let out = d.ctl_ok(&["fleet", "status"]);
+        out.contains("kinfrad does not run it here").then_some(())
+    });
+}

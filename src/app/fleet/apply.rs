@@ -106,6 +106,13 @@ impl App {
                 ));
             }
         }
+        for n in &next.stopped {
+            if self.services.load().get(n).is_some() && self.supervised(n).is_err() {
+                problems.push(format!(
+                    "stopping {n}: kinfrad does not run it here (no command), so nothing was stopped"
+                ));
+            }
+        }
         {
             let store = self.store.lock().await;
             let was = f.applied();
