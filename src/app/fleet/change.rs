@@ -28,10 +28,13 @@ fn unavailable(e: etcd::Error) -> OpError {
 
 /// The intent as etcd has it, and the revision that wrote it (0 and an empty intent: never
 /// written).
-pub(super) async fn read_intent(f: &Fleet) -> Result<(i64, Intent), OpError> {
+pub(super) async fn read_intent(
+    f: &Fleet,
+    patience: etcd::Patience,
+) -> Result<(i64, Intent), OpError> {
     let (_, kvs) = f
         .etcd
-        .range(&f.intent_key(), false, etcd::Patience::Rounds)
+        .range(&f.intent_key(), false, patience)
         .await
         .map_err(unavailable)?;
     match kvs.into_iter().next() {
@@ -85,7 +88,7 @@ impl App {
         {
             return Err(invalid(format!("revision: {r} is negative")));
         }
-        let (cur_rev, cur) = read_intent(&f).await?;
+        let (cur_rev, cur) = read_intent(&f, etcd::Patience::Rounds).await?;
         let base = revision.unwrap_or(cur_rev);
         if base != cur_rev {
             return Err(conflict(base, cur_rev, &cur));

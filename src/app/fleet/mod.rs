@@ -316,7 +316,8 @@ impl App {
     /// one (with the link saying disconnected) when etcd is out of reach.
     pub async fn fleet_list(&self) -> Result<FleetReport, OpError> {
         let f = self.fleet_or_err()?;
-        match change::read_intent(f).await {
+        // One round: when etcd is out of reach the operator sees the last applied at once.
+        match change::read_intent(f, crate::etcd::Patience::OneRound).await {
             Ok((rev, intent)) => Ok(f.report(rev, &intent)),
             Err(e) if e.code == ErrorCode::FleetUnavailable => Ok(f.local_report()),
             Err(e) => Err(e),
