@@ -127,20 +127,15 @@ impl App {
     ) -> Result<Vec<Target>, OpError> {
         let list = Target::parse_list(spec.unwrap_or(""))
             .map_err(|m| OpError::new(ErrorCode::InvalidArgument, format!("target: {m}")))?;
-        let svc = self.services.load();
-        let known = |t: &Target| match t {
-            Target::All => true,
-            Target::Service(n) => svc.get(n).is_some(),
-            Target::Route(r) => svc.table.routes().iter().any(|x| &x.spec == r),
-        };
         let unknown: Vec<String> = list
             .iter()
-            .filter(|t| !known(t) && !also(t))
+            .filter(|t| !self.target_known(t) && !also(t))
             .map(|t| t.to_string())
             .collect();
         if unknown.is_empty() {
             return Ok(list);
         }
+        let svc = self.services.load();
         let names: Vec<&str> = svc.list.iter().map(|u| u.name.as_str()).collect();
         let mut routes: Vec<String> = svc
             .table
@@ -165,6 +160,16 @@ impl App {
                 or_none(routes),
             ),
         ))
+    }
+
+    /// Is `t` the global record, or a service or route of the config in effect?
+    pub(super) fn target_known(&self, t: &Target) -> bool {
+        let svc = self.services.load();
+        match t {
+            Target::All => true,
+            Target::Service(n) => svc.get(n).is_some(),
+            Target::Route(r) => svc.table.routes().iter().any(|x| &x.spec == r),
+        }
     }
 
     /// The counters entering `fresh` resets: the configured routes a fresh record answers in

@@ -234,11 +234,11 @@ impl App {
             Some(cfg) => Some(Arc::new(fleet::Fleet::new(cfg, p.state.fleet)?)),
             None => None,
         };
-        let mut id = [0u8; 8];
-        crate::state::token::random_bytes(&mut id).map_err(|e| format!("/dev/urandom: {e}"))?;
+        let instance =
+            crate::state::token::random_hex::<8>().map_err(|e| format!("/dev/urandom: {e}"))?;
         Ok(App {
             started: Instant::now(),
-            instance: crate::state::token::hex(&id),
+            instance,
             config: ArcSwap::from_pointee(p.config),
             overrides: p.overrides,
             pages: ArcSwap::from_pointee(p.pages),

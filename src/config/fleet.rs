@@ -48,23 +48,19 @@ fn invalid(file: &str, key: &str, message: impl Into<String>) -> ConfigError {
     }
 }
 
-/// One endpoint: `http://` or `https://`, a host and a port, nothing after.
+/// One endpoint: `http://` or `https://`, a host and a port, nothing after (read like an
+/// upstream URL).
 fn endpoint(s: &str) -> Result<String, String> {
-    let rest = s
-        .strip_prefix("http://")
-        .or_else(|| s.strip_prefix("https://"))
-        .ok_or_else(|| format!("{s:?} must start with http:// or https://"))?;
-    let hostport = rest.strip_suffix('/').unwrap_or(rest);
-    if hostport.is_empty() || hostport.contains(['/', '?', '#', '@', ' ']) {
+    let u = super::values::parse_upstream_url(s)?;
+    if !u.base_path.is_empty() {
         return Err(format!("{s:?} must be scheme://host:port, with no path"));
     }
-    let uri: http::Uri = s.parse().map_err(|e| format!("{s:?} is not a URL: {e}"))?;
-    if uri.port_u16().is_none() {
+    if u.authority.port_u16().is_none() {
         return Err(format!(
             "{s:?} needs a port (etcd's client port is usually 2379)"
         ));
     }
-    Ok(s.trim_end_matches('/').to_string())
+    Ok(s.trim().trim_end_matches('/').to_string())
 }
 
 fn prefix(s: &str) -> Result<String, String> {

@@ -220,7 +220,7 @@ impl Etcd {
                         code: 0,
                     });
                 // Unavailable (no leader, stopping) or a deadline: another member may do.
-                if e.code == 14 || e.code == 4 || status.is_server_error() && e.code == 0 {
+                if e.code == 14 || e.code == 4 || (status.is_server_error() && e.code == 0) {
                     failures.push(format!("{}: {}", self.name(i), e.message));
                     continue;
                 }
@@ -436,7 +436,6 @@ fn decode_batch(msg: wire::WatchMessage) -> Result<Batch, Error> {
             r.cancel_reason
         )));
     }
-    let _ = r.created;
     let mut events = Vec::with_capacity(r.events.len());
     for ev in r.events {
         let deleted = ev.kind.as_deref() == Some("DELETE");

@@ -130,8 +130,6 @@ pub struct WatchResult {
     #[serde(default)]
     pub header: Header,
     #[serde(default)]
-    pub created: bool,
-    #[serde(default)]
     pub canceled: bool,
     #[serde(default, deserialize_with = "int")]
     pub compact_revision: i64,

@@ -47,10 +47,15 @@ pub(crate) fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
     std::fs::File::open("/dev/urandom")?.read_exact(buf)
 }
 
-fn create(path: &Path) -> io::Result<String> {
-    let mut raw = [0u8; 32];
+/// `N` random bytes from the kernel, in lower-case hex (tokens, the instance id, change ids).
+pub(crate) fn random_hex<const N: usize>() -> io::Result<String> {
+    let mut raw = [0u8; N];
     random_bytes(&mut raw)?;
-    let token = hex(&raw);
+    Ok(hex(&raw))
+}
+
+fn create(path: &Path) -> io::Result<String> {
+    let token = random_hex::<32>()?;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::model::drain::DrainTarget;
 use crate::model::fleet::Intent;
-use crate::model::maintenance::{Maintenance, Target};
+use crate::model::maintenance::Maintenance;
 use crate::model::now_ms;
 use crate::state::FleetApplied;
 use crate::supervisor::Command;
@@ -113,24 +113,22 @@ impl App {
                 ));
             }
         }
-        {
-            let store = self.store.lock().await;
-            let was = f.applied();
-            *lock(&f.applied) = FleetApplied {
-                revision,
-                intent: next,
-            };
-            let state = self.persisted(self.maint_snapshot(), self.stopped_list());
-            if let Err(e) = write_state(&store, state).await {
-                *lock(&f.applied) = was;
-                return Err(e.message);
-            }
-        }
         for p in &problems {
             tracing::warn!(revision, problem = %p, "fleet: part of the intent not applied here");
         }
         *lock(&f.problems) = problems;
-        f.applied_rev.send_replace(revision);
+        let applied = FleetApplied {
+            revision,
+            intent: next,
+        };
+        {
+            // Under the store lock, so the next state write of anyone carries it.
+            let store = self.store.lock().await;
+            let mut state = self.persisted(self.maint_snapshot(), self.stopped_list());
+            state.fleet = Some(applied.clone());
+            write_state(&store, state).await.map_err(|e| e.message)?;
+            f.applied.send_replace(applied);
+        }
         tracing::info!(revision, "fleet: intent applied");
         self.publish();
         Ok(())
@@ -154,16 +152,6 @@ impl App {
             target: Some(m.target.to_string()),
         };
         self.enter(req).await.map(|_| ()).map_err(|e| e.message)
-    }
-
-    /// Is `t` the global record, or a service or route of this host's config?
-    fn target_known(&self, t: &Target) -> bool {
-        let svc = self.services.load();
-        match t {
-            Target::All => true,
-            Target::Service(n) => svc.get(n).is_some(),
-            Target::Route(r) => svc.table.routes().iter().any(|x| &x.spec == r),
-        }
     }
 }
 

@@ -94,10 +94,8 @@ impl App {
             return Err(conflict(base, cur_rev, &cur));
         }
         let mut next = self.next_intent(&cur, change).await?;
-        let mut id = [0u8; 8];
-        crate::state::token::random_bytes(&mut id)
+        next.change_id = crate::state::token::random_hex::<8>()
             .map_err(|e| OpError::new(ErrorCode::Internal, format!("/dev/urandom: {e}")))?;
-        next.change_id = crate::state::token::hex(&id);
         next.changed_by = f.cfg.node.clone();
         next.changed_at_ms = now_ms();
         let written = match f.etcd.put_if(&f.intent_key(), base, &next.encode()).await {
@@ -128,8 +126,8 @@ impl App {
             Err(e) => return Err(unavailable(e)),
         };
         tracing::info!(revision = written, node = %f.cfg.node, "fleet: intent changed");
-        let mut seen = f.applied_rev.subscribe();
-        let applied = tokio::time::timeout(APPLY_WAIT, seen.wait_for(|r| *r >= written))
+        let mut seen = f.applied.subscribe();
+        let applied = tokio::time::timeout(APPLY_WAIT, seen.wait_for(|a| a.revision >= written))
             .await
             .is_ok_and(|r| r.is_ok());
         let mut report = f.report(written, &next);

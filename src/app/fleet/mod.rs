@@ -47,14 +47,13 @@ pub struct Fleet {
     cfg: FleetConfig,
     etcd: Etcd,
     link: Mutex<Link>,
-    /// The intent applied last and its revision (persisted).
-    applied: Mutex<FleetApplied>,
+    /// The intent applied last and its revision: set only once `state.json` holds it, and
+    /// watched by a change that waits until it took effect here.
+    applied: watch::Sender<FleetApplied>,
     /// What could not be applied of it.
     problems: Mutex<Vec<String>>,
     /// Every host's presence, by node name.
     nodes: Mutex<BTreeMap<String, Presence>>,
-    /// The revision applied last, for a change that waits until it took effect here.
-    applied_rev: watch::Sender<i64>,
     /// One apply at a time.
     apply_lock: tokio::sync::Mutex<()>,
     /// When this kinfrad started (Unix ms), for its presence.
@@ -79,7 +78,6 @@ impl Fleet {
             revision: 0,
             intent: Intent::empty(),
         });
-        let (applied_rev, _) = watch::channel(applied.revision);
         Ok(Fleet {
             link: Mutex::new(Link {
                 since_ms: crate::model::now_ms(),
@@ -88,10 +86,9 @@ impl Fleet {
             }),
             cfg,
             etcd,
-            applied: Mutex::new(applied),
+            applied: watch::Sender::new(applied),
             problems: Mutex::new(Vec::new()),
             nodes: Mutex::new(BTreeMap::new()),
-            applied_rev,
             apply_lock: tokio::sync::Mutex::new(()),
             started_ms: crate::model::now_ms(),
         })
@@ -117,20 +114,19 @@ impl Fleet {
         format!("{}{}", self.nodes_prefix(), self.cfg.node).into_bytes()
     }
 
-    pub fn node(&self) -> &str {
-        &self.cfg.node
-    }
-
     /// What `state.json` keeps of the fleet.
     pub fn applied(&self) -> FleetApplied {
-        lock(&self.applied).clone()
+        self.applied.borrow().clone()
+    }
+
+    fn applied_revision(&self) -> i64 {
+        self.applied.borrow().revision
     }
 
     /// Forget the applied revision's number (kept: the intent, to diff against), so the
     /// intent of a new or restored cluster applies whatever its revision.
     fn restart_revisions(&self) {
-        lock(&self.applied).revision = 0;
-        self.applied_rev.send_replace(0);
+        self.applied.send_modify(|a| a.revision = 0);
     }
 
     /// The link works (again); true when it was down, so the caller tells the live pages.
@@ -203,7 +199,7 @@ impl Fleet {
             prefix: self.cfg.prefix.clone(),
             link: self.link_report(),
             revision,
-            applied_revision: *self.applied_rev.borrow(),
+            applied_revision: self.applied_revision(),
             maintenance: intent
                 .maintenance
                 .iter()
@@ -240,7 +236,7 @@ impl Fleet {
         FleetSummary {
             node: self.cfg.node.clone(),
             link: self.link_report(),
-            applied_revision: *self.applied_rev.borrow(),
+            applied_revision: self.applied_revision(),
             nodes: lock(&self.nodes).len(),
         }
     }
