@@ -238,8 +238,10 @@ fn upstream_framing_tricks_never_unframe_a_response() {
             b"HTTP/1.1 200 OK\r\nConnection: content-length\r\nContent-Length: 5\r\n\r\nhello",
             After::Keep,
         ),
+        // It says it closes: hyper's pool would otherwise keep the connection, and a later
+        // request that raced the close would get the fallback (tests/proxy/pooling.rs).
         "/cl-te" => Reply::raw(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
             After::Close,
         ),
         "/early" => Reply::raw(
